@@ -1,0 +1,28 @@
+"""Error and warning types raised by the library."""
+
+from __future__ import annotations
+
+
+class SaliencyError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class RuleError(SaliencyError):
+    """A backprop rule cannot be applied to this model (compiled or scripted graphs)."""
+
+
+class ModelError(SaliencyError):
+    """A model could not be found, built or loaded."""
+
+
+class ImageError(SaliencyError):
+    """An image could not be read or decoded."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class RuleCoverageWarning(UserWarning):
+    """A rule left some activations with their plain gradient, or found no unit to change."""
