@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from .errors import ImageError, ModelError, RuleCoverageWarning, RuleError, SaliencyError
+from .images import load_image
+from .models import LoadedModel, ModelInfo, list_models, load_model
+from .preprocess import FIT_MODES, Geometry, Preprocessing
 from .explain import Explanation, ForwardPass, explain, forward_pass, resolve_targets
 from .hooks import RuleHooks, RuleReport, find_units
 from .rules import RULES, Rule, get_rule
@@ -10,7 +13,15 @@ from .rules import RULES, Rule, get_rule
 __version__ = "0.1.0"
 
 __all__ = [
+    "FIT_MODES",
     "RULES",
+    "Geometry",
+    "LoadedModel",
+    "ModelInfo",
+    "Preprocessing",
+    "list_models",
+    "load_image",
+    "load_model",
     "Explanation",
     "ForwardPass",
     "ImageError",
