@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from .errors import ImageError, ModelError, RuleCoverageWarning, RuleError, SaliencyError
+from .explain import Explanation, ForwardPass, explain, forward_pass, resolve_targets
+from .hooks import RuleHooks, RuleReport, find_units
 from .images import load_image
 from .models import LoadedModel, ModelInfo, list_models, load_model
 from .preprocess import FIT_MODES, Geometry, Preprocessing
-from .explain import Explanation, ForwardPass, explain, forward_pass, resolve_targets
-from .hooks import RuleHooks, RuleReport, find_units
 from .rules import RULES, Rule, get_rule
 
 __version__ = "0.1.0"

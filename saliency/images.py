@@ -20,11 +20,11 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Read an image file as an RGB PIL image in its displayed orientation.
 
     JPEG, PNG, WebP, BMP, TIFF and GIF (first frame) are read by their content, not their
-    extension. EXIF orientation is applied. Alpha is composited on white; 16-bit images are scaled to 8 bits
-    (not clipped), 32-bit integer images by the bit depth their values fit, float images from
-    [0, 1] (or their own range if outside it).
-    Images over Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``) are refused before decoding.
-    Every failure raises :class:`ImageError` with the path and the reason.
+    extension. EXIF orientation is applied. Alpha is composited on white. 16-bit images are
+    scaled to 8 bits (not clipped), 32-bit integer images by the bit depth their values fit,
+    float images from [0, 1] (or their own range if outside it). Images over Pillow's pixel
+    limit (``Image.MAX_IMAGE_PIXELS``) are refused before decoding. Every failure raises
+    :class:`ImageError` with the path and the reason.
     """
     path = Path(path)
     try:
