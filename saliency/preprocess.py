@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 FIT_MODES = ("native", "crop", "resize")
@@ -44,22 +43,29 @@ class Geometry:
     box: tuple[float, float, float, float]
     input_size: tuple[int, int]
 
-    def to_image(self, maps: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    def to_image(self, maps: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """Resample maps (..., h, w) at model resolution onto the original image (..., H, W).
 
-        Pixels outside the box (outside a center crop) are 0.
+        Bilinear, separable (rows, then columns), so memory is that of the output only; ``rows``
+        selects a band of output rows. Pixels whose centre lies outside the box (outside a
+        center crop) are 0.
         """
         width, height = self.image_size
         left, top, right, bottom = self.box
-        lead = maps.shape[:-2]
-        flat = maps.reshape(1, -1, *maps.shape[-2:]).float()
-        xs = (torch.arange(width, dtype=torch.float32) + 0.5 - left) / (right - left) * 2 - 1
-        ys = (torch.arange(height, dtype=torch.float32) + 0.5 - top) / (bottom - top) * 2 - 1
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None].to(flat.device)
-        out = F.grid_sample(flat, grid, mode=mode, padding_mode="border", align_corners=False)
-        inside = (grid.abs() <= 1).all(dim=-1)
-        out = out * inside.to(out.dtype)
-        return out.reshape(*lead, height, width)
+        start, stop, _ = (rows or slice(0, height)).indices(height)
+        maps = maps.detach().float().cpu()
+        y0, y1, fy, inside_y = _axis(torch.arange(start, stop), top, bottom, maps.shape[-2])
+        x0, x1, fx, inside_x = _axis(torch.arange(width), left, right, maps.shape[-1])
+        fy = fy[:, None]
+        band = maps[..., y0, :] * (1 - fy) + maps[..., y1, :] * fy
+        out = band[..., x0] * (1 - fx) + band[..., x1] * fx
+        return out * (inside_y[:, None] & inside_x[None, :]).to(out.dtype)
+
+    def scaled(self, size: tuple[int, int]) -> Geometry:
+        """The same mapping onto the image resized to ``size`` (width, height), e.g. a thumbnail."""
+        sx, sy = size[0] / self.image_size[0], size[1] / self.image_size[1]
+        left, top, right, bottom = self.box
+        return Geometry(size, (left * sx, top * sy, right * sx, bottom * sy), self.input_size)
 
     def to_dict(self) -> dict[str, list[float] | list[int]]:
         """Plain JSON-able form."""
@@ -121,6 +127,19 @@ class Preprocessing:
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return tensor.sub_(mean).div_(std), geometry
+
+
+def _axis(
+    pixels: torch.Tensor, start: float, end: float, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear source indices and weights along one axis (pixel-centre convention)."""
+    centres = pixels.to(torch.float64) + 0.5
+    source = (centres - start) * (size / (end - start)) - 0.5
+    inside = (centres >= start) & (centres <= end)
+    source = source.clamp(0, size - 1)
+    low = source.floor().long()
+    high = (low + 1).clamp(max=size - 1)
+    return low, high, (source - low).float(), inside
 
 
 def check_fit(fit: str) -> str:

@@ -1,0 +1,1 @@
+"""The saliency command-line interface (installed as the package ``saliency_cli``)."""

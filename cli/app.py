@@ -1,0 +1,497 @@
+"""The ``saliency`` command. Arguments, progress and messages live here; the work in ``saliency``.
+
+torch, torchvision, timm and matplotlib are imported only once a command starts working, so
+``saliency --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+app = typer.Typer(
+    name="saliency",
+    help="Backprop saliency maps (Gradients, DeconvNet, Guided Backprop) for CNN classifiers.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Method(str, Enum):
+    gradient = "gradient"
+    deconvnet = "deconvnet"
+    guided = "guided"
+    all = "all"
+
+
+class Style(str, Enum):
+    overlay = "overlay"
+    heatmap = "heatmap"
+    rgb = "rgb"
+    grayscale = "grayscale"
+
+
+class Sign(str, Enum):
+    abs = "abs"
+    positive = "positive"
+    negative = "negative"
+    all = "all"
+
+
+class Reduce(str, Enum):
+    max = "max"
+    sum = "sum"
+
+
+class Fit(str, Enum):
+    native = "native"
+    crop = "crop"
+    resize = "resize"
+
+
+class Format(str, Enum):
+    png = "png"
+    pdf = "pdf"
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    _stderr().print(f"[bold red]error:[/] {_escape(message)}")
+    raise typer.Exit(code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"saliency {version('cnn-saliency')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = None,
+) -> None:
+    """Backprop saliency maps (Gradients, DeconvNet, Guided Backprop) for CNN classifiers."""
+
+
+# Options shared by explain and compare.
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="efficientnet_lite0 (offline default), a torchvision name (resnet50, "
+        "resnet50:IMAGENET1K_V1) or timm/<name>.",
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Local checkpoint (state dict) for the architecture named by --model."),
+]
+LabelsOpt = Annotated[
+    Path | None, typer.Option(help="Class names: a text file (one per line) or a JSON list.")
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")
+]
+MethodOpt = Annotated[
+    list[Method] | None,
+    typer.Option("--method", help="Repeatable; 'all' means the three. [default: guided]"),
+]
+TargetOpt = Annotated[
+    str,
+    typer.Option(help="top1, topk:N, a class index, or a class name (case-insensitive)."),
+]
+FitOpt = Annotated[
+    Fit | None,
+    typer.Option(
+        help="native: whole photo, aspect kept (default); crop: the model's center crop; "
+        "resize: whole photo squeezed to the model's input."
+    ),
+]
+StyleOpt = Annotated[Style, typer.Option(help="Picture style.")]
+SignOpt = Annotated[Sign, typer.Option(help="Which part of the map to show; 'all' is diverging.")]
+ReduceOpt = Annotated[
+    Reduce, typer.Option(help="Channel reduction: max of |value| (Simonyan) or sum of |value|.")
+]
+ClipOpt = Annotated[
+    float, typer.Option(help="Clip the map at this percentile of |value|, (0, 100].")
+]
+CmapOpt = Annotated[
+    str | None,
+    typer.Option(help="Any matplotlib colormap. [default: inferno; coolwarm with --sign all]"),
+]
+AlphaOpt = Annotated[float, typer.Option(help="Overlay opacity at the strongest pixels, [0, 1].")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks.")]
+PathsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")]
+
+
+def _methods(chosen: list[Method] | None) -> tuple[str, ...]:
+    names: list[str] = []
+    for method in chosen or [Method.guided]:
+        for name in (
+            ("gradient", "deconvnet", "guided") if method is Method.all else (method.value,)
+        ):
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def _render_options(style, reduce, sign, clip, cmap, alpha):
+    from saliency.render import RenderOptions
+
+    try:
+        return RenderOptions(
+            style=style.value,
+            reduce=reduce.value,
+            sign=sign.value,
+            clip_percentile=clip,
+            cmap=cmap,
+            alpha=alpha,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _load(model: str, weights: Path | None, labels: Path | None, device: str, debug: bool):
+    import saliency
+    from saliency.devices import resolve_device
+
+    try:
+        resolved = resolve_device(device)
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        return saliency.load_model(model, weights=weights, device=resolved, labels=labels)
+    except saliency.SaliencyError as exc:
+        if debug:
+            raise
+        _fail(str(exc))
+
+
+def _target(spec: str, categories: list[str]):
+    from saliency.batch import parse_target
+
+    try:
+        return parse_target(spec, categories)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+class _Stopper:
+    """SIGINT/SIGTERM ask the run to stop after the current batch; a second signal stops now."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _Stopper:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+
+@app.command()
+def explain(
+    paths: PathsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("saliency_out"),
+    model: ModelOpt = "efficientnet_lite0",
+    weights: WeightsOpt = None,
+    labels: LabelsOpt = None,
+    device: DeviceOpt = "auto",
+    method: MethodOpt = None,
+    target: TargetOpt = "top1",
+    fit: FitOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
+    recursive: Annotated[bool, typer.Option(help="Descend into subfolders.")] = True,
+    style: StyleOpt = Style.overlay,
+    reduce: ReduceOpt = Reduce.max,
+    sign: SignOpt = Sign.abs,
+    clip_percentile: ClipOpt = 99.0,
+    cmap: CmapOpt = None,
+    alpha: AlphaOpt = 0.7,
+    save_raw: Annotated[
+        bool, typer.Option(help="Also save each map as float32 .npy (model resolution) + geometry.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo and replace existing outputs.")] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a saliency picture per image, method and target, and a manifest [b]results.jsonl[/].
+
+    The input tree is mirrored under --out. Existing outputs are kept (a rerun completes what is
+    missing) unless --overwrite. Exit codes: 0 all done, 1 some inputs failed, 2 usage error,
+    130 interrupted.
+    """
+    if batch_size < 1:
+        _fail(f"--batch-size must be at least 1, got {batch_size}")
+    methods = _methods(method)
+    render_options = _render_options(style, reduce, sign, clip_percentile, cmap, alpha)
+    loaded = _load(model, weights, labels, device, debug)
+    if fit is not None and fit is Fit.native and loaded.preprocessing.fixed_input_size:
+        _fail(f"{model} needs a fixed input size: use --fit resize or --fit crop")
+    target_spec = _target(target, loaded.categories)
+
+    from saliency.batch import JobOptions, run_job
+    from saliency.inputs import collect_inputs
+
+    found = collect_inputs(paths, recursive=recursive)
+    if not found.files and not found.missing:
+        _fail("no images found in " + ", ".join(paths))
+    options = JobOptions(
+        methods=methods,
+        target=target_spec,
+        fit=fit.value if fit else None,
+        batch_size=batch_size,
+        render=render_options,
+        save_raw=save_raw,
+        overwrite=overwrite,
+    )
+    console = _stderr()
+    for missing in found.missing:
+        console.print(f"[red]error:[/] {_escape(missing)}: no such file or folder")
+    counts = {"images": 0, "maps": 0, "failed": len(found.missing), "done before": 0}
+    started = time.perf_counter()
+    progress = _progress(console, quiet)
+
+    def on_image(outcome) -> None:
+        if outcome.done:
+            counts["done before"] += 1
+        elif outcome.error:
+            counts["failed"] += 1
+            progress.console.print(
+                f"[red]error:[/] {_escape(outcome.input.shown)}: {_escape(outcome.error)}"
+            )
+        else:
+            counts["images"] += 1
+            counts["maps"] += sum(row["status"] == "ok" for row in outcome.rows)
+        for warning in outcome.warnings:
+            progress.console.print(
+                f"[yellow]warning:[/] {_escape(outcome.input.shown)}: {_escape(warning)}"
+            )
+        progress.advance(task)
+
+    try:
+        _write_missing_rows(out, loaded.name, found.missing, overwrite)
+        with progress, _Stopper() as stopper:
+            task = progress.add_task("explaining", total=len(found.files))
+            reports = run_job(loaded, found.files, out, options, on_image, stopper)
+    except OSError as exc:
+        if debug:
+            raise
+        _fail(f"cannot write to {out}: {exc.strerror or exc}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    for report in reports.values():
+        message = report.warning()
+        if message:
+            console.print(f"[yellow]warning:[/] {_escape(message)}")
+    elapsed = time.perf_counter() - started
+    if not quiet:
+        extra = f", {counts['done before']} already done" if counts["done before"] else ""
+        skipped = f", {found.skipped} non-image files skipped" if found.skipped else ""
+        rate = counts["images"] / elapsed if elapsed > 0 else 0.0
+        console.print(
+            f"{counts['images']} images, {counts['maps']} maps, {counts['failed']} failed"
+            f"{extra}{skipped} in {elapsed:.1f} s ({rate:.1f} images/s); "
+            f"outputs in {_escape(str(out))}/ (manifest {_escape(str(out / 'results.jsonl'))})"
+        )
+    if stopper.signal is not None:
+        console.print("[yellow]interrupted:[/] finished items are saved; rerun to complete")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(EXIT_FAILED if counts["failed"] else EXIT_OK)
+
+
+def _write_missing_rows(out: Path, model: str, missing: list[str], overwrite: bool) -> None:
+    if not missing:
+        return
+    from saliency.outputs import Manifest
+
+    manifest = Manifest(out, fresh=overwrite)
+    try:
+        for path in missing:
+            manifest.write(
+                {
+                    "image": path,
+                    "model": model,
+                    "top5": [],
+                    "outputs": [],
+                    "status": "error",
+                    "error": "no such file or folder",
+                }
+            )
+    finally:
+        manifest.close()
+
+
+def _progress(console, quiet: bool):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} img/s" if speed else "- img/s")
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=False,
+    )
+
+
+@app.command()
+def compare(
+    paths: PathsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("saliency_out"),
+    model: ModelOpt = "efficientnet_lite0",
+    weights: WeightsOpt = None,
+    labels: LabelsOpt = None,
+    device: DeviceOpt = "auto",
+    method: MethodOpt = None,
+    target: TargetOpt = "top1",
+    fit: FitOpt = None,
+    grid: Annotated[bool, typer.Option(help="All images as rows of one figure.")] = False,
+    format: Annotated[Format, typer.Option("--format", help="Figure file format.")] = Format.png,
+    style: StyleOpt = Style.overlay,
+    reduce: ReduceOpt = Reduce.max,
+    sign: SignOpt = Sign.abs,
+    clip_percentile: ClipOpt = 99.0,
+    cmap: CmapOpt = None,
+    alpha: AlphaOpt = 0.7,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """One figure per image: the photo, then each method side by side (all three by default)."""
+    methods = _methods(method or [Method.all])
+    render_options = _render_options(style, reduce, sign, clip_percentile, cmap, alpha)
+    loaded = _load(model, weights, labels, device, debug)
+    target_spec = _target(target, loaded.categories)
+    if target_spec.kind == "topk":
+        _fail("compare shows one target per image: use top1, a class index or a class name")
+
+    from saliency.figures import compare_rows, save_figure
+    from saliency.inputs import collect_inputs
+
+    found = collect_inputs(paths)
+    if not found.files and not found.missing:
+        _fail("no images found in " + ", ".join(paths))
+    console = _stderr()
+    failed = len(found.missing)
+    for missing in found.missing:
+        console.print(f"[red]error:[/] {_escape(missing)}: no such file or folder")
+    rows, written = [], []
+    for file, row in compare_rows(
+        loaded, found.files, methods, target_spec, fit.value if fit else None, render_options
+    ):
+        if isinstance(row, str):
+            failed += 1
+            console.print(f"[red]error:[/] {_escape(file.shown)}: {_escape(row)}")
+            continue
+        if grid:
+            rows.append(row)
+        else:
+            path = out / f"{file.base.as_posix()}.compare.{format.value}"
+            try:
+                save_figure([row], path)
+            except OSError as exc:
+                _fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_FAILED)
+            written.append(path)
+    if grid and rows:
+        path = out / f"compare.{format.value}"
+        try:
+            save_figure(rows, path)
+        except OSError as exc:
+            _fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_FAILED)
+        written.append(path)
+    if not quiet:
+        console.print(f"{len(written)} figures, {failed} failed; outputs in {_escape(str(out))}/")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@app.command()
+def models(
+    offline: Annotated[
+        bool, typer.Option(help="Only models usable without a network now.")
+    ] = False,
+) -> None:
+    """List models: name, source, parameters, and whether usable offline now."""
+    from saliency import list_models
+
+    for row in list_models(offline_only=offline):
+        params = f"{row.parameters / 1e6:.1f}M" if row.parameters else "?"
+        status = "offline" if row.offline else "needs download"
+        typer.echo(f"{row.name:28s} {row.source:16s} {params:>8s}  {status}")
+
+
+@app.command()
+def methods() -> None:
+    """List the methods, what each shows, and what it costs."""
+    from saliency import RULES
+
+    for rule in RULES.values():
+        typer.echo(f"{rule.name:10s} {rule.summary}; 1 forward + 1 backward pass per target")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)

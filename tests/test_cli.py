@@ -1,0 +1,220 @@
+"""The saliency command, through Typer's runner and through a real subprocess."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from saliency_cli.app import app
+from typer.testing import CliRunner
+
+from saliency.outputs import MANIFEST_KEYS
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def small(name, size):
+    image = Image.open(SAMPLES / name).convert("RGB")
+    return image.resize(size)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A nested folder: the same file name in two subfolders, a non-image, odd sizes."""
+    root = tmp_path / "photos"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    small("coffee.jpg", (240, 160)).save(root / "a" / "pic.jpg")
+    small("chelsea.png", (90, 60)).save(root / "b" / "pic.jpg")
+    small("chelsea.png", (64, 96)).save(root / "cat.png")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def manifest(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_explain_folder_mirrors_tree_all_methods(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("explain", photos, "--out", out, "--method", "all", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    for rel, size in [("a/pic", (240, 160)), ("b/pic", (90, 60)), ("cat", (64, 96))]:
+        for method in ("gradient", "deconvnet", "guided"):
+            picture = Image.open(out / f"{rel}.{method}.png")
+            assert picture.size == size and picture.mode == "RGB"
+    rows = manifest(out)
+    assert len(rows) == 9
+    assert all(tuple(row) == MANIFEST_KEYS and row["status"] == "ok" for row in rows)
+    coffee = [r for r in rows if r["image"].endswith(os.path.join("a", "pic.jpg"))]
+    assert {r["method"] for r in coffee} == {"gradient", "deconvnet", "guided"}
+    assert all(r["target_name"] == "espresso" and r["target"] == 967 for r in coffee)
+    assert coffee[0]["top5"][0] == {
+        "class": 967,
+        "name": "espresso",
+        "probability": coffee[0]["probability"],
+    }
+    assert len(coffee[0]["top5"]) == 5 and coffee[0]["model"] == "efficientnet_lite0"
+    assert "1 non-image files skipped" in result.output
+
+
+def test_topk_and_class_name_targets(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("explain", photos / "cat.png", "--out", out, "--target", "topk:2")
+    assert result.exit_code == 0, result.output
+    rows = manifest(out)
+    assert [r["outputs"] for r in rows] == [["cat.guided.top1.png"], ["cat.guided.top2.png"]]
+    assert [r["target"] for r in rows] == [t["class"] for t in rows[0]["top5"][:2]]
+    result = run("explain", photos / "cat.png", "--out", out, "--target", "TIGER CAT")
+    assert result.exit_code == 0, result.output
+    row = manifest(out)[-1]
+    assert row["target"] == 282 and row["target_name"] == "tiger cat"
+    assert row["outputs"] == ["cat.guided.282.png"] and (out / "cat.guided.282.png").exists()
+
+
+def test_save_raw(photos, tmp_path):
+    out = tmp_path / "out"
+    assert run("explain", photos / "cat.png", "--out", out, "--save-raw").exit_code == 0
+    raw = np.load(out / "cat.guided.npy")
+    geometry = json.loads((out / "cat.geometry.json").read_text())
+    assert raw.dtype == np.float32 and raw.shape == (3, *geometry["input_size"][::-1])
+    assert geometry["image_size"] == [64, 96]
+    assert manifest(out)[0]["outputs"] == ["cat.guided.png", "cat.guided.npy", "cat.geometry.json"]
+
+
+def test_failures_exit_1_and_rerun_completes_only_whats_missing(photos, tmp_path):
+    out = tmp_path / "out"
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    result = run("explain", photos, "--out", out)
+    assert result.exit_code == 1
+    assert "broken.jpg" in result.output
+    rows = manifest(out)
+    bad = [r for r in rows if r["status"] == "error"]
+    assert len(bad) == 1 and bad[0]["image"].endswith("broken.jpg") and bad[0]["error"]
+    first = (out / "cat.guided.png").stat().st_mtime_ns
+    (photos / "broken.jpg").unlink()
+    small("rocket.jpg", (50, 70)).save(photos / "new.jpg")
+    result = run("explain", photos, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "3 already done" in result.output
+    assert (out / "cat.guided.png").stat().st_mtime_ns == first
+    ok = [r["image"] for r in manifest(out) if r["status"] == "ok"]
+    assert len(ok) == len(set(ok)) == 4  # every image done exactly once
+    result = run("explain", photos, "--out", out, "--overwrite")
+    assert result.exit_code == 0 and len(manifest(out)) == 4
+
+
+def test_same_inputs_give_identical_pngs(photos, tmp_path):
+    for out in ("one", "two"):
+        assert run("explain", photos, "--out", tmp_path / out, "--style", "rgb").exit_code == 0
+    for png in (tmp_path / "one").rglob("*.png"):
+        assert (
+            png.read_bytes() == (tmp_path / "two" / png.relative_to(tmp_path / "one")).read_bytes()
+        )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "lrp"], "'lrp' is not one of"),
+        (["--style", "x"], "'x' is not one of"),
+        (["--fit", "x"], "'x' is not one of"),
+        (["--cmap", "nope"], "unknown colormap"),
+        (["--model", "resnet5"], "did you mean resnet50"),
+        (["--device", "cuda:7"], "cuda"),
+        (["--target", "tiger kat"], "close matches: 'tiger cat'"),
+        (["--target", "1000"], r"valid classes are 0..999"),
+        (["--batch-size", "0"], "at least 1"),
+        (["--alpha", "1.5"], r"\[0, 1\]"),
+        (["--clip-percentile", "101"], r"\(0, 100\]"),
+    ],
+)
+def test_bad_options_exit_2_before_any_work(photos, tmp_path, args, message):
+    import re
+
+    out = tmp_path / "out"
+    result = run("explain", photos, "--out", out, *args)
+    assert result.exit_code == 2
+    assert re.search(message, " ".join(result.output.split()))
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_compare_figures(photos, tmp_path):
+    out = tmp_path / "cmp"
+    result = run("compare", photos / "a", photos / "cat.png", "--out", out)
+    assert result.exit_code == 0, result.output
+    figure = Image.open(out / "cat.compare.png")
+    assert figure.size[0] > 4 * 300  # photo + three panels side by side
+    result = run("compare", photos, "--out", out, "--grid", "--format", "pdf")
+    assert result.exit_code == 0, result.output
+    assert (out / "compare.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_list_commands():
+    result = run("methods")
+    assert [line.split()[0] for line in result.output.splitlines()] == [
+        "gradient",
+        "deconvnet",
+        "guided",
+    ]
+    lines = run("models", "--offline").output.splitlines()
+    assert lines[0].split()[0] == "efficientnet_lite0" and lines[0].endswith("offline")
+    assert run("--version").output.startswith("saliency ")
+
+
+def saliency_exe():
+    exe = shutil.which("saliency", path=os.path.dirname(sys.executable))
+    assert exe, "the saliency console script is not installed"
+    return exe
+
+
+def test_installed_command_in_a_subprocess(photos, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [saliency_exe(), "explain", str(photos), "--out", str(out), "--method", "deconvnet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / "a" / "pic.deconvnet.png").exists() and (out / "b" / "pic.deconvnet.png").exists()
+    assert "3 images, 3 maps, 0 failed" in done.stderr
+    bad = subprocess.run(
+        [saliency_exe(), "explain", str(photos / "nope.jpg"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1 and "nope.jpg: no such file or folder" in bad.stderr
+    usage = subprocess.run(
+        [saliency_exe(), "explain", str(photos), "--method", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_help_is_instant_without_torch():
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import saliency_cli.app"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert not {"torch", "torchvision", "timm", "matplotlib"} & imported
+    assert (
+        subprocess.run([saliency_exe(), "--help"], capture_output=True, timeout=60).returncode == 0
+    )
