@@ -270,6 +270,7 @@ def explain(
     if fit is not None and fit is Fit.native and loaded.preprocessing.fixed_input_size:
         _fail(f"{model} needs a fixed input size: use --fit resize or --fit crop")
     target_spec = _target(target, loaded.categories)
+    _check_writable(out)
 
     from saliency.batch import JobOptions, run_job
     from saliency.inputs import collect_inputs
@@ -341,6 +342,18 @@ def explain(
         console.print("[yellow]interrupted:[/] finished items are saved; rerun to complete")
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_FAILED if counts["failed"] else EXIT_OK)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an output folder we cannot create or write into, before any work."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        _fail(f"cannot write to --out {out}: {exc.strerror or exc}")
 
 
 def _write_missing_rows(out: Path, model: str, missing: list[str], overwrite: bool) -> None:
@@ -424,6 +437,7 @@ def compare(
     target_spec = _target(target, loaded.categories)
     if target_spec.kind == "topk":
         _fail("compare shows one target per image: use top1, a class index or a class name")
+    _check_writable(out)
 
     from saliency.figures import compare_rows, save_figure
     from saliency.inputs import collect_inputs

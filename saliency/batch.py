@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
+from .errors import ImageError
 from .explain import forward_pass
 from .hooks import RuleReport
 from .images import load_image
@@ -123,8 +123,9 @@ class ImageOutcome:
 
 @dataclass
 class _Decoded:
+    """A photo ready for the model; the photo itself is not kept (writers re-read it if needed)."""
+
     input: InputFile
-    image: Image.Image | None = None
     tensor: torch.Tensor | None = None
     geometry: Geometry | None = None
     error: str | None = None
@@ -232,6 +233,8 @@ def _result(loaded: LoadedModel, file: InputFile, job: Future[ImageOutcome]) -> 
             f": {exc.filename}" if exc.filename else ""
         )
         return _error_outcome(loaded, file, reason)
+    except ImageError as exc:
+        return _error_outcome(loaded, file, exc.reason)
     except Exception as exc:  # rendering failed unexpectedly: report it as this image's error
         return _error_outcome(loaded, file, f"{type(exc).__name__}: {exc}")
 
@@ -244,9 +247,9 @@ def _error_outcome(loaded: LoadedModel, file: InputFile, reason: str) -> ImageOu
 
 def _decode(file: InputFile, loaded: LoadedModel, fit: str | None) -> _Decoded:
     try:
-        image = load_image(file.path)
+        image = load_image(file.path, lambda full: loaded.preprocessing.source_size(full, fit))
         tensor, geometry = loaded.preprocess(image, fit)
-        return _Decoded(file, image, tensor, geometry)
+        return _Decoded(file, tensor, geometry)
     except Exception as exc:  # never let one bad file stop the run
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         return _Decoded(file, error=reason)
@@ -331,9 +334,10 @@ def _write_outputs(
     loaded: LoadedModel, item: _Explained, out_dir: Path, options: JobOptions
 ) -> ImageOutcome:
     decoded = item.decoded
-    file, image, geometry = decoded.input, decoded.image, decoded.geometry
-    assert image is not None and geometry is not None
+    file, geometry = decoded.input, decoded.geometry
+    assert geometry is not None
     outcome = ImageOutcome(file)
+    image = None  # the full-size photo, read when an overlay needs it: one per writer at a time
     base = file.base.as_posix()
     if options.save_raw:
         geometry_name = f"{base}.geometry.json"
@@ -345,6 +349,10 @@ def _write_outputs(
         png = out_dir / outputs[0]
         wrote = options.overwrite or not png.exists()
         if wrote:
+            if image is None and options.render.style == "overlay":
+                image = load_image(file.path)
+                if image.size != geometry.image_size:
+                    raise ImageError(file.path, "the file changed while it was being explained")
             drawn, empty = draw(image, maps, geometry, options.render)
             write_atomic(png, partial(drawn.save, format="PNG"))
             if empty:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
+_ORIENTATION = 0x0112
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
 )
 
 
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str],
+    reduce_for: Callable[[tuple[int, int]], tuple[int, int]] | None = None,
+) -> Image.Image:
     """Read an image file as an RGB PIL image in its displayed orientation.
 
     JPEG, PNG, WebP, BMP, TIFF and GIF (first frame) are read by their content, not their
@@ -25,16 +30,30 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     float images from [0, 1] (or their own range if outside it). Images over Pillow's pixel
     limit (``Image.MAX_IMAGE_PIXELS``) are refused before decoding. Every failure raises
     :class:`ImageError` with the path and the reason.
+
+    ``reduce_for``, given the full displayed size, returns the smallest size the caller needs; a
+    JPEG is then decoded at a reduced DCT scale no smaller than that (much faster for camera
+    photos). The image's ``info["full_size"]`` is always the full displayed size.
     """
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            # Our own file handle: closing it keeps the decoded pixels (Image.close() would not),
+            # so the photo exists once in memory.
+            with open(path, "rb") as handle:
+                image = Image.open(handle)
                 image.seek(0)
+                turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+                full = image.size[::-1] if turned else image.size
+                if reduce_for is not None and image.format == "JPEG":
+                    need = reduce_for(full)
+                    image.draft("RGB", need[::-1] if turned else need)
                 image.load()
-                oriented = ImageOps.exif_transpose(image)
-                return to_rgb(oriented)
+            ImageOps.exif_transpose(image, in_place=True)
+            rgb = to_rgb(image)
+            rgb.info["full_size"] = full
+            return rgb
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None
     except IsADirectoryError:
@@ -61,7 +80,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB without clipping high bit depths."""
     mode = image.mode
     if mode == "RGB":
-        return image.copy()
+        return image
     if mode == "P" and "transparency" in image.info:
         image, mode = image.convert("RGBA"), "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):

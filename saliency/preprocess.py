@@ -14,6 +14,7 @@ model's input in one step, so the mapping back is exact by construction:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,11 +117,29 @@ class Preprocessing:
         box = (crop_left * sx, crop_top * sy, (crop_left + size) * sx, (crop_top + size) * sy)
         return Geometry(image_size, box, (size, size))
 
+    def source_size(self, image_size: tuple[int, int], fit: str | None = None) -> tuple[int, int]:
+        """The smallest decoded size of an ``image_size`` photo that loses nothing for ``fit``."""
+        geometry = self.geometry(image_size, fit)
+        left, top, right, bottom = geometry.box
+        width, height = geometry.input_size
+        scale = max(width / (right - left), height / (bottom - top))
+        scale = min(scale, 1.0)
+        return (math.ceil(image_size[0] * scale), math.ceil(image_size[1] * scale))
+
     def __call__(self, image: Image.Image, fit: str | None = None) -> tuple[torch.Tensor, Geometry]:
-        """The normalized input tensor (3, h, w) for an RGB image, and its geometry."""
-        geometry = self.geometry(image.size, fit)
+        """The normalized input tensor (3, h, w) for an RGB image, and its geometry.
+
+        An image decoded at a reduced scale carries its full size in ``info["full_size"]``
+        (see :func:`saliency.load_image`); the geometry is always that of the full photo.
+        """
+        full = tuple(image.info.get("full_size", image.size))
+        geometry = self.geometry(full, fit)  # type: ignore[arg-type]
+        sx, sy = image.size[0] / full[0], image.size[1] / full[1]
+        left, top, right, bottom = geometry.box
         resized = image.resize(
-            geometry.input_size, resample=_RESAMPLE[self.interpolation], box=geometry.box
+            geometry.input_size,
+            resample=_RESAMPLE[self.interpolation],
+            box=(left * sx, top * sy, right * sx, bottom * sy),
         )
         pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32).copy())
         tensor = pixels.permute(2, 0, 1).div_(255.0)

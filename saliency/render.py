@@ -29,7 +29,7 @@ from .preprocess import Geometry
 STYLES = ("overlay", "heatmap", "rgb", "grayscale")
 SIGNS = ("abs", "positive", "negative", "all")
 REDUCTIONS = ("max", "sum")
-_CHUNK_ROWS = 256  # rows resampled and coloured at a time: memory stays flat for huge photos
+_CHUNK_ROWS = 64  # rows resampled and coloured at a time: memory stays flat for huge photos
 
 
 class EmptyMapWarning(UserWarning):
@@ -128,16 +128,21 @@ EMPTY_MESSAGE = "the saliency map is all zero (or not finite): drawn as empty"
 
 
 def draw(
-    image: Image.Image,
+    image: Image.Image | None,
     maps: torch.Tensor,
     geometry: Geometry,
     options: RenderOptions | None = None,
 ) -> tuple[Image.Image, bool]:
-    """As :func:`render`, without warning: returns the picture and whether the map was empty."""
+    """As :func:`render`, without warning: returns the picture and whether the map was empty.
+
+    ``image`` is needed only for the overlay style; the others take the size from ``geometry``.
+    """
     options = options or RenderOptions()
-    if image.size != geometry.image_size:
+    if image is None and options.style == "overlay":
+        raise ValueError("the overlay style needs the photo")
+    if image is not None and image.size != geometry.image_size:
         raise ValueError(f"image is {image.size}, the geometry is for {geometry.image_size}")
-    width, height = image.size
+    width, height = geometry.image_size
     if options.style == "rgb":
         signed = torch.nan_to_num(maps.detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
         values = normalize(signed, options.clip_percentile)
@@ -148,7 +153,7 @@ def draw(
     reduced = reduce_map(maps, options.reduce, options.sign)
     values = normalize(reduced[None], options.clip_percentile)
     if values is None:
-        if options.style == "overlay":
+        if image is not None and options.style == "overlay":
             return image.convert("RGB"), True
         return Image.new("RGB", (width, height), (0, 0, 0)), True
     lut = colormap_lut(options.colormap)
@@ -165,11 +170,13 @@ def draw(
         return _draw(values, geometry, gray), False
     if options.style == "heatmap":
         return _draw(values, geometry, lambda v, rows: colour(v[0])), False
-    photo = np.asarray(image.convert("RGB"))
+    assert image is not None
+    photo = image if image.mode == "RGB" else image.convert("RGB")
 
     def overlay(v: np.ndarray, rows: slice) -> np.ndarray:
+        band = np.asarray(photo.crop((0, rows.start, width, rows.stop)), dtype=np.float32)
         weight = options.alpha * np.abs(v[0])[..., None]
-        return photo[rows].astype(np.float32) * (1.0 - weight) + colour(v[0]) * weight
+        return band * (1.0 - weight) + colour(v[0]) * weight
 
     return _draw(values, geometry, overlay), False
 
@@ -177,9 +184,10 @@ def draw(
 def _draw(values: torch.Tensor, geometry: Geometry, paint) -> Image.Image:
     """Resample ``values`` (K, h, w) onto the image in row chunks and paint each chunk as RGB."""
     width, height = geometry.image_size
-    out = np.empty((height, width, 3), dtype=np.uint8)
+    canvas = Image.new("RGB", (width, height))
     for top in range(0, height, _CHUNK_ROWS):
         rows = slice(top, min(top + _CHUNK_ROWS, height))
         chunk = geometry.to_image(values, rows=rows).numpy()
-        out[rows] = np.clip(paint(chunk, rows) + 0.5, 0, 255).astype(np.uint8)
-    return Image.fromarray(out, "RGB")
+        band = np.clip(paint(chunk, rows) + 0.5, 0, 255).astype(np.uint8)
+        canvas.paste(Image.fromarray(band, "RGB"), (0, top))
+    return canvas

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from saliency_cli.app import app
 from typer.testing import CliRunner
 
 from saliency.outputs import MANIFEST_KEYS
+from saliency_cli.app import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 runner = CliRunner()

@@ -73,3 +73,29 @@ def test_crop_matches_torchvision_transform():
 def test_bad_fit():
     with pytest.raises(ValueError, match="valid fit modes: native, crop, resize"):
         PREP(Image.new("RGB", (5, 5)), "stretch")
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+@pytest.mark.parametrize("fit", FIT_MODES)
+def test_reduced_jpeg_decode_matches_full_decode(tmp_path, orientation, fit):
+    """A camera-size JPEG decoded at a reduced DCT scale gives the same geometry and input."""
+    from saliency import load_image
+
+    photo = Image.open("sample_images/chelsea.png").convert("RGB").resize((2400, 1600))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "big.jpg"
+    photo.save(path, quality=95, exif=exif)
+    prep = Preprocessing(224, 256, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic")
+    full = load_image(path)
+    reduced = load_image(path, lambda size: prep.source_size(size, fit))
+    assert (
+        reduced.info["full_size"]
+        == full.size
+        == ((1600, 2400) if orientation == 6 else (2400, 1600))
+    )
+    assert reduced.size[0] < full.size[0] / 2  # decoded at 1/4 or 1/8 scale
+    a, geometry_a = prep(full, fit)
+    b, geometry_b = prep(reduced, fit)
+    assert geometry_a == geometry_b
+    assert (a - b).abs().mean() < 0.02  # normalized units: about 1 grey level out of 255
