@@ -253,6 +253,10 @@ def explain(
         bool, typer.Option(help="Also save each map as float32 .npy (model resolution) + geometry.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo and replace existing outputs.")] = False,
+    png_compression: Annotated[
+        int,
+        typer.Option(min=0, max=9, help="PNG zlib level: 1 is fast, 9 small (about 18% smaller)."),
+    ] = 1,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -286,6 +290,7 @@ def explain(
         render=render_options,
         save_raw=save_raw,
         overwrite=overwrite,
+        png_compression=png_compression,
     )
     console = _stderr()
     for missing in found.missing:

@@ -107,6 +107,9 @@ class JobOptions:
     render: RenderOptions = field(default_factory=RenderOptions)
     save_raw: bool = False
     overwrite: bool = False
+    # zlib level of the PNGs: 1 encodes ~4.7x faster than Pillow's default 6 (a 1024x768
+    # overlay: 56 ms vs 266 ms) for files ~18% larger; after the model, encoding costs most
+    png_compression: int = 1
 
 
 @dataclass
@@ -354,7 +357,9 @@ def _write_outputs(
                 if image.size != geometry.image_size:
                     raise ImageError(file.path, "the file changed while it was being explained")
             drawn, empty = draw(image, maps, geometry, options.render)
-            write_atomic(png, partial(drawn.save, format="PNG"))
+            write_atomic(
+                png, partial(drawn.save, format="PNG", compress_level=options.png_compression)
+            )
             if empty:
                 outcome.warnings.append(f"{method}: {EMPTY_MESSAGE}")
         if options.save_raw:

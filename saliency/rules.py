@@ -38,10 +38,16 @@ class Rule:
         """The rule's gradient at the unit's input.
 
         ``grad_input`` is the true gradient at the unit's input (``g`` times the forward mask),
-        ``grad_output`` the gradient ``g`` that arrived at its output.
+        freshly made by the unit's backward and owned by it; ``grad_output`` the gradient ``g``
+        that arrived at its output. A clamping rule writes its result into ``grad_input``.
         """
-        grad = grad_input if self.forward_mask else grad_output
-        return grad.clamp(min=0) if self.positive_only else grad
+        if not self.positive_only:
+            return grad_input if self.forward_mask else grad_output
+        # The unit's backward made grad_input just now and nobody else holds it, so the result
+        # goes into its buffer (no allocation). grad_output may be shared with other branches
+        # (autograd passes sums through), so it is never written.
+        source = grad_input if self.forward_mask else grad_output
+        return torch.clamp(source, min=0, out=grad_input)
 
 
 RULES: dict[str, Rule] = {

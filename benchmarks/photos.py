@@ -1,0 +1,26 @@
+"""Folders of benchmark photos made from sample_images/ at common camera sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+SIZES = {"1024x768": (1024, 768), "4032x3024": (4032, 3024)}
+
+
+def make_photos(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
+    """``count`` JPEGs (quality 90) of ``size``, cropped and resized from the sample photos."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    bases = [
+        ImageOps.fit(Image.open(p).convert("RGB"), size, Image.Resampling.BICUBIC) for p in sources
+    ]
+    paths = []
+    for i in range(count):
+        path = folder / f"photo{i:04d}.jpg"
+        if not path.exists():
+            bases[i % len(bases)].save(path, quality=90)
+        paths.append(path)
+    return paths
