@@ -57,12 +57,14 @@ def pipeline(loaded, folder, out, batch_size, methods):
 
 def peak_rss_mib(folder, out, batch_size):
     script = (
-        "import resource, sys\n"
+        "import sys\n"
         "from saliency_cli.app import main\n"
         f"sys.argv = ['saliency', 'explain', {str(folder)!r}, '--out', {str(out)!r}, '-q',"
         f" '--batch-size', '{batch_size}', '--device', 'cpu']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
+        "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "print(status.split()[0])\n"
     )
     shutil.rmtree(out, ignore_errors=True)
     done = subprocess.run(

@@ -24,7 +24,8 @@ class Explanation:
 
     ``maps`` has the inputs' shape, dtype and device: d score[target] / d input under the method's
     rule, with no post-processing. ``targets`` holds the explained class of each sample,
-    ``logits`` the model's (detached) output, ``report`` where the rule was applied.
+    ``logits`` the model's (detached) output, ``report`` where the rule was applied (empty for
+    ``gradient``, which hooks nothing).
     """
 
     maps: torch.Tensor
@@ -99,7 +100,8 @@ class ForwardPass:
     ) -> Explanation:
         """Maps for ``targets`` (LongTensor (B,)) under ``method``; keep the graph unless told."""
         rule = get_rule(method)
-        with RuleHooks(self.logits, rule, self.units) as report:
+        units = self.units if rule.changes_gradient else GraphUnits()
+        with RuleHooks(self.logits, rule, units) as report:
             score = self.logits.gather(1, targets.view(-1, 1)).sum()
             (maps,) = torch.autograd.grad(score, self.inputs, retain_graph=retain_graph)
         return Explanation(maps, targets, self.logits.detach(), rule.name, report)

@@ -172,7 +172,10 @@ class RuleHooks:
         units: GraphUnits | None = None,
     ) -> None:
         self.rule = get_rule(rule)
-        self.graph = units if units is not None else find_units(outputs)
+        if units is None:
+            # The true gradient needs no hook, so its graph is not walked (nothing to report).
+            units = find_units(outputs) if self.rule.changes_gradient else GraphUnits()
+        self.graph = units
         if self.rule.changes_gradient and self.graph.opaque:
             where = ", ".join(sorted(self.graph.opaque))
             raise RuleError(

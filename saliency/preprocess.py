@@ -44,23 +44,34 @@ class Geometry:
     box: tuple[float, float, float, float]
     input_size: tuple[int, int]
 
+    def resample(self, plane: Image.Image, rows: slice | None = None) -> Image.Image:
+        """Resample a float map (mode ``F``, the model's input size) onto the original image.
+
+        Bilinear, pixel-centre convention; ``rows`` selects a band of output rows. Pixels whose
+        centre lies outside the box (outside a center crop) are 0.
+        """
+        width, height = self.image_size
+        start, stop, _ = (rows or slice(0, height)).indices(height)
+        left, top, right, bottom = self.box
+        sx = self.input_size[0] / (right - left)
+        sy = self.input_size[1] / (bottom - top)
+        return plane.transform(
+            (width, stop - start),
+            Image.Transform.AFFINE,
+            (sx, 0.0, -left * sx, 0.0, sy, (start - top) * sy),
+            resample=Image.Resampling.BILINEAR,
+            fillcolor=0.0,
+        )
+
     def to_image(self, maps: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """Resample maps (..., h, w) at model resolution onto the original image (..., H, W).
 
-        Bilinear, separable (rows, then columns), so memory is that of the output only; ``rows``
-        selects a band of output rows. Pixels whose centre lies outside the box (outside a
-        center crop) are 0.
+        See :meth:`resample`; ``rows`` selects a band of output rows.
         """
-        width, height = self.image_size
-        left, top, right, bottom = self.box
-        start, stop, _ = (rows or slice(0, height)).indices(height)
         maps = maps.detach().float().cpu()
-        y0, y1, fy, inside_y = _axis(torch.arange(start, stop), top, bottom, maps.shape[-2])
-        x0, x1, fx, inside_x = _axis(torch.arange(width), left, right, maps.shape[-1])
-        fy = fy[:, None]
-        band = maps[..., y0, :] * (1 - fy) + maps[..., y1, :] * fy
-        out = band[..., x0] * (1 - fx) + band[..., x1] * fx
-        return out * (inside_y[:, None] & inside_x[None, :]).to(out.dtype)
+        planes = maps.reshape(-1, *maps.shape[-2:]).numpy()
+        out = [np.asarray(self.resample(Image.fromarray(p, "F"), rows)) for p in planes]
+        return torch.from_numpy(np.stack(out)).reshape(*maps.shape[:-2], *out[0].shape)
 
     def scaled(self, size: tuple[int, int]) -> Geometry:
         """The same mapping onto the image resized to ``size`` (width, height), e.g. a thumbnail."""
@@ -146,19 +157,6 @@ class Preprocessing:
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return tensor.sub_(mean).div_(std), geometry
-
-
-def _axis(
-    pixels: torch.Tensor, start: float, end: float, size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bilinear source indices and weights along one axis (pixel-centre convention)."""
-    centres = pixels.to(torch.float64) + 0.5
-    source = (centres - start) * (size / (end - start)) - 0.5
-    inside = (centres >= start) & (centres <= end)
-    source = source.clamp(0, size - 1)
-    low = source.floor().long()
-    high = (low + 1).clamp(max=size - 1)
-    return low, high, (source - low).float(), inside
 
 
 def check_fit(fit: str) -> str:

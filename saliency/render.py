@@ -29,7 +29,7 @@ from .preprocess import Geometry
 STYLES = ("overlay", "heatmap", "rgb", "grayscale")
 SIGNS = ("abs", "positive", "negative", "all")
 REDUCTIONS = ("max", "sum")
-_CHUNK_ROWS = 64  # rows resampled and coloured at a time: memory stays flat for huge photos
+_CHUNK_ROWS = 256  # rows resampled and drawn at a time: memory stays flat for huge photos
 
 
 class EmptyMapWarning(UserWarning):
@@ -136,6 +136,7 @@ def draw(
     """As :func:`render`, without warning: returns the picture and whether the map was empty.
 
     ``image`` is needed only for the overlay style; the others take the size from ``geometry``.
+    Drawing is done by Pillow in bands of rows, so memory stays flat and threads run in parallel.
     """
     options = options or RenderOptions()
     if image is None and options.style == "overlay":
@@ -146,48 +147,58 @@ def draw(
     if options.style == "rgb":
         signed = torch.nan_to_num(maps.detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
         values = normalize(signed, options.clip_percentile)
-        if values is None:
-            return Image.new("RGB", (width, height), (128, 128, 128)), True
-        return _draw(values, geometry, lambda v, rows: 127.5 + 127.5 * v.transpose(1, 2, 0)), False
-
-    reduced = reduce_map(maps, options.reduce, options.sign)
-    values = normalize(reduced[None], options.clip_percentile)
+        empty_fill = (128, 128, 128)
+    else:
+        reduced = reduce_map(maps, options.reduce, options.sign)
+        values = normalize(reduced[None], options.clip_percentile)
+        empty_fill = (0, 0, 0)
     if values is None:
         if image is not None and options.style == "overlay":
             return image.convert("RGB"), True
-        return Image.new("RGB", (width, height), (0, 0, 0)), True
-    lut = colormap_lut(options.colormap)
-    signed = options.sign == "all"
+        return Image.new("RGB", (width, height), empty_fill), True
 
-    def colour(v: np.ndarray) -> np.ndarray:
-        index = ((v + 1.0) * 127.5 if signed else v * 255.0).round().clip(0, 255).astype(np.uint8)
-        return lut[index].astype(np.float32)
-
-    def gray(v: np.ndarray, rows: slice) -> np.ndarray:
-        return np.repeat(255.0 * np.abs(v[0])[..., None], 3, axis=-1)
-
-    if options.style == "grayscale":
-        return _draw(values, geometry, gray), False
-    if options.style == "heatmap":
-        return _draw(values, geometry, lambda v, rows: colour(v[0])), False
-    assert image is not None
-    photo = image if image.mode == "RGB" else image.convert("RGB")
-
-    def overlay(v: np.ndarray, rows: slice) -> np.ndarray:
-        band = np.asarray(photo.crop((0, rows.start, width, rows.stop)), dtype=np.float32)
-        weight = options.alpha * np.abs(v[0])[..., None]
-        return band * (1.0 - weight) + colour(v[0]) * weight
-
-    return _draw(values, geometry, overlay), False
-
-
-def _draw(values: torch.Tensor, geometry: Geometry, paint) -> Image.Image:
-    """Resample ``values`` (K, h, w) onto the image in row chunks and paint each chunk as RGB."""
-    width, height = geometry.image_size
+    planes = [Image.fromarray(plane.numpy().astype(np.float32), "F") for plane in values]
+    signed = options.style == "rgb" or options.sign == "all"
+    photo = image if image is None or image.mode == "RGB" else image.convert("RGB")
+    paint = _painter(options, signed, photo, width)
     canvas = Image.new("RGB", (width, height))
     for top in range(0, height, _CHUNK_ROWS):
         rows = slice(top, min(top + _CHUNK_ROWS, height))
-        chunk = geometry.to_image(values, rows=rows).numpy()
-        band = np.clip(paint(chunk, rows) + 0.5, 0, 255).astype(np.uint8)
-        canvas.paste(Image.fromarray(band, "RGB"), (0, top))
-    return canvas
+        indices = [_to_index(geometry.resample(plane, rows), signed) for plane in planes]
+        canvas.paste(paint(indices, rows), (0, top))
+    return canvas, False
+
+
+def _to_index(band: Image.Image, signed: bool) -> Image.Image:
+    """Values to 0..255 (mode L), rounded: [0, 1] -> 0..255, or [-1, 1] -> 1..255 with 0 at 128.
+
+    (Pillow's float-to-L conversion truncates, hence the + 0.5.)
+    """
+    return band.point(lambda v: v * 127.0 + 128.5 if signed else v * 255.0 + 0.5).convert("L")
+
+
+def _painter(options: RenderOptions, signed: bool, photo: Image.Image | None, width: int):
+    """The function that turns a band's index images into its RGB picture."""
+    # |value| as 0..255, from an index
+    magnitude = [min(255, round(abs(i - 128) * 255 / 127)) if signed else i for i in range(256)]
+    if options.style == "rgb":
+        return lambda indices, rows: Image.merge("RGB", indices)
+    if options.style == "grayscale":
+        return lambda indices, rows: indices[0].point(magnitude).convert("RGB")
+    palette = colormap_lut(options.colormap).tobytes()
+
+    def heat(index: Image.Image) -> Image.Image:
+        coloured = index.copy()
+        coloured.putpalette(palette)
+        return coloured.convert("RGB")
+
+    if options.style == "heatmap":
+        return lambda indices, rows: heat(indices[0])
+    weight = [min(255, round(options.alpha * m)) for m in magnitude]
+    assert photo is not None
+
+    def overlay(indices: list[Image.Image], rows: slice) -> Image.Image:
+        band = photo.crop((0, rows.start, width, rows.stop))
+        return Image.composite(heat(indices[0]), band, indices[0].point(weight))
+
+    return overlay

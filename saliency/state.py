@@ -30,17 +30,22 @@ def explanation_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and frozen parameters for the block; train flags and ``requires_grad`` restored.
 
     Freezing the parameters means autograd records and computes no parameter gradient; ``.grad``
-    is never touched. Restoration happens also when the block raises.
+    is never touched. Only what needs changing is changed (an eval-mode, frozen model costs
+    nothing here), and restoration happens also when the block raises.
     """
-    modes = [(module, module.training) for module in model.modules()]
-    flags = [(param, param.requires_grad) for param in model.parameters()]
+    training = [module for module in model.modules() if module.training]
+    trainable = [param for param in model.parameters() if param.requires_grad]
     try:
-        model.eval()
-        for param, _ in flags:
+        if training:
+            model.eval()
+        for param in trainable:
             param.requires_grad_(False)
         yield model
     finally:
-        for param, flag in flags:
-            param.requires_grad_(flag)
-        for module, training in modes:
-            module.training = training
+        for param in trainable:
+            param.requires_grad_(True)
+        if training:
+            for module in model.modules():  # eval() cleared every flag: set back the ones we had
+                module.training = False
+            for module in training:
+                module.training = True
