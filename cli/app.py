@@ -277,11 +277,8 @@ def explain(
     _check_writable(out)
 
     from saliency.batch import JobOptions, run_job
-    from saliency.inputs import collect_inputs
 
-    found = collect_inputs(paths, recursive=recursive)
-    if not found.files and not found.missing:
-        _fail("no images found in " + ", ".join(paths))
+    found = _collect(paths, recursive)
     options = JobOptions(
         methods=methods,
         target=target_spec,
@@ -293,8 +290,6 @@ def explain(
         png_compression=png_compression,
     )
     console = _stderr()
-    for missing in found.missing:
-        console.print(f"[red]error:[/] {_escape(missing)}: no such file or folder")
     counts = {"images": 0, "maps": 0, "failed": len(found.missing), "done before": 0}
     started = time.perf_counter()
     progress = _progress(console, quiet)
@@ -347,6 +342,18 @@ def explain(
         console.print("[yellow]interrupted:[/] finished items are saved; rerun to complete")
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_FAILED if counts["failed"] else EXIT_OK)
+
+
+def _collect(paths: list[str], recursive: bool):
+    """The inputs; each path that does not exist named on stderr; usage error if none at all."""
+    from saliency.inputs import collect_inputs
+
+    found = collect_inputs(paths, recursive=recursive)
+    if not found.files and not found.missing:
+        _fail("no images found in " + ", ".join(paths))
+    for missing in found.missing:
+        _stderr().print(f"[red]error:[/] {_escape(missing)}: no such file or folder")
+    return found
 
 
 def _check_writable(out: Path) -> None:
@@ -445,15 +452,10 @@ def compare(
     _check_writable(out)
 
     from saliency.figures import compare_rows, save_figure
-    from saliency.inputs import collect_inputs
 
-    found = collect_inputs(paths)
-    if not found.files and not found.missing:
-        _fail("no images found in " + ", ".join(paths))
+    found = _collect(paths, recursive=True)
     console = _stderr()
     failed = len(found.missing)
-    for missing in found.missing:
-        console.print(f"[red]error:[/] {_escape(missing)}: no such file or folder")
     rows, written = [], []
     for file, row in compare_rows(
         loaded, found.files, methods, target_spec, fit.value if fit else None, render_options

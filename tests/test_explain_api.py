@@ -10,15 +10,21 @@ from torch import nn
 
 from saliency import RuleCoverageWarning, RuleError, RuleHooks, explain, forward_pass
 
-ORIGINALS = {
-    "F.relu": F.relu,
-    "F.relu6": F.relu6,
-    "F.hardtanh": F.hardtanh,
-    "torch.relu": torch.relu,
-    "torch.relu_": torch.relu_,
-    "Tensor.relu": torch.Tensor.relu,
-    "Tensor.relu_": torch.Tensor.relu_,
-}
+
+def torch_functions():
+    """The torch functions a patching library would replace."""
+    return {
+        "F.relu": F.relu,
+        "F.relu6": F.relu6,
+        "F.hardtanh": F.hardtanh,
+        "torch.relu": torch.relu,
+        "torch.relu_": torch.relu_,
+        "Tensor.relu": torch.Tensor.relu,
+        "Tensor.relu_": torch.Tensor.relu_,
+    }
+
+
+ORIGINALS = torch_functions()
 
 
 class SmallCNN(nn.Module):
@@ -64,16 +70,7 @@ def assert_untouched(model, before):
     hooks = nn.modules.module
     assert not (hooks._global_forward_hooks or hooks._global_forward_pre_hooks)
     assert not (hooks._global_backward_hooks or hooks._global_backward_pre_hooks)
-    current = {
-        "F.relu": F.relu,
-        "F.relu6": F.relu6,
-        "F.hardtanh": F.hardtanh,
-        "torch.relu": torch.relu,
-        "torch.relu_": torch.relu_,
-        "Tensor.relu": torch.Tensor.relu,
-        "Tensor.relu_": torch.Tensor.relu_,
-    }
-    assert current == ORIGINALS
+    assert torch_functions() == ORIGINALS
 
 
 def training_model():

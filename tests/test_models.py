@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 import torchvision
+from untrusted import Payload
 
 import saliency
 from saliency import ModelError, explain, list_models, load_image, load_model
@@ -112,16 +113,6 @@ def test_checkpoint_that_does_not_fit(tmp_path):
         load_model("resnet18", weights=path, device="cpu")
     with pytest.raises(ModelError, match="weights file not found"):
         load_model("resnet18", weights=tmp_path / "nope.pth", device="cpu")
-
-
-class Payload:
-    """Unpickling this creates a file: the proof that code ran."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path):

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
+from untrusted import Payload
 
 from saliency import ImageError, load_image
 from saliency_cli.app import app
@@ -204,24 +205,14 @@ def slow_folder(tmp_path, count=150):
     return folder
 
 
+def explain_command(folder, out):
+    return [sys.executable, "-m", "saliency_cli", "explain", str(folder), "--out", str(out),
+            "--batch-size", "2", "--method", "all"]  # fmt: skip
+
+
 def start(folder, out):
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "saliency_cli",
-            "explain",
-            str(folder),
-            "--out",
-            str(out),
-            "--batch-size",
-            "2",
-            "--method",
-            "all",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        explain_command(folder, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -250,19 +241,7 @@ def test_interrupt_stops_fast_keeps_work_and_rerun_completes(tmp_path, sig):
     for row in first:
         assert all((out / name).exists() for name in row["outputs"])
     rerun = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "saliency_cli",
-            "explain",
-            str(folder),
-            "--out",
-            str(out),
-            "--batch-size",
-            "2",
-            "--method",
-            "all",
-        ],
+        explain_command(folder, out),
         capture_output=True,
         text=True,
         timeout=600,
@@ -316,14 +295,6 @@ def test_existing_outputs_are_never_overwritten_without_overwrite(tmp_path):
     assert rows(out)[0]["status"] == "skipped"
     assert run("explain", tmp_path / "x.jpg", "--out", out, "--overwrite").exit_code == 0
     assert (out / "x.guided.png").read_bytes().startswith(b"\x89PNG")
-
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_untrusted_checkpoint_and_labels(tmp_path):
