@@ -271,7 +271,7 @@ def explain(
     methods = _methods(method)
     render_options = _render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     loaded = _load(model, weights, labels, device, debug)
-    if fit is not None and fit is Fit.native and loaded.preprocessing.fixed_input_size:
+    if fit is Fit.native and loaded.preprocessing.fixed_input_size:
         _fail(f"{model} needs a fixed input size: use --fit resize or --fit crop")
     target_spec = _target(target, loaded.categories)
     _check_writable(out)
@@ -312,10 +312,10 @@ def explain(
         progress.advance(task)
 
     try:
-        _write_missing_rows(out, loaded.name, found.missing, overwrite)
         with progress, _Stopper() as stopper:
             task = progress.add_task("explaining", total=len(found.files))
             reports = run_job(loaded, found.files, out, options, on_image, stopper)
+        _write_missing_rows(out, loaded.name, found.missing)  # after: --overwrite starts afresh
     except OSError as exc:
         if debug:
             raise
@@ -368,12 +368,13 @@ def _check_writable(out: Path) -> None:
         _fail(f"cannot write to --out {out}: {exc.strerror or exc}")
 
 
-def _write_missing_rows(out: Path, model: str, missing: list[str], overwrite: bool) -> None:
+def _write_missing_rows(out: Path, model: str, missing: list[str]) -> None:
+    """An error row in the manifest for each named path that does not exist."""
     if not missing:
         return
     from saliency.outputs import Manifest
 
-    manifest = Manifest(out, fresh=overwrite)
+    manifest = Manifest(out)
     try:
         for path in missing:
             manifest.write(

@@ -114,6 +114,16 @@ def test_failures_exit_1_and_rerun_completes_only_whats_missing(photos, tmp_path
     assert result.exit_code == 0 and len(manifest(out)) == 4
 
 
+def test_missing_paths_get_error_rows_also_with_overwrite(photos, tmp_path):
+    out = tmp_path / "out"
+    for extra in ([], ["--overwrite"]):
+        result = run("explain", photos / "cat.png", tmp_path / "nope.jpg", "--out", out, *extra)
+        assert result.exit_code == 1 and "nope.jpg: no such file or folder" in result.output
+        rows = manifest(out)
+        assert [r["status"] for r in rows if r["image"].endswith("nope.jpg")][-1] == "error"
+        assert any(r["status"] in ("ok", "skipped") for r in rows if r["image"].endswith("cat.png"))
+
+
 def test_same_inputs_give_identical_pngs(photos, tmp_path):
     for out in ("one", "two"):
         assert run("explain", photos, "--out", tmp_path / out, "--style", "rgb").exit_code == 0
