@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -46,20 +46,26 @@ def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
     ``None`` means each sample's top-1 class; an int one class for all; a sequence or tensor one
     class per sample. Raises ``ValueError`` for a wrong length or an index out of range.
     """
+    targets, check = _targets(target, logits)
+    check()
+    return targets
+
+
+def _targets(target: Target, logits: torch.Tensor) -> tuple[torch.Tensor, Callable[[], None]]:
+    """The targets, and the range check to run. For a tensor already on a GPU the check is left to
+    the caller to run once the backward pass is queued (checking at once would stall the GPU),
+    and the indices are clamped meanwhile so that a bad one cannot fault the device."""
     batch, classes = logits.shape
     if target is None:
-        return logits.detach().argmax(dim=1)
+        return logits.detach().argmax(dim=1), lambda: None
     if isinstance(target, bool):
         raise ValueError("target must be None, an int or a sequence of ints, not a bool")
     if isinstance(target, int):
         targets = torch.full((batch,), target, dtype=torch.long)
     else:
         if isinstance(target, torch.Tensor):
-            if (
-                target.dtype.is_floating_point
-                or target.dtype.is_complex
-                or target.dtype == torch.bool
-            ):
+            dtype = target.dtype
+            if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
                 raise ValueError(f"target tensor must hold integers, not {target.dtype}")
             targets = target.detach().reshape(-1).long()
         else:
@@ -69,12 +75,18 @@ def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
             targets = torch.tensor(values, dtype=torch.long)
         if targets.numel() != batch:
             raise ValueError(f"target has {targets.numel()} entries for a batch of {batch}")
-    bad = (targets < 0) | (targets >= classes)
-    if bool(bad.any()):
-        raise ValueError(
-            f"target {int(targets[bad][0])} is out of range: valid classes are 0..{classes - 1}"
-        )
-    return targets.to(logits.device)
+
+    def check(targets: torch.Tensor = targets) -> None:
+        bad = (targets < 0) | (targets >= classes)
+        if bool(bad.any()):
+            raise ValueError(
+                f"target {int(targets[bad][0])} is out of range: valid classes are 0..{classes - 1}"
+            )
+
+    if targets.device.type == "cpu":
+        check()
+        return targets.to(logits.device), lambda: None
+    return targets.to(logits.device).clamp(0, classes - 1), check
 
 
 class ForwardPass:
@@ -150,8 +162,9 @@ def explain(
     """
     rule = get_rule(method)
     with forward_pass(model, inputs) as graph:
-        targets = resolve_targets(target, graph.logits)
+        targets, check = _targets(target, graph.logits)
         result = graph.explain(rule, targets, retain_graph=False)
+    check()
     message = result.report.warning()
     if message:
         warnings.warn(message, RuleCoverageWarning, stacklevel=2)

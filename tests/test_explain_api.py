@@ -244,3 +244,11 @@ def test_cuda(method):
     result = explain(model.cuda(), x.cuda(), method)
     assert result.maps.device.type == "cuda" and result.targets.device.type == "cuda"
     torch.testing.assert_close(result.maps.cpu(), expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_target_tensor_out_of_range_is_a_value_error():
+    model, x = SmallCNN().cuda(), torch.randn(2, 3, 8, 8, device="cuda")
+    with pytest.raises(ValueError, match=r"out of range: valid classes are 0\.\.4"):
+        explain(model, x, target=torch.tensor([1, 9], device="cuda"))
+    assert explain(model, x, target=torch.tensor([1, 4], device="cuda")).targets.tolist() == [1, 4]
