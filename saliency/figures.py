@@ -43,7 +43,7 @@ def compare_rows(
         except Exception as exc:  # one bad file must not stop the others
             yield file, getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
             continue
-        photo = image.copy()
+        photo = image  # the full-size photo is not needed again: shrink it in place
         photo.thumbnail((THUMBNAIL, THUMBNAIL))
         small = geometry.scaled(photo.size)
         panels = []

@@ -83,17 +83,25 @@ def colormap_lut(name: str) -> np.ndarray:
     return (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
 
 
+def _finite(maps: torch.Tensor) -> torch.Tensor:
+    """A float CPU copy with NaN and infinities set to 0."""
+    return torch.nan_to_num(maps.detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def reduce_map(maps: torch.Tensor, reduce: str = "max", sign: str = "abs") -> torch.Tensor:
     """(C, h, w) -> (h, w): magnitudes for abs/positive/negative, a signed map for ``all``."""
-    maps = torch.nan_to_num(maps.detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
+    maps = _finite(maps)
     if sign == "all":
         if reduce == "sum":
             return maps.sum(0)
         index = maps.abs().argmax(0, keepdim=True)
         return maps.gather(0, index)[0]
-    part = {"abs": maps.abs(), "positive": maps.clamp(min=0), "negative": (-maps).clamp(min=0)}[
-        sign
-    ]
+    if sign == "abs":
+        part = maps.abs()
+    elif sign == "positive":
+        part = maps.clamp(min=0)
+    else:
+        part = (-maps).clamp(min=0)
     return part.amax(0) if reduce == "max" else part.sum(0)
 
 
@@ -145,8 +153,7 @@ def draw(
         raise ValueError(f"image is {image.size}, the geometry is for {geometry.image_size}")
     width, height = geometry.image_size
     if options.style == "rgb":
-        signed = torch.nan_to_num(maps.detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
-        values = normalize(signed, options.clip_percentile)
+        values = normalize(_finite(maps), options.clip_percentile)
         empty_fill = (128, 128, 128)
     else:
         reduced = reduce_map(maps, options.reduce, options.sign)
