@@ -118,9 +118,9 @@ class RuleReport:
     """Where a rule was applied, and which activations kept their plain gradient."""
 
     rule: str
-    units: dict[str, int]
-    kept: dict[str, int]
-    custom: dict[str, int]
+    units: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)
+    custom: dict[str, int] = field(default_factory=dict)
 
     @property
     def applied(self) -> int:

@@ -169,7 +169,11 @@ def test_bad_targets(target, message):
 
 
 def test_bad_method_and_inputs():
-    with pytest.raises(ValueError, match="valid methods: gradient, deconvnet, guided"):
+    valid = (
+        "valid methods: gradient, deconvnet, guided, gradcam, guided_gradcam, "
+        "integrated_gradients, gradient_x_input$"
+    )
+    with pytest.raises(ValueError, match=valid):
         explain(SmallCNN(), torch.randn(1, 3, 8, 8), method="lrp")
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         explain(SmallCNN(), torch.randn(3, 8, 8))

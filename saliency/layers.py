@@ -1,0 +1,185 @@
+"""Choosing and capturing the feature-map layer that Grad-CAM explains.
+
+A candidate is a submodule that runs once per forward pass and outputs a feature map
+(B, C, h, w) with more than one spatial position, other than pooling, dropout, identity or
+flatten modules. The default is the last candidate to finish in the forward pass: the outermost
+module around the network's final feature map (``layer4`` for a ResNet, ``features`` for VGG,
+DenseNet and MobileNet, ``Mixed_7c`` for Inception v3, ``bn2`` for timm's EfficientNets).
+"""
+
+from __future__ import annotations
+
+import difflib
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+_NOT_FEATURES = (
+    nn.AvgPool2d,
+    nn.MaxPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.LPPool2d,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+    nn.Flatten,
+)
+
+# model -> (input shape, candidates): the probe runs once per model and input shape
+_PROBED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], list[LayerInfo]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A submodule seen in a forward pass: its name, output shape (None if not a tensor), calls."""
+
+    name: str
+    shape: tuple[int, ...] | None
+    calls: int
+    kind: str
+
+    @property
+    def is_candidate(self) -> bool:
+        """Whether Grad-CAM can explain this layer's output."""
+        return self.calls == 1 and _is_feature_map(self.shape) and self.kind == "features"
+
+
+def _is_feature_map(shape: tuple[int, ...] | None) -> bool:
+    return shape is not None and len(shape) == 4 and shape[2] * shape[3] > 1
+
+
+def probe_layers(
+    model: nn.Module, inputs: torch.Tensor, any_shape: bool = False
+) -> list[LayerInfo]:
+    """Run ``model`` once on the first input (no gradient) and describe every submodule that ran,
+    in the order they finished. The model is expected in eval mode (see ``forward_pass``).
+
+    The answer is kept per model and input shape; with ``any_shape`` an answer for another
+    shape will do (layer names and call counts do not depend on it)."""
+    shape = tuple(inputs.shape[1:])
+    cached = _PROBED.get(model)
+    if cached is not None and (any_shape or cached[0] == shape):
+        return cached[1]
+    seen: dict[str, list] = {}  # name -> [shape, calls, kind], in finishing order
+    handles = []
+
+    def record(name: str, module: nn.Module):
+        def hook(mod: nn.Module, args: object, output: object) -> None:
+            entry = seen.pop(name, None) or [None, 0, ""]
+            entry[0] = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+            entry[1] += 1
+            entry[2] = "other" if isinstance(mod, _NOT_FEATURES) else "features"
+            seen[name] = entry  # re-inserted: the order is that of the last finish
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(record(name, module)))
+        with torch.no_grad():
+            model(inputs[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    infos = [LayerInfo(name, s, calls, kind) for name, (s, calls, kind) in seen.items()]
+    _PROBED[model] = (shape, infos)
+    return infos
+
+
+def feature_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
+    """Names of the layers Grad-CAM can explain for ``inputs``, in the order they finish."""
+    return [info.name for info in probe_layers(model, inputs) if info.is_candidate]
+
+
+def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = None) -> str:
+    """The layer to explain: ``name`` checked, or the default (the last candidate).
+
+    Raises ``ValueError`` naming the candidates when ``name`` is unknown or unusable, or when the
+    model has no feature-map layer at all.
+    """
+    infos = probe_layers(model, inputs, any_shape=name is not None)
+    candidates = [info.name for info in infos if info.is_candidate]
+    if name is None:
+        if not candidates:
+            raise ValueError(
+                "found no layer with a feature-map output (B, C, h, w) for Grad-CAM; "
+                "is this a convolutional network?"
+            )
+        return candidates[-1]
+    by_name = {info.name: info for info in infos}
+    info = by_name.get(name)
+    if info is not None and info.is_candidate:
+        return name
+    if info is None:
+        exists = name in dict(model.named_modules())
+        reason = "did not run in the forward pass" if exists else "is not a submodule"
+    elif info.calls != 1:
+        reason = f"runs {info.calls} times in one forward pass, so its output is ambiguous"
+    elif info.kind != "features":
+        reason = "is a pooling, dropout, identity or flatten module"
+    else:
+        reason = f"outputs {_shape(info.shape)}, not a feature map (B, C, h, w) with h*w > 1"
+    raise ValueError(f"layer {name!r} {reason}; {_candidates_hint(name, candidates)}")
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "no tensor" if shape is None else "shape (" + ", ".join(map(str, shape)) + ")"
+
+
+def _candidates_hint(name: str, candidates: list[str], shown: int = 12) -> str:
+    if not candidates:
+        return "this model has no feature-map layer"
+    close = difflib.get_close_matches(name, candidates, n=4, cutoff=0.6)
+    deepest = list(reversed(candidates))
+    listed = ", ".join(deepest[:shown]) + (
+        f" and {len(deepest) - shown} more" if len(deepest) > shown else ""
+    )
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"{hint}feature-map layers, deepest first: {listed}"
+
+
+class LayerCapture:
+    """Keep the output of one submodule during a forward pass, for Grad-CAM.
+
+    The hook hands the rest of the network a copy of the output, so later in-place operations
+    (an in-place ReLU, ``+=``) cannot change the captured activation or its gradient.
+    """
+
+    def __init__(self, model: nn.Module, name: str) -> None:
+        self.name = name
+        self.module = dict(model.named_modules())[name]
+        self.output: torch.Tensor | None = None
+        self.calls = 0
+        self._handle = None
+
+    def __enter__(self) -> LayerCapture:
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def _hook(self, module: nn.Module, args: object, output: object) -> torch.Tensor | None:
+        self.calls += 1
+        if not isinstance(output, torch.Tensor):
+            return None
+        self.output = output
+        return output.clone()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def activation(self) -> torch.Tensor:
+        """The captured feature map (B, C, h, w); raises ``ValueError`` if there is none."""
+        if self.calls != 1 or self.output is None or self.output.dim() != 4:
+            raise ValueError(
+                f"layer {self.name!r} ran {self.calls} times in the forward pass"
+                if self.calls != 1
+                else f"layer {self.name!r} gave no feature map (B, C, h, w)"
+            )
+        return self.output
