@@ -17,7 +17,8 @@ import typer
 
 app = typer.Typer(
     name="saliency",
-    help="Backprop saliency maps (Gradients, DeconvNet, Guided Backprop) for CNN classifiers.",
+    help="Saliency maps for CNN classifiers: Gradients, DeconvNet, Guided Backprop, Grad-CAM, "
+    "Guided Grad-CAM, Integrated Gradients, Gradient x Input, and SmoothGrad over any of them.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -32,7 +33,17 @@ class Method(str, Enum):
     gradient = "gradient"
     deconvnet = "deconvnet"
     guided = "guided"
+    gradcam = "gradcam"
+    guided_gradcam = "guided_gradcam"
+    integrated_gradients = "integrated_gradients"
+    gradient_x_input = "gradient_x_input"
     all = "all"
+
+
+class Baseline(str, Enum):
+    black = "black"
+    zero = "zero"
+    blurred = "blurred"
 
 
 class Style(str, Enum):
@@ -97,7 +108,7 @@ def _main(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
 ) -> None:
-    """Backprop saliency maps (Gradients, DeconvNet, Guided Backprop) for CNN classifiers."""
+    """Saliency maps for CNN classifiers (see [b]saliency methods[/])."""
 
 
 # Options shared by explain and compare.
@@ -122,7 +133,36 @@ DeviceOpt = Annotated[
 ]
 MethodOpt = Annotated[
     list[Method] | None,
-    typer.Option("--method", help="Repeatable; 'all' means the three. [default: guided]"),
+    typer.Option(
+        "--method",
+        help="Repeatable; 'all' means every method (see 'saliency methods'). [default: guided]",
+    ),
+]
+LayerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Grad-CAM layer (gradcam, guided_gradcam): a submodule name such as layer4. "
+        "[default: the last feature-map stage, found automatically]"
+    ),
+]
+SmoothOpt = Annotated[
+    int,
+    typer.Option(min=0, help="SmoothGrad: average each map over N noisy copies (0: off)."),
+]
+NoiseOpt = Annotated[
+    float,
+    typer.Option(help="SmoothGrad noise: standard deviation as a fraction of the input's range."),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the SmoothGrad noise.")]
+StepsOpt = Annotated[
+    int, typer.Option(min=1, help="Integrated Gradients: points on the path (batched).")
+]
+BaselineOpt = Annotated[
+    Baseline,
+    typer.Option(
+        help="Integrated Gradients baseline: black image, zero input (the mean colour), "
+        "or the photo blurred."
+    ),
 ]
 TargetOpt = Annotated[
     str,
@@ -154,14 +194,36 @@ PathsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glo
 
 
 def _methods(chosen: list[Method] | None) -> tuple[str, ...]:
+    every = tuple(m.value for m in Method if m is not Method.all)
     names: list[str] = []
     for method in chosen or [Method.guided]:
-        for name in (
-            ("gradient", "deconvnet", "guided") if method is Method.all else (method.value,)
-        ):
+        for name in every if method is Method.all else (method.value,):
             if name not in names:
                 names.append(name)
     return tuple(names)
+
+
+def _method_options(loaded, methods, layer, smooth, noise, seed, steps, baseline, batch_size):
+    """The methods' settings, checked; the Grad-CAM layer resolved on a probe input, so that a
+    bad name is a usage error before any work."""
+    import torch
+
+    from saliency import MethodOptions, get_method, resolve_layer
+    from saliency.state import explanation_mode
+
+    options = MethodOptions(layer, smooth, noise, seed, steps, baseline.value, batch_size)
+    chosen = [get_method(m) for m in methods]
+    try:
+        options.check(chosen)
+        if any(m.uses_layer for m in chosen):
+            size = loaded.input_size
+            probe = torch.zeros(1, 3, size, size, device=loaded.device)
+            with explanation_mode(loaded.model):
+                name = resolve_layer(loaded.model, probe, layer)
+            options = MethodOptions(name, smooth, noise, seed, steps, baseline.value, batch_size)
+    except ValueError as exc:
+        _fail(str(exc).replace("a layer is used", "--layer is used"))
+    return options
 
 
 def _render_options(style, reduce, sign, clip, cmap, alpha):
@@ -240,8 +302,16 @@ def explain(
     device: DeviceOpt = "auto",
     method: MethodOpt = None,
     target: TargetOpt = "top1",
+    layer: LayerOpt = None,
+    smooth: SmoothOpt = 0,
+    noise: NoiseOpt = 0.15,
+    seed: SeedOpt = 0,
+    steps: StepsOpt = 32,
+    baseline: BaselineOpt = Baseline.black,
     fit: FitOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
+    batch_size: Annotated[
+        int, typer.Option(help="Inputs per pass (images, noisy copies or path points).")
+    ] = 16,
     recursive: Annotated[bool, typer.Option(help="Descend into subfolders.")] = True,
     style: StyleOpt = Style.overlay,
     reduce: ReduceOpt = Reduce.max,
@@ -274,6 +344,9 @@ def explain(
     if fit is Fit.native and loaded.preprocessing.fixed_input_size:
         _fail(f"{model} needs a fixed input size: use --fit resize or --fit crop")
     target_spec = _target(target, loaded.categories)
+    method_options = _method_options(
+        loaded, methods, layer, smooth, noise, seed, steps, baseline, batch_size
+    )
     _check_writable(out)
 
     from saliency.batch import JobOptions, run_job
@@ -288,6 +361,7 @@ def explain(
         save_raw=save_raw,
         overwrite=overwrite,
         png_compression=png_compression,
+        method_options=method_options,
     )
     console = _stderr()
     counts = {"images": 0, "maps": 0, "failed": len(found.missing), "done before": 0}
@@ -431,6 +505,12 @@ def compare(
     device: DeviceOpt = "auto",
     method: MethodOpt = None,
     target: TargetOpt = "top1",
+    layer: LayerOpt = None,
+    smooth: SmoothOpt = 0,
+    noise: NoiseOpt = 0.15,
+    seed: SeedOpt = 0,
+    steps: StepsOpt = 32,
+    baseline: BaselineOpt = Baseline.black,
     fit: FitOpt = None,
     grid: Annotated[bool, typer.Option(help="All images as rows of one figure.")] = False,
     format: Annotated[Format, typer.Option("--format", help="Figure file format.")] = Format.png,
@@ -443,13 +523,16 @@ def compare(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """One figure per image: the photo, then each method side by side (all three by default)."""
+    """One figure per image: the photo, then each method side by side (every method by default)."""
     methods = _methods(method or [Method.all])
     render_options = _render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     loaded = _load(model, weights, labels, device, debug)
     target_spec = _target(target, loaded.categories)
     if target_spec.kind == "topk":
         _fail("compare shows one target per image: use top1, a class index or a class name")
+    method_options = _method_options(
+        loaded, methods, layer, smooth, noise, seed, steps, baseline, 16
+    )
     _check_writable(out)
 
     from saliency.figures import compare_rows, save_figure
@@ -459,7 +542,13 @@ def compare(
     failed = len(found.missing)
     rows, written = [], []
     for file, row in compare_rows(
-        loaded, found.files, methods, target_spec, fit.value if fit else None, render_options
+        loaded,
+        found.files,
+        methods,
+        target_spec,
+        fit.value if fit else None,
+        render_options,
+        method_options,
     ):
         if isinstance(row, str):
             failed += 1
@@ -503,11 +592,15 @@ def models(
 
 @app.command()
 def methods() -> None:
-    """List the methods, what each shows, and what it costs."""
-    from saliency import RULES
+    """List the methods, what each shows, and what it costs in passes (per batch and target)."""
+    from saliency.methods import METHODS, SMOOTH_COST
 
-    for rule in RULES.values():
-        typer.echo(f"{rule.name:10s} {rule.summary}; 1 forward + 1 backward pass per target")
+    width = max(len(name) for name in METHODS)
+    for method in METHODS.values():
+        typer.echo(f"{method.name:{width}s}  {method.summary}")
+        typer.echo(f"{'':{width}s}  cost: {method.cost}")
+    typer.echo(f"{'--smooth N':{width}s}  SmoothGrad over any method (Smilkov et al. 2017)")
+    typer.echo(f"{'':{width}s}  cost: {SMOOTH_COST}")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,15 @@ import numpy as np
 import torch
 
 from .errors import ImageError
-from .explain import forward_pass
+from .explain import Explanation, MethodOptions, Stopped, explain_batch
 from .hooks import RuleReport
 from .images import load_image
 from .inputs import InputFile
+from .methods import get_method
 from .models import LoadedModel
 from .outputs import Manifest, write_atomic
 from .preprocess import Geometry
 from .render import EMPTY_MESSAGE, RenderOptions, draw
-from .rules import get_rule
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,9 @@ def parse_target(spec: str, categories: list[str]) -> TargetSpec:
 
 @dataclass(frozen=True)
 class JobOptions:
-    """What to compute and write for each image."""
+    """What to compute and write for each image. ``method_options`` sets Grad-CAM's layer,
+    SmoothGrad and Integrated Gradients (its ``batch_size`` is ignored: ``batch_size`` here is
+    the number of inputs per pass, also for noisy copies and path points)."""
 
     methods: tuple[str, ...] = ("guided",)
     target: TargetSpec = TargetSpec()
@@ -111,6 +113,11 @@ class JobOptions:
     # zlib level of the PNGs: 1 encodes ~5x faster than Pillow's default 6 (a 1024x768 overlay:
     # 50 ms vs 260 ms); after the model, encoding costs most. See _PNG_STRATEGY for the size.
     png_compression: int = 1
+    method_options: MethodOptions = field(default_factory=MethodOptions)
+
+    def label(self, method: str) -> str:
+        """The method's part of output names: ``guided``, or ``guided_smooth`` with SmoothGrad."""
+        return f"{method}_smooth" if self.method_options.smooth else method
 
 
 # zlib strategy per style: photo-like pictures (overlay, rgb) gain nothing from LZ matching, and
@@ -142,12 +149,24 @@ class _Decoded:
 
 
 @dataclass
+class _Map:
+    """One map of one image, with what its manifest row needs."""
+
+    method: str
+    suffix: str
+    target: int
+    probability: float
+    maps: torch.Tensor
+    extra: dict[str, Any]
+
+
+@dataclass
 class _Explained:
     """Everything a writer needs for one image."""
 
     decoded: _Decoded
     top5: list[dict[str, Any]]
-    items: list[tuple[str, str, int, float, torch.Tensor]]  # method, suffix, target, prob, map
+    items: list[_Map]
 
 
 def output_names(file: InputFile, options: JobOptions) -> list[str]:
@@ -155,7 +174,9 @@ def output_names(file: InputFile, options: JobOptions) -> list[str]:
     names = []
     for method in options.methods:
         for suffix in options.target.suffixes():
-            stem = f"{file.base.as_posix()}.{method}" + (f".{suffix}" if suffix else "")
+            stem = f"{file.base.as_posix()}.{options.label(method)}" + (
+                f".{suffix}" if suffix else ""
+            )
             names.append(stem + ".png")
             if options.save_raw:
                 names.append(stem + ".npy")
@@ -184,8 +205,8 @@ def run_job(
     reports: dict[str, RuleReport] = {}
     if writers is None:  # drawing and PNG encoding release the GIL: one thread per spare core
         writers = max(2, min(8, (os.cpu_count() or 2) // 2))
-    methods = tuple(get_rule(m).name for m in options.methods)
-    options = JobOptions(**{**options.__dict__, "methods": methods})
+    methods = tuple(get_method(m).name for m in options.methods)
+    options = replace(options, methods=methods)
     manifest = Manifest(out_dir, fresh=options.overwrite)
     try:
         todo = []
@@ -219,7 +240,9 @@ def run_job(
                         pending.append((item.input, _error_outcome(loaded, item.input, item.error)))
                 for group in _same_shape(i for i in batch if i.error is None):
                     try:
-                        explained = _explain_group(loaded, group, options, reports)
+                        explained = _explain_group(loaded, group, options, reports, should_stop)
+                    except Stopped:  # asked to stop mid-batch: this batch is dropped
+                        break
                     except Exception as exc:  # the model failed on this group: report, go on
                         reason = f"model failed: {type(exc).__name__}: {exc}"
                         for item in group:
@@ -312,34 +335,70 @@ def _explain_group(
     group: list[_Decoded],
     options: JobOptions,
     reports: dict[str, RuleReport],
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[_Explained]:
     batch = torch.stack([item.tensor for item in group])  # type: ignore[misc]
     if loaded.device.type == "cuda":
         batch = batch.pin_memory().to(loaded.device, non_blocking=True)
     else:
         batch = batch.to(loaded.device)
-    per_image: list[list[tuple[str, str, int, float, torch.Tensor]]] = [[] for _ in group]
-    with forward_pass(loaded.model, batch) as graph:
-        probs = graph.logits.detach().float().softmax(dim=1)
-        ranks = zip(options.target.suffixes(), options.target.targets(graph.logits), strict=True)
-        passes = [(m, s, t) for s, t in ranks for m in options.methods]
-        for n, (method, suffix, targets) in enumerate(passes):
-            result = graph.explain(method, targets, retain_graph=n < len(passes) - 1)
+    per_image: list[list[_Map]] = [[] for _ in group]
+    method_options = replace(options.method_options, batch_size=options.batch_size)
+    preprocessing = loaded.preprocessing
+    logits, results = explain_batch(
+        loaded.model,
+        batch,
+        options.methods,
+        options.target.targets,
+        method_options,
+        (preprocessing.mean, preprocessing.std),
+        should_stop,
+    )
+    probs = logits.float().softmax(dim=1)
+    for suffix, by_method in zip(options.target.suffixes(), results, strict=True):
+        for method in options.methods:
+            result = by_method[method]
             reports.setdefault(method, result.report)
             maps = result.maps.float().cpu()
-            chosen = probs.gather(1, targets.view(-1, 1))[:, 0].cpu()
+            targets = result.targets.cpu()
+            chosen = probs.cpu().gather(1, targets.view(-1, 1))[:, 0]
+            extras = _extras(result, options.method_options)
             for i in range(len(group)):
-                per_image[i].append((method, suffix, int(targets[i]), float(chosen[i]), maps[i]))
+                per_image[i].append(
+                    _Map(method, suffix, int(targets[i]), float(chosen[i]), maps[i], extras[i])
+                )
     top = probs.topk(min(5, probs.shape[1]), dim=1)
     values, indices = top.values.cpu(), top.indices.cpu()
-    results = []
+    explained = []
     for i, item in enumerate(group):
         top5 = [
             {"class": int(c), "name": loaded.categories[int(c)], "probability": round(float(p), 6)}
             for p, c in zip(values[i], indices[i], strict=True)
         ]
-        results.append(_Explained(item, top5, per_image[i]))
-    return results
+        explained.append(_Explained(item, top5, per_image[i]))
+    return explained
+
+
+def _extras(result: Explanation, options: MethodOptions) -> list[dict[str, Any]]:
+    """Per image, the manifest keys that ``result``'s method adds to the base ones."""
+    extra: dict[str, Any] = {}
+    if result.layer is not None:
+        extra["layer"] = result.layer
+    if result.smooth:
+        extra.update(smooth=result.smooth, noise=options.noise, seed=options.seed)
+    rows = [dict(extra) for _ in range(result.maps.shape[0])]
+    if result.completeness is not None and result.score_difference is not None:
+        baseline = options.baseline if isinstance(options.baseline, str) else "tensor"
+        errors = result.completeness.float().cpu().tolist()
+        differences = result.score_difference.float().cpu().tolist()
+        for row, error, difference in zip(rows, errors, differences, strict=True):
+            row.update(
+                baseline=baseline,
+                steps=options.steps,
+                score_difference=round(difference, 6),
+                completeness_error=round(error, 6),
+            )
+    return rows
 
 
 def _write_outputs(
@@ -355,8 +414,9 @@ def _write_outputs(
         geometry_name = f"{base}.geometry.json"
         text = json.dumps(geometry.to_dict())
         _write_new(out_dir / geometry_name, options.overwrite, partial(Path.write_text, data=text))
-    for method, suffix, target, probability, maps in item.items:
-        stem = f"{base}.{method}" + (f".{suffix}" if suffix else "")
+    for entry in item.items:
+        method, maps = entry.method, entry.maps
+        stem = f"{base}.{options.label(method)}" + (f".{entry.suffix}" if entry.suffix else "")
         outputs = [f"{stem}.png"]
         png = out_dir / outputs[0]
         wrote = options.overwrite or not png.exists()
@@ -384,13 +444,14 @@ def _write_outputs(
                 "image": file.shown,
                 "model": loaded.name,
                 "method": method,
-                "target": target,
-                "target_name": loaded.categories[target],
-                "probability": round(probability, 6),
+                "target": entry.target,
+                "target_name": loaded.categories[entry.target],
+                "probability": round(entry.probability, 6),
                 "top5": item.top5,
                 "outputs": outputs,
                 "status": "ok" if wrote else "skipped",
                 "error": None,
+                **entry.extra,
             }
         )
     return outcome

@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from .batch import TargetSpec
-from .explain import forward_pass
+from .explain import MethodOptions, explain_batch
 from .images import load_image
 from .inputs import InputFile
 from .models import LoadedModel
@@ -34,8 +34,10 @@ def compare_rows(
     target: TargetSpec,
     fit: str | None,
     options: RenderOptions,
+    method_options: MethodOptions | None = None,
 ) -> Iterator[tuple[InputFile, CompareRow | str]]:
     """For each file, its row, or the reason it failed (a string)."""
+    method_options = method_options or MethodOptions()
     for file in files:
         try:
             image = load_image(file.path)
@@ -46,15 +48,27 @@ def compare_rows(
         photo = image  # the full-size photo is not needed again: shrink it in place
         photo.thumbnail((THUMBNAIL, THUMBNAIL))
         small = geometry.scaled(photo.size)
+        preprocessing = loaded.preprocessing
+        try:
+            logits, (results,) = explain_batch(
+                loaded.model,
+                tensor[None].to(loaded.device),
+                methods,
+                lambda logits: target.targets(logits)[:1],
+                method_options,
+                (preprocessing.mean, preprocessing.std),
+            )
+        except Exception as exc:  # the model failed on this image: report it, go on
+            yield file, f"model failed: {type(exc).__name__}: {exc}"
+            continue
         panels = []
-        with forward_pass(loaded.model, tensor[None].to(loaded.device)) as graph:
-            targets = target.targets(graph.logits)[0]
-            probability = float(graph.logits.detach().softmax(1)[0, targets[0]])
-            name = loaded.categories[int(targets[0])]
-            for n, method in enumerate(methods):
-                maps = graph.explain(method, targets, retain_graph=n < len(methods) - 1).maps
-                picture, _ = draw(photo, maps[0], small, options)
-                panels.append((f"{method}\n{name} ({probability:.1%})", picture))
+        for method, result in results.items():
+            index = int(result.targets[0])
+            probability = float(logits.float().softmax(1)[0, index])
+            title = method + (f" (smooth {result.smooth})" if result.smooth else "")
+            picture, _ = draw(photo, result.maps[0], small, options)
+            name = loaded.categories[index]
+            panels.append((f"{title}\n{name} ({probability:.1%})", picture))
         yield file, CompareRow(photo, panels)
 
 

@@ -25,6 +25,18 @@ MANIFEST_KEYS = (
     "status",
     "error",
 )
+# Keys that only some methods' rows carry, after the base keys: the Grad-CAM layer, SmoothGrad's
+# settings, and Integrated Gradients' baseline, steps and completeness check.
+MANIFEST_EXTRA_KEYS = (
+    "layer",
+    "smooth",
+    "noise",
+    "seed",
+    "baseline",
+    "steps",
+    "score_difference",
+    "completeness_error",
+)
 
 
 @contextmanager
@@ -70,8 +82,11 @@ class Manifest:
                 handle.truncate(cut)
 
     def write(self, row: dict[str, Any]) -> None:
-        """Append one row (keys exactly :data:`MANIFEST_KEYS`)."""
-        line = json.dumps({key: row.get(key) for key in MANIFEST_KEYS}, ensure_ascii=False)
+        """Append one row: every key of :data:`MANIFEST_KEYS`, then those of
+        :data:`MANIFEST_EXTRA_KEYS` that the row has."""
+        fields = {key: row.get(key) for key in MANIFEST_KEYS}
+        fields.update({key: row[key] for key in MANIFEST_EXTRA_KEYS if key in row})
+        line = json.dumps(fields, ensure_ascii=False)
         self._handle.write(line + "\n")
         self._handle.flush()
         if row.get("status") in ("ok", "skipped"):

@@ -154,6 +154,8 @@ def draw(
     width, height = geometry.image_size
     if options.style == "rgb":
         values = normalize(_finite(maps), options.clip_percentile)
+        if values is not None and values.shape[0] == 1:  # a one-channel map (Grad-CAM): gray
+            values = values.expand(3, -1, -1)
         empty_fill = (128, 128, 128)
     else:
         reduced = reduce_map(maps, options.reduce, options.sign)

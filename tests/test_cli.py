@@ -45,19 +45,41 @@ def manifest(out):
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
+ALL_METHODS = (
+    "gradient",
+    "deconvnet",
+    "guided",
+    "gradcam",
+    "guided_gradcam",
+    "integrated_gradients",
+    "gradient_x_input",
+)
+
+
 def test_explain_folder_mirrors_tree_all_methods(photos, tmp_path):
     out = tmp_path / "out"
-    result = run("explain", photos, "--out", out, "--method", "all", "--batch-size", "2")
+    result = run(
+        "explain", photos, "--out", out, "--method", "all", "--batch-size", "2", "--steps", "4"
+    )
     assert result.exit_code == 0, result.output
     for rel, size in [("a/pic", (240, 160)), ("b/pic", (90, 60)), ("cat", (64, 96))]:
-        for method in ("gradient", "deconvnet", "guided"):
+        for method in ALL_METHODS:
             picture = Image.open(out / f"{rel}.{method}.png")
             assert picture.size == size and picture.mode == "RGB"
     rows = manifest(out)
-    assert len(rows) == 9
-    assert all(tuple(row) == MANIFEST_KEYS and row["status"] == "ok" for row in rows)
+    assert len(rows) == 21 and all(row["status"] == "ok" for row in rows)
+    extra = {
+        "gradcam": ("layer",),
+        "guided_gradcam": ("layer",),
+        "integrated_gradients": ("baseline", "steps", "score_difference", "completeness_error"),
+    }
+    for row in rows:
+        assert tuple(row) == MANIFEST_KEYS + extra.get(row["method"], ()), row["method"]
+    ig = [r for r in rows if r["method"] == "integrated_gradients"]
+    assert all(r["baseline"] == "black" and r["steps"] == 4 for r in ig)
+    assert all(r["layer"] == "bn2" for r in rows if "layer" in r)
     coffee = [r for r in rows if r["image"].endswith(os.path.join("a", "pic.jpg"))]
-    assert {r["method"] for r in coffee} == {"gradient", "deconvnet", "guided"}
+    assert {r["method"] for r in coffee} == set(ALL_METHODS)
     assert all(r["target_name"] == "espresso" and r["target"] == 967 for r in coffee)
     assert coffee[0]["top5"][0] == {
         "class": 967,
@@ -162,22 +184,21 @@ def test_bad_options_exit_2_before_any_work(photos, tmp_path, args, message):
 
 def test_compare_figures(photos, tmp_path):
     out = tmp_path / "cmp"
-    result = run("compare", photos / "a", photos / "cat.png", "--out", out)
+    result = run("compare", photos / "a", photos / "cat.png", "--out", out, "--steps", "4")
     assert result.exit_code == 0, result.output
     figure = Image.open(out / "cat.compare.png")
-    assert figure.size[0] > 4 * 300  # photo + three panels side by side
+    assert figure.size[0] > 8 * 300  # photo + seven panels side by side
+    result = run(
+        "compare", photos / "cat.png", "--out", out, "--method", "gradcam", "--smooth", "2"
+    )
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "cat.compare.png").size[0] < 3 * 500  # photo + one panel
     result = run("compare", photos, "--out", out, "--grid", "--format", "pdf")
     assert result.exit_code == 0, result.output
     assert (out / "compare.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_list_commands():
-    result = run("methods")
-    assert [line.split()[0] for line in result.output.splitlines()] == [
-        "gradient",
-        "deconvnet",
-        "guided",
-    ]
     lines = run("models", "--offline").output.splitlines()
     assert lines[0].split()[0] == "efficientnet_lite0" and lines[0].endswith("offline")
     assert run("--version").output.startswith("saliency ")
@@ -228,3 +249,52 @@ def test_help_is_instant_without_torch():
     assert (
         subprocess.run([saliency_exe(), "--help"], capture_output=True, timeout=60).returncode == 0
     )
+
+
+def test_smoothgrad_outputs_are_named_apart_and_recorded(photos, tmp_path):
+    out = tmp_path / "out"
+    args = ["explain", photos / "cat.png", "--out", out, "--method", "gradcam", "--smooth", "3"]
+    result = run(*args, "--noise", "0.1", "--seed", "5", "--layer", "blocks")
+    assert result.exit_code == 0, result.output
+    (row,) = manifest(out)
+    assert (
+        row["outputs"] == ["cat.gradcam_smooth.png"] and (out / "cat.gradcam_smooth.png").exists()
+    )
+    assert (row["layer"], row["smooth"], row["noise"], row["seed"]) == ("blocks", 3, 0.1, 5)
+    first = (out / "cat.gradcam_smooth.png").read_bytes()
+    assert (
+        run(*args, "--noise", "0.1", "--seed", "5", "--layer", "blocks", "--overwrite").exit_code
+        == 0
+    )
+    assert (out / "cat.gradcam_smooth.png").read_bytes() == first  # seeded: byte-identical
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--method", "gradcam", "--layer", "blockz"],
+            "'blockz' is not a submodule; did you mean blocks",
+        ),
+        (["--method", "gradcam", "--layer", "classifier"], "not a feature map"),
+        (["--method", "guided", "--layer", "bn2"], "--layer is used only by gradcam"),
+        (["--method", "guided", "--smooth", "2", "--noise", "-1"], "noise must be"),
+        (["--method", "integrated_gradients", "--steps", "0"], "--steps"),
+        (["--method", "integrated_gradients", "--baseline", "white"], "--baseline"),
+    ],
+)
+def test_bad_method_options_are_usage_errors(photos, tmp_path, args, message):
+    result = run("explain", photos / "cat.png", "--out", tmp_path / "out", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_methods_lists_every_method_with_its_cost():
+    result = run("methods")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    for name in ALL_METHODS:
+        at = next(i for i, line in enumerate(lines) if line.startswith(name + " "))
+        assert "cost:" in lines[at + 1]
+    assert "--smooth N" in result.output and "batch-size" in result.output

@@ -11,6 +11,7 @@ from saliency.render import (
     EmptyMapWarning,
     RenderOptions,
     colormap_lut,
+    draw,
     normalize,
     reduce_map,
     render,
@@ -81,3 +82,15 @@ def test_bad_options():
             RenderOptions(**kwargs)
     assert RenderOptions(sign="all").colormap == "coolwarm"
     assert RenderOptions().colormap == "inferno"
+
+
+def test_one_channel_maps_draw_in_every_style():
+    """Grad-CAM maps have one channel: rgb draws them gray, the others as usual."""
+    cam = torch.zeros(1, 12, 16)
+    cam[0, 4:8, 6:10] = 1.0
+    geometry = Geometry(PHOTO.size, (0.0, 0.0, *map(float, PHOTO.size)), (16, 12))
+    for style in ("overlay", "heatmap", "rgb", "grayscale"):
+        picture, empty = draw(PHOTO, cam, geometry, RenderOptions(style=style))
+        assert picture.size == PHOTO.size and not empty
+    rgb = np.asarray(draw(PHOTO, cam, geometry, RenderOptions(style="rgb"))[0]).astype(int)
+    assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()

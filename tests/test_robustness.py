@@ -207,7 +207,8 @@ def slow_folder(tmp_path, count=150):
 
 def explain_command(folder, out):
     return [sys.executable, "-m", "saliency_cli", "explain", str(folder), "--out", str(out),
-            "--batch-size", "2", "--method", "all"]  # fmt: skip
+            "--batch-size", "2", "--method", "gradient", "--method", "deconvnet",
+            "--method", "guided"]  # fmt: skip
 
 
 def start(folder, out):
