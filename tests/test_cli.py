@@ -298,3 +298,36 @@ def test_methods_lists_every_method_with_its_cost():
         at = next(i for i, line in enumerate(lines) if line.startswith(name + " "))
         assert "cost:" in lines[at + 1]
     assert "--smooth N" in result.output and "batch-size" in result.output
+
+
+def test_sanity_command_writes_csv_figures_and_prints_the_verdicts(photos, tmp_path):
+    out = tmp_path / "sanity"
+    args = ["sanity", photos, "--out", out, "--method", "gradient", "--method", "guided"]
+    result = run(*args, "--fit", "crop", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    text = (out / "sanity.csv").read_text()
+    lines = text.splitlines()
+    assert lines[0] == "image,method,step,layer,metric,value"
+    cells = [line.split(",") for line in lines[1:]]
+    assert {c[1] for c in cells} == {"gradient", "guided"}
+    assert {c[3] for c in cells if c[2] == "1"} == {"classifier"}  # logits first
+    assert max(int(c[2]) for c in cells) == 12  # the offline default has 12 stages
+    assert len(cells) == 3 * 2 * 13 * 4  # images x methods x (baseline + steps) x metrics
+    assert Image.open(out / "sanity.png").size[0] > 800
+    for rel in ("a/pic", "b/pic", "cat"):
+        assert (out / "strips" / f"{rel}.png").exists()
+    flat = " ".join(result.output.split())
+    assert "passes (< 0.3)" in flat and "gradient" in flat and "step 12 ends with conv_stem" in flat
+    rerun = run(*args, "--fit", "crop", "--seed", "1", "--out", tmp_path / "again")
+    assert rerun.exit_code == 0
+    assert (tmp_path / "again" / "sanity.csv").read_text() == text  # deterministic under --seed
+
+
+def test_sanity_bad_options(photos, tmp_path):
+    out = tmp_path / "sanity"
+    result = run("sanity", photos, "--out", out, "--threshold", "2")
+    assert result.exit_code == 2 and "--threshold" in result.output
+    result = run("sanity", photos, "--out", out, "--granularity", "block")
+    assert result.exit_code == 2
+    result = run("sanity", photos, "--out", out, "--method", "gradcam", "--layer", "nope")
+    assert result.exit_code == 2 and "not a submodule" in result.output
