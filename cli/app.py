@@ -71,6 +71,16 @@ class Fit(str, Enum):
     resize = "resize"
 
 
+class Mode(str, Enum):
+    cascading = "cascading"
+    independent = "independent"
+
+
+class Granularity(str, Enum):
+    stage = "stage"
+    layer = "layer"
+
+
 class Format(str, Enum):
     png = "png"
     pdf = "pdf"
@@ -573,16 +583,6 @@ def compare(
     if not quiet:
         console.print(f"{len(written)} figures, {failed} failed; outputs in {_escape(str(out))}/")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
-
-
-class Mode(str, Enum):
-    cascading = "cascading"
-    independent = "independent"
-
-
-class Granularity(str, Enum):
-    stage = "stage"
-    layer = "layer"
 
 
 @app.command()
