@@ -723,10 +723,15 @@ def sanity(
     _print_verdicts(verdicts(result, threshold), result, threshold)
     if not quiet:
         console.print(
-            f"{len(names)} images, {len(result.steps)} {mode.value} steps, {failed} failed; "
+            f"{_count(len(names), 'image')}, {_count(len(result.steps), mode.value + ' step')}, "
+            f"{failed} failed; "
             f"outputs in {_escape(str(out))}/ (sanity.csv, sanity.{format.value}, strips/)"
         )
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _print_verdicts(found, result, threshold: float) -> None:
@@ -737,7 +742,7 @@ def _print_verdicts(found, result, threshold: float) -> None:
     count = len(result.steps)
     table = Table(
         title="Rank correlation (Spearman) of |map| with the original model's map",
-        caption=f"mean ± s.d. over {len(result.images)} images; step 1 randomizes "
+        caption=f"mean ± s.d. over {_count(len(result.images), 'image')}; step 1 randomizes "
         f"{result.steps[0].name}, step {count} ends with {result.steps[-1].name}",
         title_justify="left",
         caption_justify="left",
