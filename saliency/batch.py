@@ -354,21 +354,21 @@ def _explain_group(
         (preprocessing.mean, preprocessing.std),
         should_stop,
     )
-    probs = logits.float().softmax(dim=1)
+    probs = logits.float().softmax(dim=1).cpu()
     for suffix, by_method in zip(options.target.suffixes(), results, strict=True):
         for method in options.methods:
             result = by_method[method]
             reports.setdefault(method, result.report)
             maps = result.maps.float().cpu()
             targets = result.targets.cpu()
-            chosen = probs.cpu().gather(1, targets.view(-1, 1))[:, 0]
+            chosen = probs.gather(1, targets.view(-1, 1))[:, 0]
             extras = _extras(result, options.method_options)
             for i in range(len(group)):
                 per_image[i].append(
                     _Map(method, suffix, int(targets[i]), float(chosen[i]), maps[i], extras[i])
                 )
     top = probs.topk(min(5, probs.shape[1]), dim=1)
-    values, indices = top.values.cpu(), top.indices.cpu()
+    values, indices = top.values, top.indices
     explained = []
     for i, item in enumerate(group):
         top5 = [
