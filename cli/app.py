@@ -268,6 +268,12 @@ def _load(model: str, weights: Path | None, labels: Path | None, device: str, de
         _fail(str(exc))
 
 
+def _check_fit(fit: Fit | None, loaded) -> None:
+    """Refuse --fit native for a model that needs a fixed input size, before any work."""
+    if fit is Fit.native and loaded.preprocessing.fixed_input_size:
+        _fail(f"{loaded.name} needs a fixed input size: use --fit resize or --fit crop")
+
+
 def _target(spec: str, categories: list[str]):
     from saliency.batch import parse_target
 
@@ -351,8 +357,7 @@ def explain(
     methods = _methods(method)
     render_options = _render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     loaded = _load(model, weights, labels, device, debug)
-    if fit is Fit.native and loaded.preprocessing.fixed_input_size:
-        _fail(f"{model} needs a fixed input size: use --fit resize or --fit crop")
+    _check_fit(fit, loaded)
     target_spec = _target(target, loaded.categories)
     method_options = _method_options(
         loaded, methods, layer, smooth, noise, seed, steps, baseline, batch_size
@@ -537,6 +542,7 @@ def compare(
     methods = _methods(method or [Method.all])
     render_options = _render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     loaded = _load(model, weights, labels, device, debug)
+    _check_fit(fit, loaded)
     target_spec = _target(target, loaded.categories)
     if target_spec.kind == "topk":
         _fail("compare shows one target per image: use top1, a class index or a class name")
@@ -651,8 +657,7 @@ def sanity(
     methods = _methods(method or [Method.gradient, Method.guided, Method.gradcam,
                                   Method.guided_gradcam])  # fmt: skip
     loaded = _load(model, weights, labels, device, debug)
-    if fit is Fit.native and loaded.preprocessing.fixed_input_size:
-        _fail(f"{model} needs a fixed input size: use --fit resize or --fit crop")
+    _check_fit(fit, loaded)
     method_options = _method_options(
         loaded, methods, layer, smooth, noise, seed, steps, baseline, batch_size
     )

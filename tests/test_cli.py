@@ -331,3 +331,21 @@ def test_sanity_bad_options(photos, tmp_path):
     assert result.exit_code == 2
     result = run("sanity", photos, "--out", out, "--method", "gradcam", "--layer", "nope")
     assert result.exit_code == 2 and "not a submodule" in result.output
+
+
+@pytest.mark.parametrize("command", ["explain", "compare", "sanity"])
+def test_native_fit_on_a_fixed_size_model_is_a_usage_error(photos, tmp_path, monkeypatch, command):
+    import dataclasses
+
+    import saliency_cli.app as cli
+    from saliency import load_model
+
+    loaded = load_model("efficientnet_lite0", weights="random")
+    fixed = dataclasses.replace(
+        loaded, preprocessing=dataclasses.replace(loaded.preprocessing, fixed_input_size=True)
+    )
+    monkeypatch.setattr(cli, "_load", lambda *args: fixed)
+    result = run(command, photos / "cat.png", "--out", tmp_path / "out", "--fit", "native")
+    assert result.exit_code == 2
+    assert "needs a fixed input size: use --fit resize or --fit crop" in result.output
+    assert not (tmp_path / "out").exists()
