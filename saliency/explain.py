@@ -17,7 +17,7 @@ from torch import nn
 
 from .errors import RuleCoverageWarning
 from .hooks import GraphUnits, RuleHooks, RuleReport, find_units
-from .integrated import BASELINES, make_baseline, quadrature
+from .integrated import baseline_kind, make_baseline, quadrature
 from .layers import LayerCapture, resolve_layer
 from .methods import Method, get_method
 from .models import LoadedModel
@@ -270,10 +270,8 @@ class MethodOptions:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         quadrature(self.steps)  # validates steps
-        if isinstance(self.baseline, str) and self.baseline.strip().lower() not in BASELINES:
-            raise ValueError(
-                f"unknown baseline {self.baseline!r}; valid baselines: {', '.join(BASELINES)}"
-            )
+        if isinstance(self.baseline, str):
+            baseline_kind(self.baseline)  # validates the name
         if self.layer is not None and not any(m.uses_layer for m in methods):
             raise ValueError("a layer is used only by gradcam and guided_gradcam")
 
@@ -318,7 +316,7 @@ def explain_batch(
         if path:
             baselines = make_baseline(inputs, options.baseline, normalization)
             paths = _integrated(
-                model, inputs.detach(), baselines, target_sets, options, should_stop
+                model, inputs.detach(), baselines, target_sets, options, should_stop, logits
             )
             for result, (maps, difference, error), t in zip(
                 results, paths, target_sets, strict=True
@@ -340,9 +338,22 @@ class Stopped(Exception):
     """``should_stop`` turned true in the middle of an expanded batch."""
 
 
-def _check_stop(should_stop: Callable[[], bool] | None) -> None:
-    if should_stop is not None and should_stop():
-        raise Stopped
+def _expanded(
+    batch: int,
+    copies: int,
+    size: int,
+    device: torch.device,
+    should_stop: Callable[[], bool] | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``batch`` x ``copies`` rows of an expanded batch, ``size`` rows a pass: for each pass,
+    the input each row copies and the row's copy number. Raises :class:`Stopped` between passes
+    once ``should_stop()`` turns true."""
+    total = batch * copies
+    for start in range(0, total, size):
+        if should_stop is not None and should_stop():
+            raise Stopped
+        rows = torch.arange(start, min(start + size, total), device=device)
+        yield rows // copies, rows % copies
 
 
 def _integrated(
@@ -352,31 +363,30 @@ def _integrated(
     target_sets: list[torch.Tensor],
     options: MethodOptions,
     should_stop: Callable[[], bool] | None = None,
+    at_input: torch.Tensor | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per target set: attributions, score difference and completeness error, (B, ...), (B,), (B,).
 
     The B x steps path points run in passes of ``options.batch_size``; each pass's forward serves
-    every target set."""
-    steps = options.steps
-    alphas, weights = quadrature(steps, inputs.device)
+    every target set. ``at_input``: the logits of ``inputs`` when the caller has them already."""
+    alphas, weights = quadrature(options.steps, inputs.device)
     sums = [torch.zeros_like(inputs) for _ in target_sets]
-    total = inputs.shape[0] * steps
     delta = inputs - baselines
-    for start in range(0, total, options.batch_size):
-        _check_stop(should_stop)
-        rows = torch.arange(start, min(start + options.batch_size, total), device=inputs.device)
-        sample, k = rows // steps, rows % steps
+    rule = get_rule("gradient")
+    for sample, k in _expanded(
+        inputs.shape[0], options.steps, options.batch_size, inputs.device, should_stop
+    ):
         alpha = alphas[k].to(inputs.dtype).view(-1, 1, 1, 1)
+        weight = weights[k].to(inputs.dtype).view(-1, 1, 1, 1)
         points = baselines[sample] + alpha * delta[sample]
         with forward_pass(model, points) as graph:
             for n, targets in enumerate(target_sets):
-                grads, _ = graph._rule_pass(
-                    get_rule("gradient"), targets[sample], keep=n < len(target_sets) - 1
-                )
-                weight = weights[k].to(inputs.dtype).view(-1, 1, 1, 1)
+                keep = n < len(target_sets) - 1
+                grads, _ = graph._rule_pass(rule, targets[sample], keep)
                 sums[n].index_add_(0, sample, grads * weight)
-    scores = predict(model, torch.cat([inputs, baselines]), options.batch_size)
-    at_input, at_baseline = scores.split(inputs.shape[0])
+    if at_input is None:
+        at_input = predict(model, inputs, options.batch_size)
+    at_baseline = predict(model, baselines, options.batch_size)
     results = []
     for total_grad, targets in zip(sums, target_sets, strict=True):
         maps = delta * total_grad
@@ -415,16 +425,16 @@ def _smoothed(
     layer = None
     errors = [torch.zeros(inputs.shape[0], device=inputs.device) for _ in target_sets]
     differences = [torch.zeros(inputs.shape[0], device=inputs.device) for _ in target_sets]
-    total = inputs.shape[0] * count
-    for start in range(0, total, options.batch_size):
-        _check_stop(should_stop)
-        rows = torch.arange(start, min(start + options.batch_size, total), device=inputs.device)
-        sample = rows // count
-        noisy = inputs[sample] + sigma[sample] * draws[rows % count]
+    for sample, copy in _expanded(
+        inputs.shape[0], count, options.batch_size, inputs.device, should_stop
+    ):
+        noisy = inputs[sample] + sigma[sample] * draws[copy]
         parts: list[dict[str, tuple[torch.Tensor, RuleReport]]] = [{} for _ in target_sets]
+        noisy_logits = None
         if direct:
             with forward_pass(model, noisy, options.layer, capture=capture) as graph:
                 layer = graph.layer
+                noisy_logits = graph.logits.detach()
                 for n, targets in enumerate(target_sets):
                     keep = n < len(target_sets) - 1
                     for name, result in graph.explain_many(
@@ -434,7 +444,9 @@ def _smoothed(
         if path:
             assert baselines is not None
             chunk = [t[sample] for t in target_sets]
-            found = _integrated(model, noisy, baselines[sample], chunk, options, should_stop)
+            found = _integrated(
+                model, noisy, baselines[sample], chunk, options, should_stop, noisy_logits
+            )
             for n, (maps, difference, error) in enumerate(found):
                 parts[n]["integrated_gradients"] = (maps, RuleReport("gradient"))
                 errors[n].index_add_(0, sample, error.to(errors[n].dtype) / count)

@@ -49,7 +49,7 @@ def make_baseline(
                 f"baseline of shape {tuple(baseline.shape)} does not fit inputs of shape "
                 f"{tuple(inputs.shape)}"
             ) from None
-    kind = baseline.strip().lower() if isinstance(baseline, str) else baseline
+    kind = baseline_kind(baseline)
     if kind == "zero":
         return torch.zeros_like(inputs)
     if kind == "black":
@@ -64,9 +64,15 @@ def make_baseline(
         )
         black = (0.0 - mean) / std
         return black.view(1, -1, 1, 1).expand_as(inputs).clone()
-    if kind == "blurred":
-        return blur(inputs, BLUR_FRACTION * max(inputs.shape[-2:]))
-    raise ValueError(f"unknown baseline {baseline!r}; valid baselines: {', '.join(BASELINES)}")
+    return blur(inputs, BLUR_FRACTION * max(inputs.shape[-2:]))
+
+
+def baseline_kind(baseline: str) -> str:
+    """A baseline name, normalized; raises ``ValueError`` listing the valid names."""
+    kind = baseline.strip().lower() if isinstance(baseline, str) else baseline
+    if kind not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; valid baselines: {', '.join(BASELINES)}")
+    return kind
 
 
 def blur(inputs: torch.Tensor, sigma: float) -> torch.Tensor:
