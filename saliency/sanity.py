@@ -178,46 +178,61 @@ def _unit(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two maps (ties get average ranks); 0 if either is constant."""
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two centred vectors; 0 if either is constant."""
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Centred ranks (ties get average ranks), for the Spearman correlation."""
     from scipy.stats import rankdata
 
-    ra, rb = rankdata(a.ravel()), rankdata(b.ravel())
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denominator = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
-    return float((ra * rb).sum() / denominator) if denominator > 0 else 0.0
+    ranks = rankdata(values.ravel())
+    return ranks - ranks.mean()
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM (window 5) of two [0, 1] maps."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, win_size=5, data_range=1.0))
-
-
-def hog_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of the HOG features (16-pixel cells) of two [0, 1] maps; 0 if either
-    has no gradient at all."""
+def _hog(unit: np.ndarray) -> np.ndarray:
+    """Centred HOG features (16-pixel cells; maps under 32 pixels get smaller cells)."""
     from skimage.feature import hog
 
-    cell = max(1, min(16, min(a.shape) // 2))  # maps under 32 pixels get smaller cells
-    fa = hog(a, pixels_per_cell=(cell, cell), cells_per_block=(2, 2), feature_vector=True)
-    fb = hog(b, pixels_per_cell=(cell, cell), cells_per_block=(2, 2), feature_vector=True)
-    fa, fb = fa - fa.mean(), fb - fb.mean()
-    denominator = float(np.sqrt((fa * fa).sum() * (fb * fb).sum()))
-    return float((fa * fb).sum() / denominator) if denominator > 0 else 0.0
+    cell = max(1, min(16, min(unit.shape) // 2))
+    features = hog(unit, pixels_per_cell=(cell, cell), cells_per_block=(2, 2), feature_vector=True)
+    return features - features.mean()
+
+
+@dataclass(frozen=True)
+class MapFeatures:
+    """What the metrics need of one map (C, H, W), computed once: the ranks of its channel-summed
+    |map| and signed map, its min-max normalized |map|, and that one's HOG features."""
+
+    abs_ranks: np.ndarray
+    signed_ranks: np.ndarray
+    unit: np.ndarray
+    hog: np.ndarray
+
+    @classmethod
+    def of(cls, maps: torch.Tensor) -> MapFeatures:
+        """The features of ``maps``."""
+        unit = _unit(reduce_abs(maps))
+        return cls(_ranks(reduce_abs(maps)), _ranks(reduce_signed(maps)), unit, _hog(unit))
+
+
+def compare_features(original: MapFeatures, other: MapFeatures) -> dict[str, float]:
+    """Every metric of :data:`METRICS` between two maps' features (maps of the same shape)."""
+    from skimage.metrics import structural_similarity
+
+    return {
+        "spearman_abs": _correlation(original.abs_ranks, other.abs_ranks),
+        "spearman": _correlation(original.signed_ranks, other.signed_ranks),
+        "ssim": float(structural_similarity(original.unit, other.unit, win_size=5, data_range=1.0)),
+        "hog": _correlation(original.hog, other.hog),
+    }
 
 
 def compare_maps(original: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
     """Every metric of :data:`METRICS` between two maps (C, H, W) of the same shape."""
-    abs_a, abs_b = reduce_abs(original), reduce_abs(other)
-    unit_a, unit_b = _unit(abs_a), _unit(abs_b)
-    return {
-        "spearman_abs": spearman(abs_a, abs_b),
-        "spearman": spearman(reduce_signed(original), reduce_signed(other)),
-        "ssim": ssim(unit_a, unit_b),
-        "hog": hog_correlation(unit_a, unit_b),
-    }
+    return compare_features(MapFeatures.of(original), MapFeatures.of(other))
 
 
 def _thumbnail(maps: torch.Tensor, size: int = 112) -> np.ndarray:
@@ -277,11 +292,13 @@ def run_sanity(
     original, targets = _maps(work, inputs, groups, chosen, options, normalization, None, device)
     result.classes.append(targets.tolist())
     generator = torch.Generator().manual_seed(seed)
+    reference = {m: [MapFeatures.of(maps) for maps in original[m]] for m in chosen}
     for i, name in enumerate(names):
         result.strips[name] = {m: [_thumbnail(original[m][i])] for m in chosen}
         for method in chosen:
             noise = torch.randn(original[method][i].shape, generator=generator, dtype=torch.float64)
-            for metric, value in compare_maps(original[method][i], noise).items():
+            noise_features = MapFeatures.of(noise)
+            for metric, value in compare_features(reference[method][i], noise_features).items():
                 result.rows.append(_row(name, method, 0, "random map", metric, value))
 
     modules = dict(work.named_modules())
@@ -299,7 +316,8 @@ def run_sanity(
         for i, name in enumerate(names):
             for method in chosen:
                 result.strips[name][method].append(_thumbnail(maps[method][i]))
-                for metric, value in compare_maps(original[method][i], maps[method][i]).items():
+                found = compare_features(reference[method][i], MapFeatures.of(maps[method][i]))
+                for metric, value in found.items():
                     result.rows.append(_row(name, method, index, step.name, metric, value))
         if mode == "independent":
             for module_name in step.modules:
