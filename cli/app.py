@@ -216,6 +216,8 @@ def _methods(chosen: list[Method] | None) -> tuple[str, ...]:
 def _method_options(loaded, methods, layer, smooth, noise, seed, steps, baseline, batch_size):
     """The methods' settings, checked; the Grad-CAM layer resolved on a probe input, so that a
     bad name is a usage error before any work."""
+    import dataclasses
+
     import torch
 
     from saliency import MethodOptions, get_method, resolve_layer
@@ -230,7 +232,7 @@ def _method_options(loaded, methods, layer, smooth, noise, seed, steps, baseline
             probe = torch.zeros(1, 3, size, size, device=loaded.device)
             with explanation_mode(loaded.model):
                 name = resolve_layer(loaded.model, probe, layer)
-            options = MethodOptions(name, smooth, noise, seed, steps, baseline.value, batch_size)
+            options = dataclasses.replace(options, layer=name)
     except ValueError as exc:
         _fail(str(exc).replace("a layer is used", "--layer is used"))
     return options

@@ -62,9 +62,10 @@ def compare_rows(
             yield file, f"model failed: {type(exc).__name__}: {exc}"
             continue
         panels = []
+        probabilities = logits.float().softmax(1)[0]
         for method, result in results.items():
             index = int(result.targets[0])
-            probability = float(logits.float().softmax(1)[0, index])
+            probability = float(probabilities[index])
             title = method + (f" (smooth {result.smooth})" if result.smooth else "")
             picture, _ = draw(photo, result.maps[0], small, options)
             name = loaded.categories[index]
