@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from photos import SIZES, make_photos  # noqa: E402
 
 from saliency import load_image, load_model  # noqa: E402
-from saliency.batch import JobOptions, run_job  # noqa: E402
-from saliency.inputs import collect_inputs  # noqa: E402
+from saliency.engine.method import MethodOptions  # noqa: E402
+from saliency.files.inputs import collect_inputs  # noqa: E402
+from saliency.pipeline.job import run_job  # noqa: E402
+from saliency.pipeline.options import JobOptions  # noqa: E402
 
 
 def bare_loop(loaded, paths, batch_size):
@@ -49,7 +51,7 @@ def bare_loop(loaded, paths, batch_size):
 def pipeline(loaded, folder, out, batch_size, methods):
     shutil.rmtree(out, ignore_errors=True)
     files = collect_inputs([str(folder)]).files
-    options = JobOptions(methods=methods, batch_size=batch_size)
+    options = JobOptions(methods=methods, method_options=MethodOptions(batch_size=batch_size))
     start = time.perf_counter()
     run_job(loaded, files, out, options)
     return time.perf_counter() - start

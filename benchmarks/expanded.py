@@ -17,7 +17,7 @@ import time
 import torch
 
 from saliency import explain, load_model
-from saliency.smoothgrad import noise_samples, noise_scale
+from saliency.engine.smoothing import noise_samples, noise_scale
 
 
 def main() -> None:

@@ -1,62 +1,86 @@
 """Saliency maps for CNN image classifiers: Gradients, DeconvNet, Guided Backprop, Grad-CAM,
-Guided Grad-CAM, Integrated Gradients, Gradient x Input, and SmoothGrad over any of them."""
+Guided Grad-CAM, Integrated Gradients, Gradient x Input, and SmoothGrad over any of them.
+
+``import saliency`` is cheap: each public name is imported on first use. Everything not listed in
+``__all__`` lives in documented submodules: :mod:`saliency.engine` (rules, hooks, passes, the
+method template and registry), :mod:`saliency.methods`, :mod:`saliency.models`,
+:mod:`saliency.files`, :mod:`saliency.pictures`, :mod:`saliency.pipeline`, :mod:`saliency.checks`.
+"""
 
 from __future__ import annotations
 
-from .errors import ImageError, ModelError, RuleCoverageWarning, RuleError, SaliencyError
-from .explain import (
-    Explanation,
-    ForwardPass,
-    MethodOptions,
-    explain,
-    explain_batch,
-    forward_pass,
-    predict,
-    resolve_targets,
-)
-from .hooks import RuleHooks, RuleReport, find_units
-from .images import load_image
-from .integrated import BASELINES
-from .layers import feature_layers, resolve_layer
-from .methods import METHODS, Method, get_method
-from .models import LoadedModel, ModelInfo, list_models, load_model
-from .preprocess import FIT_MODES, Geometry, Preprocessing
-from .rules import RULES, Rule, get_rule
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "explain": "saliency.api",
+    "explain_batch": "saliency.api",
+    "Explanation": "saliency.explanation",
+    "load_model": "saliency.models.loading",
+    "LoadedModel": "saliency.models.loading",
+    "load_image": "saliency.files.images",
+    "render": "saliency.pictures.render",
+    "RenderOptions": "saliency.pictures.render",
+    "run_sanity": "saliency.checks.sanity",
+    "RuleHooks": "saliency.engine.hooks",
+    "Method": "saliency.engine.method",
+    "MethodOptions": "saliency.engine.method",
+    "register_method": "saliency.engine.registry",
+    "get_method": "saliency.engine.registry",
+    "method_names": "saliency.engine.registry",
+    "SaliencyError": "saliency.errors",
+    "RuleError": "saliency.errors",
+    "ModelError": "saliency.errors",
+    "ImageError": "saliency.errors",
+    "RuleCoverageWarning": "saliency.errors",
+}
+
 __all__ = [
-    "BASELINES",
-    "FIT_MODES",
-    "METHODS",
-    "RULES",
+    "Explanation",
+    "ImageError",
+    "LoadedModel",
     "Method",
     "MethodOptions",
-    "explain_batch",
-    "feature_layers",
-    "get_method",
-    "predict",
-    "resolve_layer",
-    "Geometry",
-    "LoadedModel",
-    "ModelInfo",
-    "Preprocessing",
-    "list_models",
-    "load_image",
-    "load_model",
-    "Explanation",
-    "ForwardPass",
-    "ImageError",
     "ModelError",
-    "Rule",
+    "RenderOptions",
     "RuleCoverageWarning",
     "RuleError",
     "RuleHooks",
-    "RuleReport",
     "SaliencyError",
     "explain",
-    "find_units",
-    "forward_pass",
-    "get_rule",
-    "resolve_targets",
+    "explain_batch",
+    "get_method",
+    "load_image",
+    "load_model",
+    "method_names",
+    "register_method",
+    "render",
+    "run_sanity",
 ]
+
+if TYPE_CHECKING:
+    from .api import explain, explain_batch
+    from .checks.sanity import run_sanity
+    from .engine.hooks import RuleHooks
+    from .engine.method import Method, MethodOptions
+    from .engine.registry import get_method, method_names, register_method
+    from .errors import ImageError, ModelError, RuleCoverageWarning, RuleError, SaliencyError
+    from .explanation import Explanation
+    from .files.images import load_image
+    from .models.loading import LoadedModel, load_model
+    from .pictures.render import RenderOptions, render
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saliency' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -6,10 +6,10 @@ import pytest
 import timm
 import torch
 import torchvision
-from conftest import METHODS
-from reference import reference_gradient
 
 from saliency import RuleCoverageWarning, explain
+from tests.helpers import RULE_METHODS as METHODS
+from tests.helpers import reference_gradient
 
 # name -> (builder, input size); these cover nn.ReLU (reused, in-place), functional F.relu
 # (DenseNet, GoogLeNet, Inception), ReLU6 (MobileNetV2, EfficientNet-Lite) and max/avg pooling.

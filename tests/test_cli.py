@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from saliency.outputs import MANIFEST_KEYS
+from saliency.files.outputs import MANIFEST_KEYS
 from saliency_cli.app import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
@@ -337,14 +337,14 @@ def test_sanity_bad_options(photos, tmp_path):
 def test_native_fit_on_a_fixed_size_model_is_a_usage_error(photos, tmp_path, monkeypatch, command):
     import dataclasses
 
-    import saliency_cli.app as cli
+    import saliency_cli.common as cli
     from saliency import load_model
 
     loaded = load_model("efficientnet_lite0", weights="random")
     fixed = dataclasses.replace(
         loaded, preprocessing=dataclasses.replace(loaded.preprocessing, fixed_input_size=True)
     )
-    monkeypatch.setattr(cli, "_load", lambda *args: fixed)
+    monkeypatch.setattr(cli, "load", lambda *args: fixed)
     result = run(command, photos / "cat.png", "--out", tmp_path / "out", "--fit", "native")
     assert result.exit_code == 2
     assert "needs a fixed input size: use --fit resize or --fit crop" in result.output

@@ -5,10 +5,11 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import METHODS
 from torch import nn
 
-from saliency import RuleCoverageWarning, RuleError, RuleHooks, explain, forward_pass
+from saliency import RuleCoverageWarning, RuleError, RuleHooks, explain
+from saliency.engine.passes import forward_pass
+from tests.helpers import RULE_METHODS as METHODS
 
 
 def torch_functions():
@@ -235,7 +236,7 @@ def test_one_forward_serves_several_methods():
     model, x = SmallCNN(), torch.randn(2, 3, 8, 8)
     with forward_pass(model, x) as graph:
         targets = graph.logits.argmax(1)
-        maps = {m: graph.explain(m, targets).maps for m in METHODS}
+        maps = {m: maps for m, (maps, _) in graph.shared(METHODS, targets).items()}
     for method in METHODS:
         torch.testing.assert_close(maps[method], explain(model, x, method).maps)
 

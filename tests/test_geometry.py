@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from saliency.preprocess import FIT_MODES, Preprocessing
+from saliency.choices import FIT_MODES
+from saliency.models.preprocess import Preprocessing
 
 PREP = Preprocessing(64, 73, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear")
 

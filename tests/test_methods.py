@@ -8,10 +8,13 @@ import torchvision
 from torch import nn
 
 import saliency
-from saliency import explain, resolve_layer
-from saliency.explain import Stopped
-from saliency.integrated import blur, make_baseline, quadrature
-from saliency.smoothgrad import noise_samples, noise_scale
+from saliency import explain
+from saliency.engine.baselines import blur, make_baseline
+from saliency.engine.layers import resolve_layer
+from saliency.engine.passes import Stopped, forward_pass
+from saliency.engine.registry import all_methods
+from saliency.engine.smoothing import noise_samples, noise_scale
+from saliency.methods.integrated_gradients import quadrature
 
 X = torch.tensor([[[[1.0, -2.0], [3.0, 0.0]]]])  # (1, 1, 2, 2)
 W = torch.tensor([[2.0, 1.0], [-1.0, 3.0]])
@@ -268,17 +271,16 @@ def test_one_forward_serves_every_single_pass_method():
     x = torch.randn(2, 3, 40, 40)
     calls = []
     model.register_forward_hook(lambda m, i, o: calls.append(1))
-    names = ["gradient", "deconvnet", "guided", "gradcam", "guided_gradcam", "gradient_x_input"]
-    with saliency.forward_pass(model, x, capture=True) as graph:
-        many = graph.explain_many(names, torch.tensor([1, 2]))
+    names = [m.name for m in all_methods() if m.passes]  # every method with shared passes
+    assert len(names) >= 6
+    with forward_pass(model, x, capture=True) as graph:
+        many = {n: maps for n, (maps, _) in graph.shared(names, torch.tensor([1, 2])).items()}
     probes = len(calls) - 1
     assert probes <= 1  # the default layer is found by one probe, kept per model
     for name in names:
         alone = explain(model, x, name, [1, 2]).maps
-        torch.testing.assert_close(many[name].maps, alone)
-    torch.testing.assert_close(
-        many["guided_gradcam"].maps, many["guided"].maps * many["gradcam"].maps
-    )
+        torch.testing.assert_close(many[name], alone)
+    torch.testing.assert_close(many["guided_gradcam"], many["guided"] * many["gradcam"])
 
 
 def test_an_expanded_batch_stops_between_passes_when_asked():

@@ -7,12 +7,13 @@ import warnings
 import pytest
 import torch
 import torchvision
-from untrusted import Payload
 
 import saliency
-from saliency import ModelError, explain, list_models, load_image, load_model
-from saliency.checkpoints import match_by_position
-from saliency.models import _torchvision_names
+from saliency import ModelError, explain, load_image, load_model
+from saliency.models.checkpoints import match_by_position
+from saliency.models.listing import list_models
+from saliency.models.loading import torchvision_names
+from tests.untrusted import Payload
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
@@ -57,7 +58,7 @@ SLOW = {"vit_h_14", "regnet_y_128gf"}
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in _torchvision_names()],
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in torchvision_names()],
 )
 def test_every_torchvision_classifier_builds_and_explains(name):
     loaded = load_model(name, weights="random", device="cpu")

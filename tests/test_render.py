@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from saliency.preprocess import Geometry
-from saliency.render import (
+from saliency.models.preprocess import Geometry
+from saliency.pictures.render import (
     STYLES,
     EmptyMapWarning,
     RenderOptions,

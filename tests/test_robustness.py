@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
-from untrusted import Payload
 
 from saliency import ImageError, load_image
 from saliency_cli.app import app
+from tests.untrusted import Payload
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 runner = CliRunner()
@@ -261,7 +261,7 @@ def test_unwritable_out_is_refused_before_work(tmp_path):
 
 
 def test_write_error_is_reported_and_earlier_outputs_kept(tmp_path, monkeypatch):
-    import saliency.outputs
+    import saliency.files.outputs
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -275,7 +275,7 @@ def test_write_error_is_reported_and_earlier_outputs_kept(tmp_path, monkeypatch)
             raise OSError(28, "No space left on device", str(dst))
         real_replace(src, dst)
 
-    monkeypatch.setattr(saliency.outputs.os, "replace", failing_replace)
+    monkeypatch.setattr(saliency.files.outputs.os, "replace", failing_replace)
     out = tmp_path / "out"
     result = run("explain", folder, "--out", out, "--batch-size", "1")
     assert result.exit_code == 1

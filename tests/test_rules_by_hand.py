@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import METHODS
-from reference import rule_by_hand
 from torch import nn
 
-from saliency import explain, get_rule
+from saliency import explain
+from saliency.engine.rules import get_rule
+from tests.helpers import RULE_METHODS as METHODS
+from tests.helpers import rule_by_hand
 
 # Every spelling of a ReLU-family unit, with its pass-through cap.
 SPELLINGS = {

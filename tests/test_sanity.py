@@ -9,15 +9,15 @@ import torchvision
 from torch import nn
 
 from saliency import explain
-from saliency.sanity import (
-    compare_maps,
+from saliency.checks.sanity import (
     randomization_steps,
     randomize,
     resettable_layers,
     run_sanity,
     verdicts,
 )
-from saliency.sanity_plots import CSV_COLUMNS, plot_metrics, plot_strip, write_csv
+from saliency.checks.sanity_metrics import compare_maps
+from saliency.checks.sanity_plots import CSV_COLUMNS, plot_metrics, plot_strip, write_csv
 
 
 def tiny() -> nn.Module:

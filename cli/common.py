@@ -1,0 +1,203 @@
+"""What every command does alike: messages and exit codes, loading the model, checking options
+through the library, collecting inputs, progress and signals. No saliency logic lives here."""
+
+from __future__ import annotations
+
+import signal
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+from .options import value
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from saliency import LoadedModel, MethodOptions, RenderOptions
+    from saliency.engine.targets import TargetSpec
+    from saliency.files.inputs import Inputs
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    stderr().print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def methods_from(
+    chosen: list[Enum] | None, default: tuple[str, ...] = ("guided",)
+) -> tuple[str, ...]:
+    """The chosen methods' names, 'all' expanded, in order, without repeats."""
+    from saliency.engine.registry import expand_methods
+
+    try:
+        return expand_methods([str(c.value) for c in chosen] if chosen else list(default))
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def load(
+    model: str, weights: Path | None, labels: Path | None, device: str, debug: bool
+) -> LoadedModel:
+    import saliency
+    from saliency.models.devices import resolve_device
+
+    try:
+        resolved = resolve_device(device)
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        return saliency.load_model(model, weights=weights, device=resolved, labels=labels)
+    except saliency.SaliencyError as exc:
+        if debug:
+            raise
+        fail(str(exc))
+
+
+def check_fit(fit: Enum | None, loaded: LoadedModel) -> str | None:
+    """The fit mode, refused before any work if the model cannot take it."""
+    try:
+        loaded.check_fit(value(fit))
+    except ValueError:  # the choices are valid, so the model needs a fixed size
+        fail(f"{loaded.name} needs a fixed input size: use --fit resize or --fit crop")
+    return value(fit)
+
+
+def target(spec: str, categories: list[str]) -> TargetSpec:
+    from saliency.engine.targets import parse_target
+
+    try:
+        return parse_target(spec, categories)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def method_options(
+    loaded: LoadedModel, methods: tuple[str, ...], baseline: Enum, **settings: Any
+) -> MethodOptions:
+    """The methods' settings, checked, with the Grad-CAM layer resolved: a usage error now."""
+    from saliency import MethodOptions
+    from saliency.pipeline.options import resolve_method_options
+
+    try:
+        options = MethodOptions(baseline=str(baseline.value), **settings)
+        return resolve_method_options(loaded, methods, options)
+    except ValueError as exc:
+        fail(str(exc).replace("a layer is used", "--layer is used"))
+
+
+def render_options(
+    style: Enum, reduce: Enum, sign: Enum, clip: float, cmap: str | None, alpha: float
+) -> RenderOptions:
+    from saliency import RenderOptions
+
+    try:
+        return RenderOptions(
+            style=str(style.value),
+            reduce=str(reduce.value),
+            sign=str(sign.value),
+            clip_percentile=clip,
+            cmap=cmap,
+            alpha=alpha,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def collect(paths: list[str], recursive: bool) -> Inputs:
+    """The inputs; each path that does not exist named on stderr; usage error if none at all."""
+    from saliency.files.inputs import collect_inputs
+
+    found = collect_inputs(paths, recursive=recursive)
+    if not found.files and not found.missing:
+        fail("no images found in " + ", ".join(paths))
+    for missing in found.missing:
+        stderr().print(f"[red]error:[/] {escape(missing)}: no such file or folder")
+    return found
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output folder we cannot create or write into, before any work."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        fail(f"cannot write to --out {out}: {exc.strerror or exc}")
+
+
+def progress(console: Console, quiet: bool) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} img/s" if speed else "- img/s")
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=False,
+    )
+
+
+class Stopper:
+    """SIGINT/SIGTERM ask the run to stop after the current batch; a second signal stops now."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Stopper:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def __call__(self) -> bool:
+        return self.signal is not None

@@ -1,0 +1,118 @@
+"""``saliency compare``: one figure per image, the photo then each method side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from . import common
+from .common import escape
+from .options import (
+    AlphaOpt,
+    BaselineOpt,
+    ClipOpt,
+    CmapOpt,
+    DebugOpt,
+    DeviceOpt,
+    FigureFormatOpt,
+    FitOpt,
+    LabelsOpt,
+    LayerOpt,
+    MethodOpt,
+    ModelOpt,
+    NoiseOpt,
+    PathsArg,
+    QuietOpt,
+    ReduceOpt,
+    SeedOpt,
+    SignOpt,
+    SmoothOpt,
+    StepsOpt,
+    StyleOpt,
+    TargetOpt,
+    WeightsOpt,
+)
+
+if TYPE_CHECKING:
+    from saliency.pictures.figures import CompareRow
+
+
+def compare(
+    paths: PathsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("saliency_out"),
+    model: ModelOpt = "efficientnet_lite0",
+    weights: WeightsOpt = None,
+    labels: LabelsOpt = None,
+    device: DeviceOpt = "auto",
+    method: MethodOpt = None,
+    target: TargetOpt = "top1",
+    layer: LayerOpt = None,
+    smooth: SmoothOpt = 0,
+    noise: NoiseOpt = 0.15,
+    seed: SeedOpt = 0,
+    steps: StepsOpt = 32,
+    baseline: BaselineOpt = "black",
+    fit: FitOpt = None,
+    grid: Annotated[bool, typer.Option(help="All images as rows of one figure.")] = False,
+    format: FigureFormatOpt = "png",
+    style: StyleOpt = "overlay",
+    reduce: ReduceOpt = "max",
+    sign: SignOpt = "abs",
+    clip_percentile: ClipOpt = 99.0,
+    cmap: CmapOpt = None,
+    alpha: AlphaOpt = 0.7,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """One figure per image: the photo, then each method side by side (every method by default)."""
+    methods = common.methods_from(method, default=("all",))
+    render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
+    loaded = common.load(model, weights, labels, device, debug)
+    fit_mode = common.check_fit(fit, loaded)
+    target_spec = common.target(target, loaded.categories)
+    if target_spec.kind == "topk":
+        common.fail("compare shows one target per image: use top1, a class index or a class name")
+    method_options = common.method_options(
+        loaded, methods, baseline, layer=layer, smooth=smooth, noise=noise, seed=seed,
+        steps=steps, batch_size=16,
+    )  # fmt: skip
+    common.check_writable(out)
+
+    from saliency.pictures.figures import compare_rows
+
+    found = common.collect(paths, recursive=True)
+    console = common.stderr()
+    failed = len(found.missing)
+    rows, written = [], []
+    suffix = str(format.value)
+    for file, row in compare_rows(
+        loaded, found.files, methods, target_spec, fit_mode, render_options, method_options
+    ):
+        if isinstance(row, str):
+            failed += 1
+            console.print(f"[red]error:[/] {escape(file.shown)}: {escape(row)}")
+            continue
+        if grid:
+            rows.append(row)
+            continue
+        path = out / f"{file.base.as_posix()}.compare.{suffix}"
+        _save([row], path)
+        written.append(path)
+    if grid and rows:
+        path = out / f"compare.{suffix}"
+        _save(rows, path)
+        written.append(path)
+    if not quiet:
+        console.print(f"{len(written)} figures, {failed} failed; outputs in {escape(str(out))}/")
+    raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+
+
+def _save(rows: list[CompareRow], path: Path) -> None:
+    from saliency.pictures.figures import save_figure
+
+    try:
+        save_figure(rows, path)
+    except OSError as exc:
+        common.fail(f"cannot write {path}: {exc.strerror or exc}", common.EXIT_FAILED)

@@ -1,0 +1,36 @@
+"""``saliency models`` and ``saliency methods``: what there is to choose from."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+SMOOTH_COST = "N times the method's passes, batched: N / batch-size passes per image"
+
+
+def models(
+    offline: Annotated[
+        bool, typer.Option(help="Only models usable without a network now.")
+    ] = False,
+) -> None:
+    """List models: name, source, parameters, and whether usable offline now."""
+    from saliency.models.listing import list_models
+
+    for row in list_models(offline_only=offline):
+        params = f"{row.parameters / 1e6:.1f}M" if row.parameters else "?"
+        status = "offline" if row.offline else "needs download"
+        typer.echo(f"{row.name:28s} {row.source:16s} {params:>8s}  {status}")
+
+
+def methods() -> None:
+    """List the methods, what each shows, and what it costs in passes (per batch and target)."""
+    from saliency.engine.registry import all_methods
+
+    found = all_methods()
+    width = max(len(method.name) for method in found)
+    for method in found:
+        typer.echo(f"{method.name:{width}s}  {method.summary}")
+        typer.echo(f"{'':{width}s}  cost: {method.cost}")
+    typer.echo(f"{'--smooth N':{width}s}  SmoothGrad over any method (Smilkov et al. 2017)")
+    typer.echo(f"{'':{width}s}  cost: {SMOOTH_COST}")

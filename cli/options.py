@@ -1,0 +1,133 @@
+"""The options that several commands share, with choices from the library's torch-free lists
+(:mod:`saliency.choices` and the method registry's names), so ``saliency --help`` stays instant."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+
+import typer
+
+from saliency import choices
+from saliency.engine.registry import method_names
+
+
+def _choices(name: str, values: tuple[str, ...] | list[str]) -> type[Enum]:
+    """A str Enum of ``values`` for Typer; a member is looked up as ``Choice["value"]``."""
+    return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
+
+
+if TYPE_CHECKING:  # made at run time from the lists: opaque to the checker
+    MethodChoice: TypeAlias = Any
+    Baseline: TypeAlias = Any
+    Style: TypeAlias = Any
+    Sign: TypeAlias = Any
+    Reduce: TypeAlias = Any
+    Fit: TypeAlias = Any
+    Mode: TypeAlias = Any
+    Granularity: TypeAlias = Any
+    FigureFormat: TypeAlias = Any
+else:
+    MethodChoice = _choices("MethodChoice", [*method_names(), "all"])
+    Baseline = _choices("Baseline", choices.BASELINES)
+    Style = _choices("Style", choices.STYLES)
+    Sign = _choices("Sign", choices.SIGNS)
+    Reduce = _choices("Reduce", choices.REDUCTIONS)
+    Fit = _choices("Fit", choices.FIT_MODES)
+    Mode = _choices("Mode", choices.SANITY_MODES)
+    Granularity = _choices("Granularity", choices.GRANULARITIES)
+    FigureFormat = _choices("FigureFormat", choices.FIGURE_FORMATS)
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="efficientnet_lite0 (offline default), a torchvision name (resnet50, "
+        "resnet50:IMAGENET1K_V1) or timm/<name>.",
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Local checkpoint (state dict) for the architecture named by --model."),
+]
+LabelsOpt = Annotated[
+    Path | None, typer.Option(help="Class names: a text file (one per line) or a JSON list.")
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")
+]
+MethodOpt = Annotated[
+    list[MethodChoice] | None,
+    typer.Option(
+        "--method",
+        help="Repeatable; 'all' means every method (see 'saliency methods'). [default: guided]",
+    ),
+]
+LayerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Grad-CAM layer (gradcam, guided_gradcam): a submodule name such as layer4. "
+        "[default: the last feature-map stage, found automatically]"
+    ),
+]
+SmoothOpt = Annotated[
+    int,
+    typer.Option(min=0, help="SmoothGrad: average each map over N noisy copies (0: off)."),
+]
+NoiseOpt = Annotated[
+    float,
+    typer.Option(help="SmoothGrad noise: standard deviation as a fraction of the input's range."),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the SmoothGrad noise.")]
+StepsOpt = Annotated[
+    int, typer.Option(min=1, help="Integrated Gradients: points on the path (batched).")
+]
+BaselineOpt = Annotated[
+    Baseline,
+    typer.Option(
+        help="Integrated Gradients baseline: black image, zero input (the mean colour), "
+        "or the photo blurred."
+    ),
+]
+TargetOpt = Annotated[
+    str,
+    typer.Option(help="top1, topk:N, a class index, or a class name (case-insensitive)."),
+]
+FitOpt = Annotated[
+    Fit | None,
+    typer.Option(
+        help="native: whole photo, aspect kept (default); crop: the model's center crop; "
+        "resize: whole photo squeezed to the model's input."
+    ),
+]
+StyleOpt = Annotated[Style, typer.Option(help="Picture style.")]
+SignOpt = Annotated[
+    Sign,
+    typer.Option(help="Which part of the map to show; 'all' is diverging."),
+]
+ReduceOpt = Annotated[
+    Reduce,
+    typer.Option(help="Channel reduction: max of |value| (Simonyan) or sum of |value|."),
+]
+ClipOpt = Annotated[
+    float, typer.Option(help="Clip the map at this percentile of |value|, (0, 100].")
+]
+CmapOpt = Annotated[
+    str | None,
+    typer.Option(help="Any matplotlib colormap. [default: inferno; coolwarm with --sign all]"),
+]
+AlphaOpt = Annotated[float, typer.Option(help="Overlay opacity at the strongest pixels, [0, 1].")]
+FigureFormatOpt = Annotated[
+    FigureFormat,
+    typer.Option("--format", help="Figure file format."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks.")]
+PathsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")]
+
+
+def value(choice: Enum | None) -> str | None:
+    """The string behind a choice, or None."""
+    return None if choice is None else str(choice.value)

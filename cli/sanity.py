@@ -1,0 +1,207 @@
+"""``saliency sanity``: the model-randomization sanity check, its CSV, figures and verdicts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import common
+from .common import count, escape
+from .options import (
+    BaselineOpt,
+    DebugOpt,
+    DeviceOpt,
+    FigureFormatOpt,
+    FitOpt,
+    Granularity,
+    LabelsOpt,
+    LayerOpt,
+    MethodChoice,
+    Mode,
+    ModelOpt,
+    NoiseOpt,
+    PathsArg,
+    QuietOpt,
+    SmoothOpt,
+    StepsOpt,
+    WeightsOpt,
+)
+
+DEFAULT_METHODS = ("gradient", "guided", "gradcam", "guided_gradcam")
+
+
+def sanity(
+    paths: PathsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("sanity_out"),
+    model: ModelOpt = "efficientnet_lite0",
+    weights: WeightsOpt = None,
+    labels: LabelsOpt = None,
+    device: DeviceOpt = "auto",
+    method: Annotated[
+        list[MethodChoice] | None,
+        typer.Option(
+            "--method",
+            help="Repeatable; 'all' means every method. "
+            "[default: gradient, guided, gradcam, guided_gradcam]",
+        ),
+    ] = None,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="cascading: randomize from the logits down, keeping earlier steps; "
+            "independent: one step at a time, the rest original."
+        ),
+    ] = "cascading",
+    granularity: Annotated[
+        Granularity,
+        typer.Option(help="A step per stage (top-level block) or per layer (conv, linear, norm)."),
+    ] = "stage",
+    seed: Annotated[int, typer.Option(help="Seed of the re-initialization (and SmoothGrad).")] = 0,
+    repredict: Annotated[
+        bool,
+        typer.Option(
+            help="Explain each randomized model's own top-1 class, not the original prediction."
+        ),
+    ] = False,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            help="A method passes when its mean rank correlation of |map| with the original, "
+            "after full randomization, is below this."
+        ),
+    ] = 0.3,
+    layer: LayerOpt = None,
+    smooth: SmoothOpt = 0,
+    noise: NoiseOpt = 0.15,
+    steps: StepsOpt = 32,
+    baseline: BaselineOpt = "black",
+    fit: FitOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Inputs per pass.")] = 16,
+    format: FigureFormatOpt = "png",
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Model-randomization sanity check (Adebayo et al. 2018): do the maps depend on the model?
+
+    Randomizes a copy of the model step by step from the logits down and compares each method's
+    maps with the original model's. Writes [b]sanity.csv[/] (image, method, step, layer, metric,
+    value), [b]sanity.png[/] (each metric against the randomized steps) and a strip of maps per
+    image under [b]strips/[/], and prints which methods pass.
+    """
+    if batch_size < 1:
+        common.fail(f"--batch-size must be at least 1, got {batch_size}")
+    if not 0.0 < threshold <= 1.0:
+        common.fail(f"--threshold must be in (0, 1], got {threshold}")
+    methods = common.methods_from(method, default=DEFAULT_METHODS)
+    loaded = common.load(model, weights, labels, device, debug)
+    fit_mode = common.check_fit(fit, loaded)
+    method_options = common.method_options(
+        loaded, methods, baseline, layer=layer, smooth=smooth, noise=noise, seed=seed,
+        steps=steps, batch_size=batch_size,
+    )  # fmt: skip
+    common.check_writable(out)
+    found = common.collect(paths, recursive=True)
+    console = common.stderr()
+
+    from saliency.checks.sanity import run_sanity, verdicts
+    from saliency.checks.sanity_plots import plot_metrics, plot_strip, write_csv
+    from saliency.pipeline.stages import decode
+
+    failed = len(found.missing)
+    inputs, names, files = [], [], []
+    for file in found.files:
+        item = decode(file, loaded, fit_mode)
+        if item.tensor is None:  # one bad file must not stop the others
+            failed += 1
+            console.print(f"[red]error:[/] {escape(file.shown)}: {escape(str(item.error))}")
+            continue
+        inputs.append(item.tensor)
+        names.append(file.shown)
+        files.append(file)
+    if not inputs:
+        common.fail("no image could be read", common.EXIT_FAILED)
+
+    progress = common.progress(console, quiet)
+    try:
+        with progress:
+            task = progress.add_task("randomizing", total=None)
+
+            def on_step(done: int, total: int, name: str) -> None:
+                progress.update(task, total=total, completed=done, description=f"after {name}")
+
+            result = run_sanity(
+                loaded.model,
+                inputs,
+                names,
+                methods,
+                mode=mode.value,
+                granularity=granularity.value,
+                seed=seed,
+                repredict=repredict,
+                options=method_options,
+                normalization=loaded.normalization,
+                on_step=on_step,
+            )
+        write_csv(result, out / "sanity.csv")
+        plot_metrics(result, out / f"sanity.{format.value}")
+        for file, name in zip(files, names, strict=True):
+            plot_strip(result, name, out / "strips" / f"{file.base.as_posix()}.{format.value}")
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        raise typer.Exit(common.EXIT_INTERRUPTED) from None
+    except OSError as exc:
+        if debug:
+            raise
+        common.fail(f"cannot write to {out}: {exc.strerror or exc}", common.EXIT_FAILED)
+    except ValueError as exc:
+        if debug:
+            raise
+        common.fail(str(exc), common.EXIT_FAILED)
+
+    _print_verdicts(verdicts(result, threshold), result, threshold)
+    if not quiet:
+        console.print(
+            f"{count(len(names), 'image')}, {count(len(result.steps), mode.value + ' step')}, "
+            f"{failed} failed; "
+            f"outputs in {escape(str(out))}/ (sanity.csv, sanity.{format.value}, strips/)"
+        )
+    raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+
+
+def _print_verdicts(found: Any, result: Any, threshold: float) -> None:
+    """The table on stdout: per method, the rank correlation of |map| and the verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    total = len(result.steps)
+    table = Table(
+        title="Rank correlation (Spearman) of |map| with the original model's map",
+        caption=f"mean ± s.d. over {count(len(result.images), 'image')}; step 1 randomizes "
+        f"{result.steps[0].name}, step {total} ends with {result.steps[-1].name}",
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("method")
+    table.add_column("step 1", justify="right")
+    table.add_column(f"all {total} steps", justify="right")
+    table.add_column("random map", justify="right")
+    table.add_column(f"passes (< {threshold:g})")
+    for verdict in found:
+        table.add_row(
+            verdict.method,
+            f"{verdict.first[0]:.3f} ± {verdict.first[1]:.3f}",
+            f"{verdict.last[0]:.3f} ± {verdict.last[1]:.3f}",
+            f"{verdict.baseline:.3f}",
+            "[green]yes[/]" if verdict.passes else "[red]no[/]",
+        )
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(table)
+    console.print(
+        f"A method passes when its map, after every step is randomized, ranks pixels unlike the "
+        f"original model's map: mean correlation below {threshold:g}. A map that stays similar "
+        "depends on the image more than on the model (Adebayo et al. 2018)."
+    )
+    sys.stdout.flush()

@@ -1,0 +1,347 @@
+"""Model-randomization sanity checks (Adebayo et al., "Sanity Checks for Saliency Maps", 2018).
+
+A map that explains the model must change when the model's weights are randomized. Two tests:
+
+* **cascading** randomization: re-initialize from the logits down to the first layer, one step at
+  a time, keeping what was randomized before;
+* **independent** randomization: re-initialize one step at a time, everything else original.
+
+A step is a *stage* (a top-level child of the model, or a child of a top-level container:
+``layer4``, ``features.12``, ``blocks.6``, ``Mixed_7c``) or a single *layer*. The layers are the
+modules with parameters of their own and a ``reset_parameters`` method (conv, linear,
+batch-norm, layer/group norm), ordered by when they run in a forward pass, last first.
+Re-initializing calls the module's own ``reset_parameters()`` under ``torch.manual_seed(seed +
+step)``: conv and linear weights and biases get their default random initialization; batch-norm
+gets its defaults too, which means affine weight 1 and bias 0 *and running statistics reset to
+mean 0 and variance 1* (as Quantus' MPRT does). The caller's model is never modified: the checks
+run on a copy, and the global random state is left as it was.
+
+Metrics (:mod:`.sanity_metrics`) compare each step's map with the original model's map, per image
+and method, at the model's input resolution.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..api import explain_batch
+from ..choices import GRANULARITIES
+from ..choices import SANITY_MODES as MODES
+from ..engine.method import MethodOptions
+from ..engine.passes import predict
+from ..engine.registry import get_method
+from .sanity_metrics import MapFeatures, compare_features
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One randomization step: its name (a stage or layer) and the modules it re-initializes."""
+
+    name: str
+    modules: tuple[str, ...]
+
+
+def resettable_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
+    """Names of the modules with parameters of their own and ``reset_parameters``, in the order
+    they first run in a forward pass on ``inputs[:1]`` (modules that never run come last)."""
+    names = [
+        name
+        for name, module in model.named_modules()
+        if callable(getattr(module, "reset_parameters", None))
+        and any(True for _ in module.parameters(recurse=False))
+    ]
+    order: dict[str, int] = {}
+    handles = []
+    modules = dict(model.named_modules())
+
+    def note(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: object, output: object) -> None:
+            order.setdefault(name, len(order))
+
+        return hook
+
+    for name in names:
+        handles.append(modules[name].register_forward_hook(note(name)))
+    try:
+        with torch.no_grad():
+            predict(model, inputs[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sorted(names, key=lambda n: order.get(n, len(order) + names.index(n)))
+
+
+def randomization_steps(
+    model: nn.Module, inputs: torch.Tensor, granularity: str = "stage"
+) -> list[Step]:
+    """The steps from the top (the logits) down, at ``granularity`` ``stage`` or ``layer``."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
+    layers = resettable_layers(model, inputs)
+    if not layers:
+        raise ValueError("the model has no layer with parameters to randomize")
+    if granularity == "layer":
+        return [Step(name, (name,)) for name in reversed(layers)]
+    modules = dict(model.named_modules())
+    stages: dict[str, list[str]] = {}
+    for name in layers:
+        parts = name.split(".")
+        top = parts[0]
+        key = (
+            top
+            if len(parts) == 1 or not isinstance(modules[top], _CONTAINERS)
+            else ".".join(parts[:2])
+        )
+        stages.setdefault(key, []).append(name)
+    # a stage's place is that of its last layer to run
+    ordered = sorted(stages.items(), key=lambda item: layers.index(item[1][-1]))
+    return [Step(name, tuple(members)) for name, members in reversed(ordered)]
+
+
+def randomize(model: nn.Module, step: Step, seed: int) -> None:
+    """Re-initialize the step's modules in place with their own ``reset_parameters()``, under
+    ``seed``; the global random state is restored afterwards."""
+    modules = dict(model.named_modules())
+    devices = [p.device for p in model.parameters() if p.device.type == "cuda"]
+    with torch.random.fork_rng(devices=sorted({d.index or 0 for d in devices})):
+        torch.manual_seed(seed)
+        for name in step.modules:
+            modules[name].reset_parameters()
+
+
+@dataclass
+class SanityResult:
+    """Everything a sanity run found.
+
+    ``rows`` holds one dict per image, method, step and metric (keys ``image, method, step,
+    layer, metric, value``; step 0 is the random-map baseline, not a randomization step).
+    ``strips[image][method]`` has the normalized |map| of the original model and after each step;
+    ``classes[step]`` the class explained for each image at each step (0: the original model).
+    """
+
+    steps: list[Step]
+    methods: tuple[str, ...]
+    images: list[str]
+    mode: str
+    rows: list[dict[str, object]] = field(default_factory=list)
+    strips: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
+    classes: list[list[int]] = field(default_factory=list)
+
+    def values(self, method: str, metric: str) -> np.ndarray:
+        """(images, steps) array of ``metric`` for ``method`` over the randomization steps."""
+        table = {
+            (row["image"], row["step"]): row["value"]
+            for row in self.rows
+            if row["method"] == method and row["metric"] == metric and row["step"] > 0  # type: ignore[operator]
+        }
+        return np.array(
+            [
+                [table.get((image, s + 1), np.nan) for s in range(len(self.steps))]
+                for image in self.images
+            ],
+            dtype=float,
+        )
+
+    def baseline(self, method: str, metric: str) -> np.ndarray:
+        """Per image, ``metric`` between the original map and an independent random map."""
+        return np.array(
+            [
+                row["value"]
+                for row in self.rows
+                if row["method"] == method and row["metric"] == metric and row["step"] == 0
+            ],
+            dtype=float,
+        )
+
+
+def _thumbnail(maps: torch.Tensor, size: int = 112) -> np.ndarray:
+    """|map| for a strip: 99th-percentile clip, [0, 1], at most ``size`` pixels on a side."""
+    magnitude = maps.detach().float().abs().sum(0, keepdim=True)[None]
+    height, width = magnitude.shape[-2:]
+    scale = min(1.0, size / max(height, width))
+    if scale < 1.0:
+        magnitude = nn.functional.interpolate(
+            magnitude, scale_factor=scale, mode="area", recompute_scale_factor=False
+        )
+    values = magnitude[0, 0].cpu().numpy().astype(np.float64)
+    top = float(np.percentile(values, 99))
+    return np.clip(values / top, 0, 1) if top > 0 else np.zeros_like(values)
+
+
+def run_sanity(
+    model: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    names: Sequence[str],
+    methods: Sequence[str] = ("gradient", "guided", "gradcam", "guided_gradcam"),
+    *,
+    mode: str = "cascading",
+    granularity: str = "stage",
+    seed: int = 0,
+    repredict: bool = False,
+    options: MethodOptions | None = None,
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    on_step: Callable[[int, int, str], None] = lambda done, total, name: None,
+) -> SanityResult:
+    """Randomize ``model`` (a copy) step by step and compare each method's maps with the
+    original model's, for every input (C, H, W tensors, preprocessed; ``names`` label them).
+
+    The explained class is the original model's top-1 for each input; with ``repredict``, each
+    randomized model's own top-1. ``options`` sets the methods (its ``batch_size`` is the
+    number of inputs per pass); ``normalization`` (mean, std) gives Integrated Gradients' black
+    baseline. Deterministic for a given ``seed``. ``on_step(done, total,
+    name)`` is called after each step (for progress).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if len(inputs) != len(names) or not inputs:
+        raise ValueError("give one name per input, and at least one input")
+    chosen = tuple(get_method(m).name for m in methods)
+    options = options or MethodOptions()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    work = copy.deepcopy(model).eval()
+    groups = _groups(inputs)
+    first = inputs[0][None].to(device)
+    steps = randomization_steps(work, first, granularity)
+    if any(get_method(m).uses_layer for m in chosen) and options.layer is None:
+        from ..engine.layers import resolve_layer
+
+        options = replace(options, layer=resolve_layer(work, first))
+
+    result = SanityResult(steps, chosen, list(names), mode)
+    original, targets = _maps(work, inputs, groups, chosen, options, normalization, None, device)
+    result.classes.append(targets.tolist())
+    generator = torch.Generator().manual_seed(seed)
+    reference = {m: [MapFeatures.of(maps) for maps in original[m]] for m in chosen}
+    for i, name in enumerate(names):
+        result.strips[name] = {m: [_thumbnail(original[m][i])] for m in chosen}
+        for method in chosen:
+            noise = torch.randn(original[method][i].shape, generator=generator, dtype=torch.float64)
+            noise_features = MapFeatures.of(noise)
+            for metric, value in compare_features(reference[method][i], noise_features).items():
+                result.rows.append(_row(name, method, 0, "random map", metric, value))
+
+    modules = dict(work.named_modules())
+    saved = {
+        name: copy.deepcopy(modules[name].state_dict())
+        for step in steps
+        for name in step.modules
+        if mode == "independent"
+    }
+    for index, step in enumerate(steps, start=1):
+        randomize(work, step, seed + index)
+        fixed = None if repredict else targets
+        maps, explained = _maps(work, inputs, groups, chosen, options, normalization, fixed, device)
+        result.classes.append(explained.tolist())
+        for i, name in enumerate(names):
+            for method in chosen:
+                result.strips[name][method].append(_thumbnail(maps[method][i]))
+                found = compare_features(reference[method][i], MapFeatures.of(maps[method][i]))
+                for metric, value in found.items():
+                    result.rows.append(_row(name, method, index, step.name, metric, value))
+        if mode == "independent":
+            for module_name in step.modules:
+                modules[module_name].load_state_dict(saved[module_name])
+        on_step(index, len(steps), step.name)
+    return result
+
+
+def _row(image: str, method: str, step: int, layer: str, metric: str, value: float) -> dict:
+    return {
+        "image": image,
+        "method": method,
+        "step": step,
+        "layer": layer,
+        "metric": metric,
+        "value": value,
+    }
+
+
+def _groups(inputs: Sequence[torch.Tensor]) -> list[list[int]]:
+    """Indices of inputs grouped by shape, so that each group runs as one batch."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, tensor in enumerate(inputs):
+        groups.setdefault(tuple(tensor.shape), []).append(i)
+    return list(groups.values())
+
+
+def _maps(
+    model: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    groups: list[list[int]],
+    methods: tuple[str, ...],
+    options: MethodOptions,
+    normalization: tuple[Sequence[float], Sequence[float]] | None,
+    targets: torch.Tensor | None,
+    device: torch.device,
+) -> tuple[dict[str, list[torch.Tensor]], torch.Tensor]:
+    """Each method's map per input (CPU), and the classes explained."""
+    maps: dict[str, list[torch.Tensor | None]] = {m: [None] * len(inputs) for m in methods}
+    explained = torch.zeros(len(inputs), dtype=torch.long)
+    for group in groups:
+        for part in _chunks(group, options.batch_size):
+            batch = torch.stack([inputs[i] for i in part]).to(device)
+            index = torch.tensor(part)
+
+            def choose(logits: torch.Tensor, index: torch.Tensor = index) -> list[torch.Tensor]:
+                if targets is None:
+                    return [logits.argmax(dim=1)]
+                return [targets[index].to(logits.device)]
+
+            _, (results,) = explain_batch(model, batch, methods, choose, options, normalization)
+            for method in methods:
+                result = results[method]
+                for row, i in enumerate(part):
+                    maps[method][i] = result.maps[row].detach().float().cpu()
+                    explained[i] = int(result.targets[row])
+    return maps, explained  # type: ignore[return-value]
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+DEFAULT_THRESHOLD = 0.3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One method's result: mean and s.d. over images of ``spearman_abs`` after the first step
+    and after the last, the random-map baseline, and whether the last is below ``threshold``."""
+
+    method: str
+    first: tuple[float, float]
+    last: tuple[float, float]
+    baseline: float
+    threshold: float
+
+    @property
+    def passes(self) -> bool:
+        """The map changed: after full randomization it is ranked unlike the original."""
+        return self.last[0] < self.threshold
+
+
+def verdicts(result: SanityResult, threshold: float = DEFAULT_THRESHOLD) -> list[Verdict]:
+    """Per method, how far ``spearman_abs`` fell, and whether it passes ``threshold``."""
+    out = []
+    for method in result.methods:
+        values = result.values(method, "spearman_abs")
+        first, last = values[:, 0], values[:, -1]
+        out.append(
+            Verdict(
+                method,
+                (float(np.nanmean(first)), float(np.nanstd(first))),
+                (float(np.nanmean(last)), float(np.nanstd(last))),
+                float(np.nanmean(result.baseline(method, "spearman_abs"))),
+                threshold,
+            )
+        )
+    return out

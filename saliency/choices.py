@@ -1,0 +1,13 @@
+"""The named choices of the library, with no heavy import, so that the CLI can offer them without
+loading torch. The modules that use a choice check it against these lists."""
+
+from __future__ import annotations
+
+STYLES = ("overlay", "heatmap", "rgb", "grayscale")
+SIGNS = ("abs", "positive", "negative", "all")
+REDUCTIONS = ("max", "sum")
+FIT_MODES = ("native", "crop", "resize")
+BASELINES = ("black", "zero", "blurred")
+SANITY_MODES = ("cascading", "independent")
+GRANULARITIES = ("stage", "layer")
+FIGURE_FORMATS = ("png", "pdf")

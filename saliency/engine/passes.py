@@ -1,0 +1,179 @@
+"""Forward passes kept for several backward passes, and the passes of an expanded batch.
+
+One forward pass serves every shared pass (each rule, Grad-CAM's layer pass) and target set;
+:func:`expanded` splits a batch of many copies (noisy inputs, path points) into passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .hooks import GraphUnits, RuleHooks, RuleReport, find_units
+from .layers import LayerCapture, resolve_layer
+from .method import LAYER, Method, RulePass, SharedPasses
+from .registry import get_method
+from .rules import Rule, get_rule
+from .state import check_eager, explanation_mode
+
+
+class Stopped(Exception):
+    """``should_stop`` turned true in the middle of an expanded batch."""
+
+
+class ForwardPass:
+    """The graph of one forward pass, reusable for several methods and targets.
+
+    Each rule is one backward pass over the input; Grad-CAM adds one backward pass that stops at
+    its layer. Methods that declare the same pass share it.
+    """
+
+    def __init__(
+        self, inputs: torch.Tensor, logits: torch.Tensor, capture: LayerCapture | None = None
+    ) -> None:
+        self.inputs = inputs
+        self.logits = logits
+        self.capture = capture
+        self._units: GraphUnits | None = None
+
+    @property
+    def units(self) -> GraphUnits:
+        """The ReLU-family units of the graph, found once."""
+        if self._units is None:
+            self._units = find_units(self.logits)
+        return self._units
+
+    @property
+    def layer(self) -> str | None:
+        """The name of the captured Grad-CAM layer, if any."""
+        return self.capture.name if self.capture is not None else None
+
+    def shared(
+        self,
+        methods: Sequence[Method | str],
+        targets: torch.Tensor,
+        *,
+        retain_graph: bool = True,
+    ) -> dict[str, tuple[torch.Tensor, RuleReport]]:
+        """Per method, its maps for ``targets`` (LongTensor (B,)) and its rule report: every
+        declared pass runs once, then each method combines them. Keeps the graph unless told."""
+        chosen = [get_method(m) for m in methods]
+        for method in chosen:
+            if not method.passes:
+                raise ValueError(f"{method.name} needs forward passes of its own: use explain()")
+            if method.uses_layer and self.capture is None:
+                raise ValueError(f"{method.name} needs a layer: forward_pass(..., capture=True)")
+        declared = [p for m in chosen for p in m.passes]
+        plan = ([LAYER] if LAYER in declared else []) + list(
+            dict.fromkeys(p for p in declared if isinstance(p, RulePass))
+        )
+        grads: dict[str, torch.Tensor] = {}
+        reports: dict[str, RuleReport] = {}
+        cam = None
+        for n, step in enumerate(plan):
+            keep = retain_graph or n < len(plan) - 1
+            if isinstance(step, RulePass):
+                grads[step.rule], reports[step.rule] = self.rule_pass(
+                    get_rule(step.rule), targets, keep
+                )
+            else:
+                cam = self.gradcam(targets, keep)
+        shared = SharedPasses(self.inputs.detach(), grads, cam)
+        return {
+            m.name: (m.combine(shared), reports[m.rule] if m.rule else RuleReport("gradient"))
+            for m in chosen
+        }
+
+    def rule_pass(
+        self, rule: Rule, targets: torch.Tensor, keep: bool
+    ) -> tuple[torch.Tensor, RuleReport]:
+        """d score[targets] / d inputs under ``rule``, and where the rule was applied."""
+        units = self.units if rule.changes_gradient else GraphUnits()
+        with RuleHooks(self.logits, rule, units) as report:
+            score = self.logits.gather(1, targets.view(-1, 1)).sum()
+            (maps,) = torch.autograd.grad(score, self.inputs, retain_graph=keep)
+        return maps, report
+
+    def gradcam(self, targets: torch.Tensor, keep: bool) -> torch.Tensor:
+        """Grad-CAM at the captured layer, upsampled bilinearly to the input, (B, 1, H, W)."""
+        assert self.capture is not None
+        activation = self.capture.activation()
+        score = self.logits.gather(1, targets.view(-1, 1)).sum()
+        (grads,) = torch.autograd.grad(score, activation, retain_graph=keep)
+        weights = grads.mean(dim=(2, 3), keepdim=True)
+        cam = (weights * activation.detach()).sum(dim=1, keepdim=True).clamp(min=0)
+        size = tuple(self.inputs.shape[-2:])
+        return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+
+
+def check_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
+    """Refuse what is not a module, a non-float (B, C, H, W) batch, or a compiled model."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be a float tensor (B, C, H, W); got {shape}")
+    check_eager(model)
+
+
+def _check_logits(logits: object, batch: int) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"model must return logits of shape (B, K) for B={batch}; got {got}")
+    return logits
+
+
+@contextmanager
+def forward_pass(
+    model: nn.Module, inputs: torch.Tensor, layer: str | None = None, *, capture: bool = False
+) -> Iterator[ForwardPass]:
+    """Run ``model`` on ``inputs`` in explanation mode and keep the graph for the block.
+
+    With ``capture``, the output of ``layer`` (None: the default Grad-CAM layer, see
+    :mod:`saliency.engine.layers`) is kept for Grad-CAM. The model runs in eval mode with frozen
+    parameters; its train flags and ``requires_grad`` are restored when the block ends, also on
+    an exception. Works inside ``torch.no_grad()``.
+    """
+    check_inputs(model, inputs)
+    if layer is not None and not capture:
+        raise ValueError("a layer is used only by gradcam and guided_gradcam")
+    with torch.inference_mode(False), torch.enable_grad(), explanation_mode(model):
+        x = inputs.detach().requires_grad_(True)
+        with ExitStack() as stack:
+            hold = None
+            if capture:
+                name = resolve_layer(model, x.detach(), layer)
+                hold = stack.enter_context(LayerCapture(model, name))
+            logits = _check_logits(model(x), x.shape[0])
+        yield ForwardPass(x, logits, hold)
+
+
+def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """The model's logits for ``inputs`` in explanation mode, without gradients, in batches."""
+    check_inputs(model, inputs)
+    with torch.no_grad(), explanation_mode(model):
+        return torch.cat(
+            [_check_logits(model(part), len(part)) for part in inputs.detach().split(batch_size)]
+        )
+
+
+def expanded(
+    batch: int,
+    copies: int,
+    size: int,
+    device: torch.device,
+    should_stop: Callable[[], bool] | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``batch`` x ``copies`` rows of an expanded batch, ``size`` rows a pass: for each pass,
+    the input each row copies and the row's copy number. Raises :class:`Stopped` between passes
+    once ``should_stop()`` turns true."""
+    total = batch * copies
+    for start in range(0, total, size):
+        if should_stop is not None and should_stop():
+            raise Stopped
+        rows = torch.arange(start, min(start + size, total), device=device)
+        yield rows // copies, rows % copies

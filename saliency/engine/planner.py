@@ -1,0 +1,72 @@
+"""The pass planner: every chosen method for every target set of a batch, with each shared pass
+run once. It knows methods only by what they declare (see :mod:`.method`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..explanation import Explanation
+from .method import Method, MethodOptions, PathContext
+from .passes import forward_pass, predict
+
+Choose = Callable[[torch.Tensor], list[torch.Tensor]]
+
+
+def run_plan(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    methods: Sequence[Method],
+    choose: Choose,
+    options: MethodOptions,
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    clean: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, list[dict[str, Explanation]]]:
+    """The logits of ``inputs`` and, per target set that ``choose(logits)`` gives, each
+    method's explanation (``smooth`` is not applied here; see :mod:`.smoothing`).
+
+    One forward pass serves the methods with shared passes; methods with passes of their own get
+    its logits, so none is computed twice. ``clean`` are the inputs before noise (default:
+    ``inputs``), from which baselines are made."""
+    shared = [m for m in methods if m.passes]
+    own = [m for m in methods if not m.passes]
+    if shared:
+        capture = any(m.uses_layer for m in shared)
+        with forward_pass(model, inputs, options.layer, capture=capture) as graph:
+            logits = graph.logits.detach()
+            target_sets = choose(logits)
+            results: list[dict[str, Explanation]] = []
+            for n, targets in enumerate(target_sets):
+                found = graph.shared(shared, targets, retain_graph=n < len(target_sets) - 1)
+                result = {}
+                for method in shared:
+                    maps, report = found[method.name]
+                    layer = graph.layer if method.uses_layer else None
+                    result[method.name] = Explanation(
+                        maps, targets, logits, method.name, report, layer
+                    )
+                results.append(result)
+    else:
+        logits = predict(model, inputs, options.batch_size)
+        target_sets = choose(logits)
+        results = [{} for _ in target_sets]
+    for method in own:
+        context = PathContext(
+            model,
+            inputs.detach(),
+            (inputs if clean is None else clean).detach(),
+            target_sets,
+            logits,
+            options,
+            normalization,
+            should_stop,
+        )
+        outputs = method.compute(context)
+        for result, output, t in zip(results, outputs, target_sets, strict=True):
+            result[method.name] = Explanation(
+                output.maps, t, logits, method.name, output.report, values=output.values
+            )
+    return logits, [{m.name: r[m.name] for m in methods} for r in results]

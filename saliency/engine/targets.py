@@ -1,0 +1,127 @@
+"""Which classes to explain: per-sample targets for the engine, and target specs for folder runs
+(``top1``, ``topk:N``, a class index or a class name)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+Target = int | Sequence[int] | torch.Tensor | None
+
+
+def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """Turn ``target`` into one class index per sample, a LongTensor (B,) on the logits' device.
+
+    ``None`` means each sample's top-1 class; an int one class for all; a sequence or tensor one
+    class per sample. Raises ``ValueError`` for a wrong length or an index out of range.
+    """
+    targets, check = targets_and_check(target, logits)
+    check()
+    return targets
+
+
+def targets_and_check(
+    target: Target, logits: torch.Tensor
+) -> tuple[torch.Tensor, Callable[[], None]]:
+    """The targets, and the range check to run. For a tensor already on a GPU the check is left to
+    the caller to run once the backward pass is queued (checking at once would stall the GPU),
+    and the indices are clamped meanwhile so that a bad one cannot fault the device."""
+    batch, classes = logits.shape
+    if target is None:
+        return logits.detach().argmax(dim=1), lambda: None
+    if isinstance(target, bool):
+        raise ValueError("target must be None, an int or a sequence of ints, not a bool")
+    if isinstance(target, int):
+        targets = torch.full((batch,), target, dtype=torch.long)
+    else:
+        if isinstance(target, torch.Tensor):
+            dtype = target.dtype
+            if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+                raise ValueError(f"target tensor must hold integers, not {target.dtype}")
+            targets = target.detach().reshape(-1).long()
+        else:
+            values = list(target)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise ValueError("target must be None, an int or a sequence of ints")
+            targets = torch.tensor(values, dtype=torch.long)
+        if targets.numel() != batch:
+            raise ValueError(f"target has {targets.numel()} entries for a batch of {batch}")
+
+    def check(targets: torch.Tensor = targets) -> None:
+        bad = (targets < 0) | (targets >= classes)
+        if bool(bad.any()):
+            raise ValueError(
+                f"target {int(targets[bad][0])} is out of range: valid classes are 0..{classes - 1}"
+            )
+
+    if targets.device.type == "cpu":
+        check()
+        return targets.to(logits.device), lambda: None
+    return targets.to(logits.device).clamp(0, classes - 1), check
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Which classes to explain: ``top1``, the ``k`` best (``topk``), or one ``class`` index."""
+
+    kind: str = "top1"
+    k: int = 1
+    index: int = 0
+
+    def suffixes(self) -> list[str]:
+        """The output-name part for each target: none for top1, ``topN`` or the class index."""
+        if self.kind == "top1":
+            return [""]
+        if self.kind == "topk":
+            return [f"top{rank}" for rank in range(1, self.k + 1)]
+        return [str(self.index)]
+
+    def targets(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        """One LongTensor (B,) per target rank."""
+        if self.kind == "class":
+            return [torch.full((logits.shape[0],), self.index, device=logits.device)]
+        ranked = logits.detach().topk(self.k, dim=1).indices
+        return [ranked[:, rank] for rank in range(self.k)]
+
+
+def parse_target(spec: str, categories: list[str]) -> TargetSpec:
+    """``top1``, ``topk:N``, a class index, or a class name (case-insensitive).
+
+    Raises ``ValueError`` for an index out of range, or an unknown or ambiguous name (listing
+    close matches).
+    """
+    classes = len(categories)
+    text = spec.strip()
+    if text.lower() == "top1":
+        return TargetSpec()
+    if text.lower().startswith("topk:"):
+        count = text[5:]
+        if not count.isdigit() or not 1 <= int(count) <= classes:
+            raise ValueError(f"topk:N needs N between 1 and {classes}, got {count!r}")
+        return TargetSpec("topk", k=int(count))
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < classes:
+            raise ValueError(
+                f"class index {index} out of range: valid classes are 0..{classes - 1}"
+            )
+        return TargetSpec("class", index=index)
+    lowered = [name.lower() for name in categories]
+    hits = [i for i, name in enumerate(lowered) if name == text.lower()]
+    if len(hits) == 1:
+        return TargetSpec("class", index=hits[0])
+    if hits:
+        listed = ", ".join(f"{i} ({categories[i]})" for i in hits)
+        raise ValueError(f"class name {spec!r} is ambiguous: give the index, one of {listed}")
+    close = difflib.get_close_matches(text.lower(), lowered, n=5, cutoff=0.6)
+    close += [n for n in lowered if text.lower() in n and n not in close][: 5 - len(close)]
+    hint = (
+        "; close matches: "
+        + ", ".join(f"{categories[lowered.index(n)]!r} ({lowered.index(n)})" for n in close)
+        if close
+        else ""
+    )
+    raise ValueError(f"unknown class name {spec!r}{hint}")

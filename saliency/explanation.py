@@ -1,0 +1,98 @@
+"""The result of an explanation: maps for a batch, with what produced them."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .engine.hooks import RuleReport
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .models.preprocess import Geometry
+
+
+@dataclass
+class Explanation:
+    """Saliency maps for a batch.
+
+    ``maps`` has the inputs' dtype and device. For the rule methods it is d score[target] / d
+    input under the rule, with the inputs' shape and no post-processing; for ``gradcam`` it is
+    (B, 1, H, W), the CAM upsampled to the input's height and width. ``targets`` holds the
+    explained class of each sample, ``logits`` the model's (detached) output on the clean inputs,
+    ``report`` where a ReLU rule was applied (empty when none changes the gradient).
+
+    ``layer`` is the Grad-CAM layer, ``smooth`` the number of SmoothGrad samples (0: none).
+    ``values`` holds a method's per-sample numbers (B,): for ``integrated_gradients``,
+    ``score_difference`` is score(input) - score(baseline) and ``completeness`` the sum of the
+    attributions minus that difference (averaged over the noisy copies under SmoothGrad).
+
+    In a notebook an explanation shows itself as a row of heatmaps; :meth:`render` draws one.
+    """
+
+    maps: torch.Tensor
+    targets: torch.Tensor
+    logits: torch.Tensor
+    method: str
+    report: RuleReport
+    layer: str | None = None
+    smooth: int = 0
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        """Softmax of the logits, (B, K)."""
+        return self.logits.softmax(dim=1)
+
+    @property
+    def completeness(self) -> torch.Tensor | None:
+        """Integrated Gradients: sum of attributions minus the score difference, (B,)."""
+        return self.values.get("completeness")
+
+    @property
+    def score_difference(self) -> torch.Tensor | None:
+        """Integrated Gradients: score(input) - score(baseline), (B,)."""
+        return self.values.get("score_difference")
+
+    def render(
+        self,
+        index: int = 0,
+        photo: Image.Image | None = None,
+        geometry: Geometry | None = None,
+        **options: Any,
+    ) -> Image.Image:
+        """Sample ``index``'s map as a picture: over ``photo`` mapped by ``geometry`` (from the
+        model's preprocessing) or, without them, at the model's input size. ``options`` are
+        those of :class:`saliency.pictures.render.RenderOptions` (``style``, ``sign``, ...);
+        the style defaults to ``overlay`` with a photo and ``heatmap`` without."""
+        from .models.preprocess import Geometry
+        from .pictures.render import RenderOptions, render
+
+        maps = self.maps[index]
+        if geometry is None:
+            height, width = maps.shape[-2:]
+            size = photo.size if photo is not None else (width, height)
+            geometry = Geometry(size, (0.0, 0.0, float(size[0]), float(size[1])), (width, height))
+        options.setdefault("style", "overlay" if photo is not None else "heatmap")
+        return render(photo, maps, geometry, RenderOptions(**options))
+
+    def _repr_png_(self) -> bytes:
+        """The maps as one row of heatmaps (at most 8), for notebooks."""
+        from PIL import Image
+
+        pictures = [self.render(i) for i in range(min(8, self.maps.shape[0]))]
+        gap = 4
+        width = sum(p.width for p in pictures) + gap * (len(pictures) - 1)
+        height = max(p.height for p in pictures)
+        sheet = Image.new("RGB", (width, height), (255, 255, 255))
+        left = 0
+        for picture in pictures:
+            sheet.paste(picture, (left, 0))
+            left += picture.width + gap
+        buffer = io.BytesIO()
+        sheet.save(buffer, format="PNG")
+        return buffer.getvalue()

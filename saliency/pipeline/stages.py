@@ -1,0 +1,278 @@
+"""The stages of a folder run: decode, explain a batch, draw and write one image's outputs."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..api import explain_batch
+from ..engine.hooks import RuleReport
+from ..engine.method import MethodOptions
+from ..engine.registry import get_method
+from ..errors import ImageError
+from ..explanation import Explanation
+from ..files.images import load_image
+from ..files.inputs import InputFile
+from ..files.outputs import write_atomic
+from ..models.loading import LoadedModel
+from ..models.preprocess import Geometry
+from ..pictures.render import EMPTY_MESSAGE, draw
+from .options import PNG_STRATEGY, JobOptions
+
+
+@dataclass
+class ImageOutcome:
+    """What happened to one image: its manifest rows, or its error; ``done`` if nothing was
+    left to do (every output already written in an earlier run)."""
+
+    input: InputFile
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    done: bool = False
+
+
+@dataclass
+class Decoded:
+    """A photo ready for the model; the photo itself is not kept (writers re-read it if needed)."""
+
+    input: InputFile
+    tensor: torch.Tensor | None = None
+    geometry: Geometry | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Map:
+    """One map of one image, with what its manifest row needs."""
+
+    method: str
+    suffix: str
+    target: int
+    probability: float
+    maps: torch.Tensor
+    extra: dict[str, Any]
+
+
+@dataclass
+class _Explained:
+    """Everything a writer needs for one image."""
+
+    decoded: Decoded
+    top5: list[dict[str, Any]]
+    items: list[_Map]
+
+
+def output_names(file: InputFile, options: JobOptions) -> list[str]:
+    """Every output path (relative, POSIX) that ``options`` gives ``file``."""
+    names = []
+    for method in options.methods:
+        for suffix in options.target.suffixes():
+            stem = f"{file.base.as_posix()}.{options.label(method)}" + (
+                f".{suffix}" if suffix else ""
+            )
+            names.append(stem + ".png")
+            if options.save_raw:
+                names.append(stem + ".npy")
+    if options.save_raw:
+        names.append(f"{file.base.as_posix()}.geometry.json")
+    return names
+
+
+def result_of(loaded: LoadedModel, file: InputFile, job: Future[ImageOutcome]) -> ImageOutcome:
+    try:
+        return job.result()
+    except OSError as exc:  # could not write: this image failed, the run goes on
+        reason = f"cannot write output: {exc.strerror or exc}" + (
+            f": {exc.filename}" if exc.filename else ""
+        )
+        return error_outcome(loaded, file, reason)
+    except ImageError as exc:
+        return error_outcome(loaded, file, exc.reason)
+    except Exception as exc:  # rendering failed unexpectedly: report it as this image's error
+        return error_outcome(loaded, file, f"{type(exc).__name__}: {exc}")
+
+
+def error_outcome(loaded: LoadedModel, file: InputFile, reason: str) -> ImageOutcome:
+    row = {"image": file.shown, "model": loaded.name, "top5": [], "outputs": []}
+    row.update(status="error", error=reason)
+    return ImageOutcome(file, rows=[row], error=reason)
+
+
+def decode(file: InputFile, loaded: LoadedModel, fit: str | None) -> Decoded:
+    try:
+        image = load_image(file.path, lambda full: loaded.preprocessing.source_size(full, fit))
+        tensor, geometry = loaded.preprocess(image, fit)
+        return Decoded(file, tensor, geometry)
+    except Exception as exc:  # never let one bad file stop the run
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        return Decoded(file, error=reason)
+
+
+def prefetch(
+    pool: ThreadPoolExecutor,
+    files: list[InputFile],
+    loaded: LoadedModel,
+    fit: str | None,
+    ahead: int,
+) -> Iterator[Decoded]:
+    queue: deque[Future[Decoded]] = deque()
+    it = iter(files)
+    for file in it:
+        queue.append(pool.submit(decode, file, loaded, fit))
+        if len(queue) >= ahead:
+            break
+    while queue:
+        result = queue.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            queue.append(pool.submit(decode, nxt, loaded, fit))
+        yield result
+
+
+def batches(items: Iterable[Decoded], size: int) -> Iterator[list[Decoded]]:
+    batch: list[Decoded] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def same_shape(items: Iterable[Decoded]) -> list[list[Decoded]]:
+    groups: dict[tuple[int, ...], list[Decoded]] = {}
+    for item in items:
+        assert item.tensor is not None
+        groups.setdefault(tuple(item.tensor.shape), []).append(item)
+    return list(groups.values())
+
+
+def explain_group(
+    loaded: LoadedModel,
+    group: list[Decoded],
+    options: JobOptions,
+    reports: dict[str, RuleReport],
+    should_stop: Callable[[], bool] | None = None,
+) -> list[_Explained]:
+    batch = torch.stack([item.tensor for item in group])  # type: ignore[misc]
+    if loaded.device.type == "cuda":
+        batch = batch.pin_memory().to(loaded.device, non_blocking=True)
+    else:
+        batch = batch.to(loaded.device)
+    per_image: list[list[_Map]] = [[] for _ in group]
+    logits, results = explain_batch(
+        loaded, batch, options.methods, options.target.targets, options.method_options,
+        should_stop=should_stop,
+    )  # fmt: skip
+    probs = logits.float().softmax(dim=1).cpu()
+    for suffix, by_method in zip(options.target.suffixes(), results, strict=True):
+        for method in options.methods:
+            result = by_method[method]
+            reports.setdefault(method, result.report)
+            maps = result.maps.float().cpu()
+            targets = result.targets.cpu()
+            chosen = probs.gather(1, targets.view(-1, 1))[:, 0]
+            extras = _extras(result, options.method_options)
+            for i in range(len(group)):
+                per_image[i].append(
+                    _Map(method, suffix, int(targets[i]), float(chosen[i]), maps[i], extras[i])
+                )
+    top = probs.topk(min(5, probs.shape[1]), dim=1)
+    values, indices = top.values, top.indices
+    explained = []
+    for i, item in enumerate(group):
+        top5 = [
+            {"class": int(c), "name": loaded.categories[int(c)], "probability": round(float(p), 6)}
+            for p, c in zip(values[i], indices[i], strict=True)
+        ]
+        explained.append(_Explained(item, top5, per_image[i]))
+    return explained
+
+
+def _extras(result: Explanation, options: MethodOptions) -> list[dict[str, Any]]:
+    """Per image, the manifest keys that ``result``'s method (and SmoothGrad) add."""
+    rows = get_method(result.method).manifest_keys(result, options)
+    if result.smooth:
+        for row in rows:
+            row.update(smooth=result.smooth, noise=options.noise, seed=options.seed)
+    return rows
+
+
+def write_outputs(
+    loaded: LoadedModel, item: _Explained, out_dir: Path, options: JobOptions
+) -> ImageOutcome:
+    decoded = item.decoded
+    file, geometry = decoded.input, decoded.geometry
+    assert geometry is not None
+    outcome = ImageOutcome(file)
+    image = None  # the full-size photo, read when an overlay needs it: one per writer at a time
+    base = file.base.as_posix()
+    if options.save_raw:
+        geometry_name = f"{base}.geometry.json"
+        text = json.dumps(geometry.to_dict())
+        _write_new(out_dir / geometry_name, options.overwrite, partial(Path.write_text, data=text))
+    for entry in item.items:
+        method, maps = entry.method, entry.maps
+        stem = f"{base}.{options.label(method)}" + (f".{entry.suffix}" if entry.suffix else "")
+        outputs = [f"{stem}.png"]
+        png = out_dir / outputs[0]
+        wrote = options.overwrite or not png.exists()
+        if wrote:
+            if image is None and options.render.style == "overlay":
+                image = load_image(file.path)
+                if image.size != geometry.image_size:
+                    raise ImageError(file.path, "the file changed while it was being explained")
+            drawn, empty = draw(image, maps, geometry, options.render)
+            encode = partial(
+                drawn.save,
+                format="PNG",
+                compress_level=options.png_compression,
+                compress_type=PNG_STRATEGY.get(options.render.style, -1),
+            )
+            write_atomic(png, encode)
+            if empty:
+                outcome.warnings.append(f"{method}: {EMPTY_MESSAGE}")
+        if options.save_raw:
+            outputs += [f"{stem}.npy", geometry_name]
+            array = maps.numpy().astype(np.float32)
+            _write_new(out_dir / outputs[1], options.overwrite, partial(_save_npy, array=array))
+        outcome.rows.append(
+            {
+                "image": file.shown,
+                "model": loaded.name,
+                "method": method,
+                "target": entry.target,
+                "target_name": loaded.categories[entry.target],
+                "probability": round(entry.probability, 6),
+                "top5": item.top5,
+                "outputs": outputs,
+                "status": "ok" if wrote else "skipped",
+                "error": None,
+                **entry.extra,
+            }
+        )
+    return outcome
+
+
+def _write_new(path: Path, overwrite: bool, write: Callable[[Path], Any]) -> bool:
+    """Write ``path`` atomically unless it exists and ``overwrite`` is off; True if written."""
+    if path.exists() and not overwrite:
+        return False
+    write_atomic(path, write)
+    return True
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, array)
