@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from saliency.engine.registry import all_methods
 from saliency.files.outputs import MANIFEST_KEYS
 from saliency_cli.app import app
 
@@ -45,15 +46,7 @@ def manifest(out):
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
-ALL_METHODS = (
-    "gradient",
-    "deconvnet",
-    "guided",
-    "gradcam",
-    "guided_gradcam",
-    "integrated_gradients",
-    "gradient_x_input",
-)
+ALL_METHODS = tuple(m.name for m in all_methods())  # what --method all means
 
 
 def test_explain_folder_mirrors_tree_all_methods(photos, tmp_path):

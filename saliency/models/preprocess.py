@@ -144,8 +144,9 @@ class Preprocessing:
         An image decoded at a reduced scale carries its full size in ``info["full_size"]``
         (see :func:`saliency.load_image`); the geometry is always that of the full photo.
         """
-        full = tuple(image.info.get("full_size", image.size))
-        geometry = self.geometry(full, fit)  # type: ignore[arg-type]
+        width, height = image.info.get("full_size", image.size)
+        full = (int(width), int(height))
+        geometry = self.geometry(full, fit)
         sx, sy = image.size[0] / full[0], image.size[1] / full[1]
         left, top, right, bottom = geometry.box
         resized = image.resize(

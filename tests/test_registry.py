@@ -1,0 +1,213 @@
+"""The method registry: every registered method runs, a method from outside registers itself
+(in-process and through a real entry point), and ``import saliency`` stays light."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import saliency
+from saliency import explain, explain_batch
+from saliency.engine import registry
+from saliency.engine.method import MethodOptions
+from saliency.engine.registry import all_methods, expand_methods, get_method, method_names
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = Path(__file__).parent / "plugin"
+
+
+class TinyCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@pytest.fixture(params=method_names())
+def method(request):
+    """Every method in the registry, built-in or installed."""
+    return get_method(request.param)
+
+
+def test_every_registered_method_explains_and_smooths(method):
+    model, x = TinyCNN(), torch.randn(2, 3, 8, 8)
+    plain = explain(model, x, method.name, [0, 2], steps=4, baseline="zero")
+    assert plain.method == method.name and plain.maps.shape[0] == 2
+    assert plain.maps.shape[-2:] == x.shape[-2:] and torch.isfinite(plain.maps).all()
+    assert plain.targets.tolist() == [0, 2]
+    assert (plain.layer is not None) == method.uses_layer
+    smooth = explain(model, x, method.name, [0, 2], smooth=3, steps=4, baseline="zero")
+    assert smooth.smooth == 3 and smooth.maps.shape == plain.maps.shape
+    assert not torch.equal(smooth.maps, plain.maps)  # the noise changed something
+    rows = method.manifest_keys(plain, MethodOptions(steps=4, baseline="zero"))
+    assert len(rows) == 2 and all(isinstance(row, dict) for row in rows)
+
+
+def test_all_lists_every_method_once_in_order():
+    names = [m.name for m in all_methods()]
+    assert names[:7] == [
+        "gradient",
+        "deconvnet",
+        "guided",
+        "gradcam",
+        "guided_gradcam",
+        "integrated_gradients",
+        "gradient_x_input",
+    ]
+    assert expand_methods(["all"]) == tuple(names)
+    rest = tuple(n for n in names if n != "guided")
+    assert expand_methods(["guided", "all", "GUIDED"]) == ("guided", *rest)
+    assert sorted(names) == sorted(method_names())
+
+
+def test_a_bad_registration_is_refused():
+    from saliency.engine.method import Method, RulePass
+
+    class Nameless(Method):
+        name = "Not An Identifier"
+        summary = "x"
+        cost = "x"
+        passes = (RulePass("guided"),)
+
+    with pytest.raises(ValueError, match="lowercase identifier"):
+        saliency.register_method(Nameless)
+
+    class Taken(Method):
+        name = "guided"
+        summary = "x"
+        cost = "x"
+        passes = (RulePass("guided"),)
+
+    with pytest.raises(ValueError, match="registered already"):
+        saliency.register_method(Taken)
+    with pytest.raises(TypeError):
+        saliency.register_method(object)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def plugin_method():
+    sys.path.insert(0, str(PLUGIN))
+    try:
+        import saliency_guided_x_input
+
+        yield saliency_guided_x_input.GuidedXInput
+    finally:
+        sys.path.remove(str(PLUGIN))
+        registry._REGISTRY.pop("guided_x_input", None)
+        sys.modules.pop("saliency_guided_x_input", None)
+
+
+def test_a_method_module_from_outside_registers_and_shares_the_guided_pass(plugin_method):
+    model, x = TinyCNN(), torch.randn(2, 3, 8, 8)
+    ours = explain(model, x, "guided_x_input", [1, 0])
+    guided = explain(model, x, "guided", [1, 0])
+    torch.testing.assert_close(ours.maps, guided.maps * x)
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    _, (both,) = explain_batch(
+        model, x, ["guided", "guided_x_input"], lambda logits: [torch.tensor([1, 0])]
+    )
+    assert len(calls) == 1  # one forward; the guided pass is shared
+    torch.testing.assert_close(both["guided_x_input"].maps, both["guided"].maps * x)
+
+
+def _plugin_site(tmp_path: Path) -> Path:
+    """A site folder holding the plugin module and an installed distribution's metadata whose
+    entry point names it: what `pip install` of a plugin package leaves behind."""
+    site = tmp_path / "site"
+    info = site / "saliency_guided_x_input-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "saliency_guided_x_input.py").write_text(
+        (PLUGIN / "saliency_guided_x_input.py").read_text()
+    )
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: saliency-guided-x-input\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[saliency.methods]\nguided_x_input = saliency_guided_x_input:GuidedXInput\n"
+    )
+    return site
+
+
+def test_an_entry_point_method_is_listed_and_runs_from_the_command(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(_plugin_site(tmp_path))}
+    command = [sys.executable, "-m", "saliency_cli"]
+    listed = subprocess.run(
+        [*command, "methods"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^guided_x_input +Guided Backprop times the input$", listed.stdout, re.M)
+    photo = tmp_path / "cat.png"
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(photo)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [*command, "explain", str(photo), "--out", str(out), "--method", "guided_x_input"]
+        + ["--model", "resnet18", "--weights", "random", "--fit", "resize"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert row["method"] == "guided_x_input" and row["status"] == "ok"
+    assert Image.open(out / "cat.guided_x_input.png").size == (40, 30)
+    unknown = subprocess.run(
+        [*command, "explain", str(photo), "--method", "guided_x_input"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # without the plugin installed the name is not a choice
+    assert unknown.returncode == 2 and "guided_x_input" in unknown.stderr
+
+
+def test_import_saliency_is_light_and_exports_only_the_curated_names():
+    code = (
+        "import sys, saliency\n"
+        "assert 'torch' not in sys.modules, 'import saliency imported torch'\n"
+        "names = saliency.method_names()\n"
+        "assert 'torch' not in sys.modules, 'listing method names imported torch'\n"
+        "print(' '.join(saliency.__all__))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    exported = set(done.stdout.split())
+    assert {"explain", "explain_batch", "Explanation", "load_model", "load_image", "render"} <= (
+        exported
+    )
+    assert {"run_sanity", "RuleHooks", "register_method", "Method", "RuleCoverageWarning"} <= (
+        exported
+    )
+    assert not {"find_units", "ForwardPass", "resolve_targets", "forward_pass"} & exported
+    for name in saliency.__all__:
+        assert getattr(saliency, name) is not None
+    assert callable(saliency.explain)  # the function, no module of that name shadows it
+    with pytest.raises(AttributeError):
+        saliency.find_units  # noqa: B018
+
+
+def test_an_explanation_shows_itself_and_renders_one_picture():
+    model, x = TinyCNN(), torch.randn(3, 3, 16, 12)
+    result = explain(model, x, "guided")
+    png = result._repr_png_()
+    shown = Image.open(__import__("io").BytesIO(png))
+    assert shown.size == (3 * 12 + 2 * 4, 16)
+    alone = result.render(1)
+    assert alone.size == (12, 16) and alone.mode == "RGB"
+    photo = Image.new("RGB", (24, 32), (10, 200, 10))
+    over = result.render(1, photo, style="overlay", alpha=1.0)
+    assert over.size == (24, 32)
+    heat = result.render(1, photo, style="heatmap")
+    assert heat.size == (24, 32) and heat.tobytes() != over.tobytes()
