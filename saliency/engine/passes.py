@@ -140,7 +140,7 @@ def forward_pass(
     """
     check_inputs(model, inputs)
     if layer is not None and not capture:
-        raise ValueError("a layer is used only by gradcam and guided_gradcam")
+        raise ValueError("a layer is captured only with capture=True")
     with torch.inference_mode(False), torch.enable_grad(), explanation_mode(model):
         x = inputs.detach().requires_grad_(True)
         with ExitStack() as stack:
