@@ -53,17 +53,17 @@ def run_plan(
         logits = predict(model, inputs, options.batch_size)
         target_sets = choose(logits)
         results = [{} for _ in target_sets]
+    context = PathContext(
+        model,
+        inputs.detach(),
+        (inputs if clean is None else clean).detach(),
+        target_sets,
+        logits,
+        options,
+        normalization,
+        should_stop,
+    )
     for method in own:
-        context = PathContext(
-            model,
-            inputs.detach(),
-            (inputs if clean is None else clean).detach(),
-            target_sets,
-            logits,
-            options,
-            normalization,
-            should_stop,
-        )
         outputs = method.compute(context)
         for result, output, t in zip(results, outputs, target_sets, strict=True):
             result[method.name] = Explanation(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import warnings
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, TypeVar
 
@@ -50,10 +51,12 @@ def register_method(cls: M) -> M:
     return cls
 
 
-def _builtin_names() -> list[str]:
+@cache
+def _builtin_names() -> tuple[str, ...]:
+    """The modules of :mod:`saliency.methods`, listed once: they do not change in a process."""
     package = importlib.import_module(_BUILTIN_PACKAGE)
-    return sorted(
-        m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")
+    return tuple(
+        sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
     )
 
 
@@ -64,7 +67,7 @@ def _plugins() -> dict[str, EntryPoint]:
 def method_names() -> list[str]:
     """Every method's name, built-in then plugins, without importing any method."""
     names = _builtin_names()
-    return names + sorted(n for n in _plugins() if n not in names)
+    return [*names, *sorted(n for n in _plugins() if n not in names)]
 
 
 def _load(name: str) -> Method | None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..explanation import Explanation
+from .hooks import RuleReport
 from .method import Method, MethodOptions
 from .passes import expanded, predict
 from .planner import Choose, run_plan
@@ -53,7 +54,7 @@ def smoothed(
     sigma = noise_scale(inputs, options.noise)
     sums: list[dict[str, torch.Tensor]] = [{} for _ in target_sets]
     values: list[dict[str, dict[str, torch.Tensor]]] = [{} for _ in target_sets]
-    first: dict[str, Explanation] = {}
+    seen: dict[str, tuple[RuleReport, str | None]] = {}  # per method: report and layer
     for sample, copy in expanded(batch, count, options.batch_size, inputs.device, should_stop):
         noisy = inputs[sample] + sigma[sample] * draws[copy]
         chunk = [targets[sample] for targets in target_sets]
@@ -66,7 +67,7 @@ def smoothed(
         )
         for n, found in enumerate(parts):
             for name, part in found.items():
-                first.setdefault(name, part)
+                seen.setdefault(name, (part.report, part.layer))
                 if name not in sums[n]:
                     shape = (batch, *part.maps.shape[1:])
                     sums[n][name] = part.maps.new_zeros(shape)
@@ -83,8 +84,7 @@ def smoothed(
                 targets,
                 logits,
                 m.name,
-                first[m.name].report,
-                first[m.name].layer,
+                *seen[m.name],
                 count,
                 values[n].get(m.name, {}),
             )

@@ -25,6 +25,7 @@ from .stages import (
     ImageOutcome,
     batches,
     error_outcome,
+    error_row,
     explain_group,
     output_names,
     prefetch,
@@ -117,7 +118,6 @@ def record_missing(out_dir: Path, model: str, missing: list[str]) -> None:
     manifest = Manifest(out_dir)
     try:
         for path in missing:
-            row = {"image": path, "model": model, "top5": [], "outputs": []}
-            manifest.write({**row, "status": "error", "error": "no such file or folder"})
+            manifest.write(error_row(path, model, "no such file or folder"))
     finally:
         manifest.close()

@@ -102,10 +102,15 @@ def result_of(loaded: LoadedModel, file: InputFile, job: Future[ImageOutcome]) -
         return error_outcome(loaded, file, f"{type(exc).__name__}: {exc}")
 
 
-def error_outcome(loaded: LoadedModel, file: InputFile, reason: str) -> ImageOutcome:
-    row = {"image": file.shown, "model": loaded.name, "top5": [], "outputs": []}
+def error_row(image: str, model: str, reason: str) -> dict[str, Any]:
+    """The manifest row of an input that produced nothing."""
+    row: dict[str, Any] = {"image": image, "model": model, "top5": [], "outputs": []}
     row.update(status="error", error=reason)
-    return ImageOutcome(file, rows=[row], error=reason)
+    return row
+
+
+def error_outcome(loaded: LoadedModel, file: InputFile, reason: str) -> ImageOutcome:
+    return ImageOutcome(file, rows=[error_row(file.shown, loaded.name, reason)], error=reason)
 
 
 def decode(file: InputFile, loaded: LoadedModel, fit: str | None) -> Decoded:
