@@ -3,7 +3,11 @@ through the library, collecting inputs, progress and signals. No saliency logic 
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -124,13 +128,15 @@ def render_options(
         fail(str(exc))
 
 
-def collect(paths: list[str], recursive: bool) -> Inputs:
-    """The inputs; each path that does not exist named on stderr; usage error if none at all."""
+def collect(paths: list[str], recursive: bool, exclude: Path | None = None) -> Inputs:
+    """The inputs (never from ``exclude`` or another output folder); each path that does not
+    exist named on stderr; usage error if none at all."""
     from saliency.files.inputs import collect_inputs
 
-    found = collect_inputs(paths, recursive=recursive)
+    found = collect_inputs(paths, recursive=recursive, exclude=[exclude] if exclude else [])
     if not found.files and not found.missing:
-        fail("no images found in " + ", ".join(paths))
+        skipped = f" (output folders are not read: {', '.join(found.excluded)})"
+        fail("no images found in " + ", ".join(paths) + (skipped if found.excluded else ""))
     for missing in found.missing:
         stderr().print(f"[red]error:[/] {escape(missing)}: no such file or folder")
     return found
@@ -146,6 +152,35 @@ def check_writable(out: Path) -> None:
             pass
     except OSError as exc:
         fail(f"cannot write to --out {out}: {exc.strerror or exc}")
+
+
+@contextmanager
+def hold(out: Path, debug: bool) -> Iterator[None]:
+    """Hold the output folder for this run; another run holding it is a usage error."""
+    from saliency.errors import OutputBusyError
+    from saliency.files.lock import lock_output
+
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(lock_output(out))
+        except OutputBusyError as exc:
+            if debug:
+                raise
+            fail(str(exc))
+        yield
+
+
+def exit_code_for(signum: int | None) -> int:
+    """128 + the signal's number, as shells report a process ended by it: 130 for SIGINT."""
+    return 128 + signum if signum is not None else EXIT_INTERRUPTED
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process after a signal: a thread the run left stuck in a read or in the model
+    cannot delay it, nor can the seconds of module teardown. The run has closed its files."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def progress(console: Console, quiet: bool) -> Progress:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,6 +34,11 @@ from .options import (
     TargetOpt,
     WeightsOpt,
 )
+
+if TYPE_CHECKING:
+    from saliency import LoadedModel
+    from saliency.files.inputs import Inputs
+    from saliency.pipeline.options import JobOptions
 
 
 def explain(
@@ -65,7 +70,10 @@ def explain(
     save_raw: Annotated[
         bool, typer.Option(help="Also save each map as float32 .npy (model resolution) + geometry.")
     ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Redo and replace existing outputs.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Redo every picture, and replace files at output paths not made by us."),
+    ] = False,
     png_compression: Annotated[
         int,
         typer.Option(min=0, max=9, help="PNG zlib level: 1 is fast, 9 small (about 18% smaller)."),
@@ -75,9 +83,10 @@ def explain(
 ) -> None:
     """Write a saliency picture per image, method and target, and a manifest [b]results.jsonl[/].
 
-    The input tree is mirrored under --out. Existing outputs are kept (a rerun completes what is
-    missing) unless --overwrite. Exit codes: 0 all done, 1 some inputs failed, 2 usage error,
-    130 interrupted.
+    The input tree is mirrored under --out. A rerun keeps the pictures made from the same input
+    content with the same settings and redoes the rest (everything with --overwrite). Exit codes:
+    0 all done, 1 some inputs failed, 2 usage error or --out in use by another run, 130
+    interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     if batch_size < 1:
         common.fail(f"--batch-size must be at least 1, got {batch_size}")
@@ -91,11 +100,8 @@ def explain(
         steps=steps, batch_size=batch_size,
     )  # fmt: skip
     common.check_writable(out)
-
-    from saliency.pipeline.job import record_missing, run_job
     from saliency.pipeline.options import JobOptions
 
-    found = common.collect(paths, recursive)
     options = JobOptions(
         methods=methods,
         target=target_spec,
@@ -106,6 +112,19 @@ def explain(
         png_compression=png_compression,
         method_options=method_options,
     )
+    with common.hold(out, debug):  # before collecting: a second run is refused at once
+        found = common.collect(paths, recursive, exclude=out)
+        code = _run(loaded, found, out, options, quiet, debug)
+    if code > 128:
+        common.exit_now(code)
+    raise typer.Exit(code)
+
+
+def _run(
+    loaded: LoadedModel, found: Inputs, out: Path, options: JobOptions, quiet: bool, debug: bool
+) -> int:
+    from saliency.pipeline.job import run_job
+
     console = common.stderr()
     counts = {"images": 0, "maps": 0, "failed": len(found.missing), "done before": 0}
     started = time.perf_counter()
@@ -121,7 +140,7 @@ def explain(
             )
         else:
             counts["images"] += 1
-            counts["maps"] += sum(row["status"] == "ok" for row in outcome.rows)
+            counts["maps"] += len(outcome.rows)
         for warning in outcome.warnings:
             progress.console.print(
                 f"[yellow]warning:[/] {escape(outcome.input.shown)}: {escape(warning)}"
@@ -131,15 +150,16 @@ def explain(
     try:
         with progress, common.Stopper() as stopper:
             task = progress.add_task("explaining", total=len(found.files))
-            reports = run_job(loaded, found.files, out, options, on_image, stopper)
-        record_missing(out, loaded.name, found.missing)  # after: --overwrite starts afresh
+            reports = run_job(
+                loaded, found.files, out, options, on_image, stopper, missing=found.missing
+            )
     except OSError as exc:
         if debug:
             raise
         common.fail(f"cannot write to {out}: {exc.strerror or exc}", common.EXIT_FAILED)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second signal: stopped at once
         console.print("[yellow]interrupted[/]")
-        raise typer.Exit(common.EXIT_INTERRUPTED) from None
+        return common.exit_code_for(stopper.signal)
 
     for report in reports.values():
         message = report.warning()
@@ -147,15 +167,25 @@ def explain(
             console.print(f"[yellow]warning:[/] {escape(message)}")
     elapsed = time.perf_counter() - started
     if not quiet:
-        extra = f", {counts['done before']} already done" if counts["done before"] else ""
-        skipped = f", {found.skipped} non-image files skipped" if found.skipped else ""
+        notes = [f"{counts['done before']} already done"] if counts["done before"] else []
+        if found.skipped:
+            notes.append(f"{common.count(found.skipped, 'non-image file')} skipped")
+        if found.special:
+            kinds = "not regular files: pipes, sockets, devices or broken links"
+            notes.append(f"{found.special} skipped ({kinds})")
+        if found.excluded:
+            folders = ", ".join(found.excluded)
+            notes.append(f"output folders not read: {folders}")
+        extra = "".join(f", {note}" for note in notes)
         rate = counts["images"] / elapsed if elapsed > 0 else 0.0
         console.print(
-            f"{counts['images']} images, {counts['maps']} maps, {counts['failed']} failed"
-            f"{extra}{skipped} in {elapsed:.1f} s ({rate:.1f} images/s); "
-            f"outputs in {escape(str(out))}/ (manifest {escape(str(out / 'results.jsonl'))})"
+            escape(
+                f"{counts['images']} images, {counts['maps']} maps, {counts['failed']} failed"
+                f"{extra} in {elapsed:.1f} s ({rate:.1f} images/s); "
+                f"outputs in {out}/ (manifest {out / 'results.jsonl'})"
+            )
         )
     if stopper.signal is not None:
-        console.print("[yellow]interrupted:[/] finished items are saved; rerun to complete")
-        raise typer.Exit(common.EXIT_INTERRUPTED)
-    raise typer.Exit(common.EXIT_FAILED if counts["failed"] else common.EXIT_OK)
+        console.print("[yellow]interrupted:[/] finished pictures are saved; rerun to complete")
+        return common.exit_code_for(stopper.signal)
+    return common.EXIT_FAILED if counts["failed"] else common.EXIT_OK

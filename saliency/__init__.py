@@ -34,6 +34,7 @@ _EXPORTS = {
     "RuleError": "saliency.errors",
     "ModelError": "saliency.errors",
     "ImageError": "saliency.errors",
+    "OutputBusyError": "saliency.errors",
     "RuleCoverageWarning": "saliency.errors",
 }
 
@@ -44,6 +45,7 @@ __all__ = [
     "Method",
     "MethodOptions",
     "ModelError",
+    "OutputBusyError",
     "RenderOptions",
     "RuleCoverageWarning",
     "RuleError",
@@ -66,7 +68,14 @@ if TYPE_CHECKING:
     from .engine.hooks import RuleHooks
     from .engine.method import Method, MethodOptions
     from .engine.registry import get_method, method_names, register_method
-    from .errors import ImageError, ModelError, RuleCoverageWarning, RuleError, SaliencyError
+    from .errors import (
+        ImageError,
+        ModelError,
+        OutputBusyError,
+        RuleCoverageWarning,
+        RuleError,
+        SaliencyError,
+    )
     from .explanation import Explanation
     from .files.images import load_image
     from .models.loading import LoadedModel, load_model

@@ -26,3 +26,15 @@ class ImageError(SaliencyError):
 
 class RuleCoverageWarning(UserWarning):
     """A rule left some activations with their plain gradient, or found no unit to change."""
+
+
+class OutputBusyError(SaliencyError):
+    """Another run is writing into the same output folder."""
+
+    def __init__(self, folder: object, holder: str) -> None:
+        super().__init__(
+            f"{folder} is in use by another saliency run ({holder}); wait for it to finish, or "
+            "write to another folder"
+        )
+        self.folder = folder
+        self.holder = holder

@@ -110,5 +110,5 @@ def test_errors(tmp_path):
         with pytest.raises(ImageError, match=reason) as info:
             load_image(path)
         assert info.value.path == path and str(path) in str(info.value)
-    with pytest.raises(ImageError, match="is a directory"):
+    with pytest.raises(ImageError, match="is a folder"):
         load_image(tmp_path)

@@ -78,19 +78,19 @@ def test_bad_files_each_named_good_ones_done(tmp_path):
     result = run("explain", folder, "--out", out)
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    bad = {"zero.jpg", "text.jpg", "truncated.jpg", "truncated.png", "broken link.jpg"}
+    bad = {"zero.jpg", "text.jpg", "truncated.jpg", "truncated.png"}
     assert len(lines) == len(bad)
     for name in bad:
         assert any(name in line for line in lines), name
     manifest = rows(out)
     errors = {Path(r["image"]).name: r["error"] for r in manifest if r["status"] == "error"}
     assert set(errors) == bad and errors["zero.jpg"] == "empty file"
-    assert errors["broken link.jpg"] == "no such file"
     assert "broken image" in errors["truncated.jpg"] and "broken image" in errors["truncated.png"]
     done = {Path(r["image"]).name for r in manifest if r["status"] == "ok"}
     assert done == {"good one.jpg", "café 猫.png", "a jpeg really.png", "jpeg_named.txt"}
     assert (out / "café 猫.guided.png").exists() and (out / "good one.guided.png").exists()
-    assert "1 non-image files skipped" in result.output
+    assert "1 non-image file skipped" in result.output
+    assert "1 skipped (not regular files" in result.output  # the broken link
 
 
 @pytest.mark.skipif(IS_ROOT, reason="root reads files whatever their permissions")
@@ -234,8 +234,8 @@ def test_interrupt_stops_fast_keeps_work_and_rerun_completes(tmp_path, sig):
     sent = time.monotonic()
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=30)
-    assert time.monotonic() - sent < 3, "took too long to stop"
-    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 5, "took too long to stop"
+    assert proc.returncode == 128 + sig, stderr
     assert not list(out.rglob("*.part")), "half-written files left"
     first = [json.loads(line) for line in manifest.read_text().splitlines()]  # all complete
     assert 12 <= len(first) < 3 * 150
@@ -271,7 +271,7 @@ def test_write_error_is_reported_and_earlier_outputs_kept(tmp_path, monkeypatch)
 
     def failing_replace(src, dst):
         calls.append(dst)
-        if len(calls) > 2:
+        if len(calls) > 2 and str(dst).endswith(".png"):  # pictures only, not the manifest
             raise OSError(28, "No space left on device", str(dst))
         real_replace(src, dst)
 
@@ -285,17 +285,23 @@ def test_write_error_is_reported_and_earlier_outputs_kept(tmp_path, monkeypatch)
     assert len(list(out.glob("*.png"))) == 2 and not list(out.rglob("*.part"))
 
 
-def test_existing_outputs_are_never_overwritten_without_overwrite(tmp_path):
+def test_a_strangers_file_at_an_output_path_is_never_replaced_without_overwrite(tmp_path):
     photo().save(tmp_path / "x.jpg")
+    photo().save(tmp_path / "y.jpg")
     out = tmp_path / "out"
     out.mkdir()
     (out / "x.guided.png").write_bytes(b"precious")
-    result = run("explain", tmp_path / "x.jpg", "--out", out)
-    assert result.exit_code == 0
+    result = run("explain", tmp_path / "x.jpg", tmp_path / "y.jpg", "--out", out)
+    assert result.exit_code == 1
+    assert "x.guided.png exists and was not written by saliency" in result.output
     assert (out / "x.guided.png").read_bytes() == b"precious"
-    assert rows(out)[0]["status"] == "skipped"
+    assert {Path(r["image"]).name: r["status"] for r in rows(out)} == {
+        "x.jpg": "error",
+        "y.jpg": "ok",
+    }
     assert run("explain", tmp_path / "x.jpg", "--out", out, "--overwrite").exit_code == 0
     assert (out / "x.guided.png").read_bytes().startswith(b"\x89PNG")
+    assert [r["status"] for r in rows(out)] == ["ok"]  # --overwrite: this run's rows only
 
 
 def test_untrusted_checkpoint_and_labels(tmp_path):

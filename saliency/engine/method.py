@@ -128,11 +128,19 @@ class Method:
     cost: ClassVar[str]  # one line: what it costs in passes, per batch and target
     passes: ClassVar[tuple[Pass, ...]] = ()
     order: ClassVar[int] = 100  # place in listings and in ``all`` (built-ins use 10..70)
+    # The MethodOptions fields its maps depend on beyond ``layer`` (implied by a LAYER pass) and
+    # SmoothGrad's: a folder rerun with another value of one of them redoes its pictures.
+    settings: ClassVar[tuple[str, ...]] = ()
 
     @property
     def uses_layer(self) -> bool:
         """Whether the method explains a feature-map layer (``--layer`` applies)."""
         return LAYER in self.passes
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """Every :class:`MethodOptions` field this method's maps depend on, SmoothGrad aside."""
+        return ("layer",) * self.uses_layer + self.settings
 
     @property
     def rule(self) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
+from .sources import read_regular
 
 _ORIENTATION = 0x0112
 IMAGE_SUFFIXES = frozenset(
@@ -21,6 +23,7 @@ IMAGE_SUFFIXES = frozenset(
 def load_image(
     path: str | os.PathLike[str],
     reduce_for: Callable[[tuple[int, int]], tuple[int, int]] | None = None,
+    data: bytes | None = None,
 ) -> Image.Image:
     """Read an image file as an RGB PIL image in its displayed orientation.
 
@@ -34,14 +37,19 @@ def load_image(
     ``reduce_for``, given the full displayed size, returns the smallest size the caller needs; a
     JPEG is then decoded at a reduced DCT scale no smaller than that (much faster for camera
     photos). The image's ``info["full_size"]`` is always the full displayed size.
+
+    Only regular files are read, never a pipe or device (see :func:`.sources.read_regular`);
+    ``data``, the file's bytes when the caller already read them, saves reading it again.
     """
     path = Path(path)
+    if data is None:
+        data = read_regular(path)[0]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            # Our own file handle: closing it keeps the decoded pixels (Image.close() would not),
-            # so the photo exists once in memory.
-            with open(path, "rb") as handle:
+            # Our own buffer: closing it keeps the decoded pixels (Image.close() would not), so
+            # the photo exists once in memory.
+            with io.BytesIO(data) as handle:
                 image = Image.open(handle)
                 image.seek(0)
                 turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
@@ -54,26 +62,13 @@ def load_image(
             rgb = to_rgb(image)
             rgb.info["full_size"] = full
             return rgb
-    except FileNotFoundError:
-        raise ImageError(path, "no such file") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a directory") from None
-    except PermissionError:
-        raise ImageError(path, "permission denied") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(path, f"refused: too many pixels ({exc})") from None
     except UnidentifiedImageError:
-        reason = "empty file" if _is_empty(path) else "not an image Pillow can read"
+        reason = "empty file" if not data else "not an image Pillow can read"
         raise ImageError(path, reason) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(path, f"broken image: {exc}") from None
-
-
-def _is_empty(path: Path) -> bool:
-    try:
-        return path.stat().st_size == 0
-    except OSError:
-        return False
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

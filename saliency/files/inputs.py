@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import glob
 import os
+import re
+import stat
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .images import IMAGE_SUFFIXES
+from .outputs import holds_manifest
 
+_MAGIC_CHARS = re.compile(r"[*?[]")  # what makes a path part a glob pattern
 # Leading bytes of the formats we read, to find images with an unexpected extension in folders.
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 
@@ -30,7 +35,9 @@ class Inputs:
 
     files: list[InputFile] = field(default_factory=list)
     skipped: int = 0  # non-image files met in folders
+    special: int = 0  # entries in folders that are not regular files: pipes, devices, bad links
     missing: list[str] = field(default_factory=list)  # named paths that do not exist
+    excluded: list[str] = field(default_factory=list)  # output folders met, not read
 
 
 def looks_like_image(path: Path) -> bool:
@@ -47,32 +54,41 @@ def looks_like_image(path: Path) -> bool:
     return head.startswith(_MAGIC)
 
 
-def collect_inputs(paths: list[str], recursive: bool = True) -> Inputs:
+def collect_inputs(
+    paths: list[str], recursive: bool = True, exclude: Sequence[str | os.PathLike[str]] = ()
+) -> Inputs:
     """Expand ``paths`` into image files, each once, with output names that never collide.
 
-    Files named directly are always tried; in folders, non-images are skipped and counted. The
-    output tree mirrors the inputs below their common folder.
+    Files named directly are always tried (a pipe or device among them fails when read, without
+    blocking). In folders and glob matches, only regular files (or links to them) that look like
+    images are taken; the rest are skipped and counted. Output folders are never read: those in
+    ``exclude`` and any folder holding a manifest of ours. The output tree mirrors the inputs
+    below their common folder.
     """
     found = Inputs()
+    outputs = _OutputFolders(exclude)
     entries: list[tuple[Path, str]] = []  # (path, as shown)
     anchors: list[Path] = []
     for arg in paths:
-        matches = [arg] if os.path.lexists(arg) else sorted(glob.glob(arg, recursive=True))
+        named = os.path.lexists(arg)
+        matches = [arg] if named else sorted(glob.glob(arg, recursive=True))
         if not matches:
             found.missing.append(arg)
             continue
         for match in matches:
             path = Path(match)
             if path.is_dir():
+                if outputs.excluded(path, found, None if named else _fixed_part(arg)):
+                    continue
                 anchors.append(path.absolute())
-                for file in _walk(path, recursive):
-                    if looks_like_image(file):
-                        entries.append((file, str(file)))
-                    else:
-                        found.skipped += 1
-            else:
+                for file in _walk(path, recursive, outputs, found):
+                    _add_found(file, entries, found)
+            elif named:
                 anchors.append(path.absolute().parent)
                 entries.append((path, str(path)))
+            elif not outputs.excluded(path.parent, found, _fixed_part(arg)):
+                anchors.append(path.absolute().parent)
+                _add_found(path, entries, found)
     seen: set[str] = set()
     unique = []
     for path, shown in entries:
@@ -91,11 +107,67 @@ def collect_inputs(paths: list[str], recursive: bool = True) -> Inputs:
     return found
 
 
-def _walk(folder: Path, recursive: bool) -> list[Path]:
-    if not recursive:
-        return sorted(p for p in folder.iterdir() if p.is_file() or p.is_symlink())
+def _add_found(file: Path, entries: list[tuple[Path, str]], found: Inputs) -> None:
+    """Take a file met in a folder or glob if it is a regular file that looks like an image."""
+    try:
+        regular = stat.S_ISREG(os.stat(file).st_mode)  # follows links; never opens
+    except OSError:  # a broken link, or gone since listed
+        regular = False
+    if not regular:
+        found.special += 1
+    elif looks_like_image(file):
+        entries.append((file, str(file)))
+    else:
+        found.skipped += 1
+
+
+class _OutputFolders:
+    """Tells output folders (``--out``, or holding our manifest), each noted once when met."""
+
+    def __init__(self, exclude: Sequence[str | os.PathLike[str]]) -> None:
+        self._given = {os.path.realpath(p) for p in exclude}
+        self._known: dict[str, bool] = {}
+
+    def is_output(self, folder: Path) -> bool:
+        real = os.path.realpath(folder)
+        if real not in self._known:
+            self._known[real] = real in self._given or holds_manifest(Path(real))
+        return self._known[real]
+
+    def excluded(self, folder: Path, found: Inputs, below: Path | None = None) -> bool:
+        """Whether ``folder``, or a folder above it up to ``below`` (a glob's fixed part), is an
+        output folder; noted in ``found`` once."""
+        candidates = [folder]
+        if below is not None:
+            candidates += [p for p in folder.parents if p == below or below in p.parents]
+        for candidate in candidates:
+            if self.is_output(candidate):
+                if str(candidate) not in found.excluded:
+                    found.excluded.append(str(candidate))
+                return True
+        return False
+
+
+def _fixed_part(pattern: str) -> Path:
+    """The folder a glob pattern starts from: its parts before the first wildcard."""
+    parts = []
+    for part in Path(pattern).parts:
+        if _MAGIC_CHARS.search(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def _walk(folder: Path, recursive: bool, outputs: _OutputFolders, found: Inputs) -> list[Path]:
     files: list[Path] = []
     for current, dirs, names in os.walk(folder):
-        dirs.sort()
-        files.extend(Path(current) / name for name in sorted(names))
+        here = Path(current)
+        kept = []
+        for name in sorted(dirs):
+            if os.path.islink(here / name):  # not followed (as os.walk does): no loops
+                continue
+            if not outputs.excluded(here / name, found):
+                kept.append(name)
+        dirs[:] = kept if recursive else []
+        files.extend(here / name for name in sorted(names))
     return files

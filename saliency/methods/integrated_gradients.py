@@ -39,6 +39,7 @@ class IntegratedGradients(Method):
     summary = "(input - baseline) x gradient averaged along the path (Sundararajan et al. 2017)"
     cost = "STEPS forwards + STEPS backwards, batched, + 2 forwards for the completeness check"
     order = 60
+    settings = ("steps", "baseline")
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
         """Per target set: the attributions, with the score difference and the completeness

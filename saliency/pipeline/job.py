@@ -1,38 +1,48 @@
 """Explaining folders of images: a pipelined run that writes pictures and a manifest.
 
-Decoding and preprocessing run in reader threads, the model's passes in the caller's thread (one
-forward pass per batch serves every method and target), rendering and writing in writer threads.
-Both queues are bounded, so memory stays flat however many images there are.
+Decoding and preprocessing run in reader threads, the model's passes in a run thread (one forward
+pass per batch serves every method and target), rendering and writing in writer threads. Both
+queues are bounded, so memory stays flat however many images there are. The caller's thread only
+watches: when ``should_stop`` turns true it gives the run ``grace`` seconds to finish what is
+written, then walks away from any thread still stuck (in a read, the model or a write), removes
+partial files and closes the manifest. So a run always ends promptly, and never half-written.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ..engine.hooks import RuleReport
 from ..engine.passes import Stopped
 from ..engine.registry import get_method
 from ..files.inputs import InputFile
-from ..files.outputs import Manifest
+from ..files.lock import lock_output
+from ..files.outputs import Cancelled, Manifest, PartialFiles, row_key
+from ..files.sources import SourceId
 from ..models.loading import LoadedModel
+from .fingerprint import model_identity, settings_fingerprint
 from .options import JobOptions
+from .resume import Attempt, Plan, keep_row, plan_run
 from .stages import (
     ImageOutcome,
     batches,
     error_outcome,
     error_row,
     explain_group,
-    output_names,
     prefetch,
     result_of,
     same_shape,
     write_outputs,
 )
+from .workers import Workers
 
 
 def run_job(
@@ -44,53 +54,177 @@ def run_job(
     should_stop: Callable[[], bool] = lambda: False,
     readers: int = 2,
     writers: int | None = None,
+    missing: Sequence[str] = (),
+    grace: float = 3.0,
 ) -> dict[str, RuleReport]:
     """Explain ``files`` and write pictures and manifest rows under ``out_dir``.
 
-    Calls ``on_image`` once per image, in input order. Images whose outputs an earlier run wrote
-    and recorded are not redone (unless ``options.overwrite``). Stops early, with everything
-    finished so far written, when ``should_stop()`` turns true. Returns, per method, where the
-    rule was applied in the first batch (for one coverage message per run).
+    Calls ``on_image`` once per image: first for those with nothing to do or refused, then for
+    the rest in input order. Pictures an earlier run made from the same
+    input content with the same settings are kept; the rest are redone (all of them with
+    ``options.overwrite``), and rows and pictures that no longer hold are removed (see
+    :mod:`.resume`). ``missing`` paths get an error row each. Holds ``out_dir``'s lock for the
+    run (:class:`~saliency.OutputBusyError` if another run has it). When ``should_stop()`` turns
+    true, returns within about ``grace`` seconds with everything finished so far written.
+    Returns, per method, where the rule was applied in the first batch (for one coverage
+    message per run).
     """
-    reports: dict[str, RuleReport] = {}
     if writers is None:  # drawing and PNG encoding release the GIL: one thread per spare core
         writers = max(2, min(8, (os.cpu_count() or 2) // 2))
     methods = tuple(get_method(m).name for m in options.methods)
     options = replace(options, methods=methods)
-    manifest = Manifest(out_dir, fresh=options.overwrite)
-    try:
-        todo = []
-        for file in files:
-            names = output_names(file, options)
-            if not options.overwrite and all(
-                n in manifest.done and (out_dir / n).exists() for n in names
-            ):
-                on_image(ImageOutcome(file, done=True))
-            else:
-                todo.append(file)
-        with (
-            ThreadPoolExecutor(readers, thread_name_prefix="saliency-read") as read_pool,
-            ThreadPoolExecutor(writers, thread_name_prefix="saliency-write") as write_pool,
-        ):
-            pending: deque[tuple[InputFile, Future[ImageOutcome] | ImageOutcome]] = deque()
-            limit = max(2 * options.batch_size, 4)
+    with lock_output(out_dir):
+        manifest = Manifest(out_dir)
+        identity = model_identity(loaded)
+        fingerprints = {m: settings_fingerprint(identity, m, options) for m in methods}
+        plan = plan_run(files, options, manifest.rows, fingerprints, out_dir)
+        run = _Run(loaded, out_dir, options, fingerprints, plan, manifest, on_image)
+        finished = False
+        try:
+            for path in missing:
+                run.record(ImageOutcome(_named(path), [error_row(path, loaded.name, _GONE)]))
+            done, refused = set(plan.done), dict(plan.refused)
+            for file in files:
+                if file in done:
+                    on_image(ImageOutcome(file, done=True))
+                elif file in refused:
+                    run.record(error_outcome(loaded, file, refused[file]))
+            run.start(readers, writers)
+            run.watch(should_stop, grace)
+            finished = True
+        finally:
+            run.partials.discard_all()
+            if finished:
+                manifest.close(keep=run.keep)
+                run.remove_dropped()
+            else:  # a second signal, or an error: close as is; the next run compacts
+                manifest.abandon()
+    return run.reports
 
-            def settle(block_until: int) -> None:
-                while len(pending) > block_until:
-                    file, job = pending.popleft()
-                    outcome = job if isinstance(job, ImageOutcome) else result_of(loaded, file, job)
-                    for row in outcome.rows:
-                        manifest.write(row)
-                    on_image(outcome)
 
-            decoded = prefetch(read_pool, todo, loaded, options.fit, limit)
+_GONE = "no such file or folder"
+
+
+def _named(path: str) -> InputFile:
+    return InputFile(Path(path), path, Path(path))
+
+
+@dataclass
+class _Run:
+    """One run's state, shared by the watching thread and the run thread."""
+
+    loaded: LoadedModel
+    out_dir: Path
+    options: JobOptions
+    fingerprints: dict[str, str]
+    plan: Plan
+    manifest: Manifest
+    on_image: Callable[[ImageOutcome], None]
+    reports: dict[str, RuleReport] = field(default_factory=dict)
+    partials: PartialFiles = field(default_factory=PartialFiles)
+    stop: threading.Event = field(default_factory=threading.Event)
+    left: threading.Event = field(default_factory=threading.Event)  # the watcher walked away
+    written: set[str] = field(default_factory=set)
+    attempts: dict[str, Attempt] = field(default_factory=dict)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    named: set[str] = field(default_factory=set)  # files that kept rows name
+    _thread: threading.Thread | None = None
+    _error: BaseException | None = None
+
+    def start(self, readers: int, writers: int) -> None:
+        if not self.plan.todo:
+            return
+        self._thread = threading.Thread(
+            target=self._guarded, args=(readers, writers), name="saliency-run", daemon=True
+        )
+        self._thread.start()
+
+    def watch(self, should_stop: Callable[[], bool], grace: float) -> None:
+        """Wait for the run thread; on a stop request, give it ``grace`` seconds, then leave."""
+        deadline = None
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.05)
+            if deadline is None and should_stop():
+                self.stop.set()
+                deadline = time.monotonic() + grace
+            if deadline is not None and time.monotonic() > deadline:
+                self.left.set()
+                return
+        if self._error is not None:
+            raise self._error
+
+    def record(self, outcome: ImageOutcome) -> None:
+        """Write an image's rows and tell the caller, unless the watcher has left."""
+        if self.left.is_set():
+            return
+        for row in outcome.rows:
+            if self.manifest.write(row):
+                self.written.add(row_key(row))
+        file = outcome.input
+        entries = self.plan.todo.get(file)
+        if entries is not None:  # an image this run set out to redo
+            base = file.base.as_posix()
+            keys = {row_key({"outputs": self.options.outputs(base, *e)}) for e in entries}
+            source = None if outcome.error or not outcome.rows else outcome.rows[0]["source"]
+            self.attempts[file.shown] = Attempt(keys, SourceId.from_dict(source))
+        self.on_image(outcome)
+
+    def keep(self, row: dict[str, Any]) -> bool:
+        """Whether the manifest keeps ``row`` (see :func:`.resume.keep_row`); notes the files
+        of kept rows, and the rows no longer true to their input (whose files go too; rows
+        dropped only because of ``overwrite`` leave their files)."""
+        if not keep_row(row, self.written, self.attempts):
+            self.dropped.append(row)
+            return False
+        self.named.update(row.get("outputs") or [])
+        return keep_row(row, self.written, self.attempts, self.options.overwrite)
+
+    def remove_dropped(self) -> None:
+        """Delete the pictures of rows that no longer hold (never a file another row still
+        names, nor one of a row that was not ``ok``: such a file may not be ours)."""
+        for row in self.dropped:
+            if row.get("status") == "ok":
+                for name in row.get("outputs") or []:
+                    if name not in self.named:
+                        (self.out_dir / name).unlink(missing_ok=True)
+
+    def _guarded(self, readers: int, writers: int) -> None:
+        try:
+            self._pipeline(readers, writers)
+        except (Stopped, Cancelled):
+            pass
+        except BaseException as exc:  # handed to the watching thread
+            self._error = exc
+
+    def _pipeline(self, readers: int, writers: int) -> None:
+        loaded, options = self.loaded, replace(self.options, methods=self.plan.methods)
+        todo = list(self.plan.todo)
+        read_pool = Workers(readers, "saliency-read")
+        write_pool = Workers(writers, "saliency-write")
+        pending: deque[tuple[InputFile, Future[ImageOutcome] | ImageOutcome]] = deque()
+        limit = max(2 * options.batch_size, 4)
+
+        def settle(block_until: int) -> None:
+            """Record finished images in order: all beyond ``block_until`` pending (waiting for
+            them), and any already finished at the front (so rows follow pictures closely)."""
+            while pending and (len(pending) > block_until or _finished(pending[0][1])):
+                file, job = pending.popleft()
+                if isinstance(job, Future) and isinstance(job.exception(), Cancelled):
+                    continue  # stopping: this image's writes were refused, nothing written
+                outcome = job if isinstance(job, ImageOutcome) else result_of(loaded, file, job)
+                self.record(outcome)
+
+        try:
+            decoded = prefetch(read_pool, todo, loaded, options.fit, limit, self.stop)
             for batch in batches(decoded, options.batch_size):
                 for item in batch:
                     if item.error is not None:
                         pending.append((item.input, error_outcome(loaded, item.input, item.error)))
                 for group in same_shape(i for i in batch if i.error is None):
                     try:
-                        explained = explain_group(loaded, group, options, reports, should_stop)
+                        explained = explain_group(
+                            loaded, group, options, self.reports, self.stop.is_set
+                        )
                     except Stopped:  # asked to stop mid-batch: this batch is dropped
                         break
                     except Exception as exc:  # the model failed on this group: report, go on
@@ -99,25 +233,23 @@ def run_job(
                             pending.append((item.input, error_outcome(loaded, item.input, reason)))
                         continue
                     for done in explained:
-                        job = write_pool.submit(write_outputs, loaded, done, out_dir, options)
+                        wanted = self.plan.todo[done.decoded.input]
+                        job = write_pool.submit(
+                            write_outputs, loaded, done, self.out_dir, options, wanted,
+                            self.fingerprints, self.partials,
+                        )  # fmt: skip
                         pending.append((done.decoded.input, job))
                 settle(limit)
-                if should_stop():
+                if self.stop.is_set():
                     break
+        except Stopped:
+            pass
+        finally:
+            read_pool.cancel_pending()
             settle(0)
-    finally:
-        manifest.close()
-    return reports
+            read_pool.close()
+            write_pool.close()
 
 
-def record_missing(out_dir: Path, model: str, missing: list[str]) -> None:
-    """An error row in the manifest for each named path that does not exist (written after a
-    run, so that ``overwrite`` starting the manifest afresh does not erase them)."""
-    if not missing:
-        return
-    manifest = Manifest(out_dir)
-    try:
-        for path in missing:
-            manifest.write(error_row(path, model, "no such file or folder"))
-    finally:
-        manifest.close()
+def _finished(job: Future[ImageOutcome] | ImageOutcome) -> bool:
+    return not isinstance(job, Future) or job.done()

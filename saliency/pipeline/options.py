@@ -37,6 +37,17 @@ class JobOptions:
         """The method's part of output names: ``guided``, or ``guided_smooth`` with SmoothGrad."""
         return f"{method}_smooth" if self.method_options.smooth else method
 
+    def stem(self, base: str, method: str, suffix: str) -> str:
+        """An output's name without extension: ``sub/cat.guided`` or ``sub/cat.guided.top2``."""
+        return f"{base}.{self.label(method)}" + (f".{suffix}" if suffix else "")
+
+    def outputs(self, base: str, method: str, suffix: str) -> list[str]:
+        """The files of one picture: the PNG first, then with ``save_raw`` the map and the
+        image's geometry."""
+        stem = self.stem(base, method, suffix)
+        raw = [f"{stem}.npy", f"{base}.geometry.json"] if self.save_raw else []
+        return [f"{stem}.png", *raw]
+
 
 # zlib strategy per style: photo-like pictures (overlay, rgb) gain nothing from LZ matching, and
 # run-length encoding makes them as small at level 1 as the default strategy at level 6 (886 vs

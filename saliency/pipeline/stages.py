@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL.PngImagePlugin import PngInfo
 
 from ..api import explain_batch
 from ..engine.hooks import RuleReport
@@ -22,11 +24,14 @@ from ..errors import ImageError
 from ..explanation import Explanation
 from ..files.images import load_image
 from ..files.inputs import InputFile
-from ..files.outputs import write_atomic
+from ..files.outputs import PartialFiles, write_atomic
+from ..files.sources import SourceId, read_regular
 from ..models.loading import LoadedModel
 from ..models.preprocess import Geometry
 from ..pictures.render import EMPTY_MESSAGE, draw
 from .options import PNG_STRATEGY, JobOptions
+from .resume import PNG_MARKER, Entry, marker
+from .workers import Workers, result
 
 
 @dataclass
@@ -43,11 +48,13 @@ class ImageOutcome:
 
 @dataclass
 class Decoded:
-    """A photo ready for the model; the photo itself is not kept (writers re-read it if needed)."""
+    """A photo ready for the model, and the identity of the bytes it came from; the photo itself
+    is not kept (writers re-read it if needed, and check it is the same)."""
 
     input: InputFile
     tensor: torch.Tensor | None = None
     geometry: Geometry | None = None
+    source: SourceId | None = None
     error: str | None = None
 
 
@@ -70,22 +77,6 @@ class _Explained:
     decoded: Decoded
     top5: list[dict[str, Any]]
     items: list[_Map]
-
-
-def output_names(file: InputFile, options: JobOptions) -> list[str]:
-    """Every output path (relative, POSIX) that ``options`` gives ``file``."""
-    names = []
-    for method in options.methods:
-        for suffix in options.target.suffixes():
-            stem = f"{file.base.as_posix()}.{options.label(method)}" + (
-                f".{suffix}" if suffix else ""
-            )
-            names.append(stem + ".png")
-            if options.save_raw:
-                names.append(stem + ".npy")
-    if options.save_raw:
-        names.append(f"{file.base.as_posix()}.geometry.json")
-    return names
 
 
 def result_of(loaded: LoadedModel, file: InputFile, job: Future[ImageOutcome]) -> ImageOutcome:
@@ -115,21 +106,27 @@ def error_outcome(loaded: LoadedModel, file: InputFile, reason: str) -> ImageOut
 
 def decode(file: InputFile, loaded: LoadedModel, fit: str | None) -> Decoded:
     try:
-        image = load_image(file.path, lambda full: loaded.preprocessing.source_size(full, fit))
+        data, source = read_regular(file.path)
+        reduce_for = partial(loaded.preprocessing.source_size, fit=fit)
+        image = load_image(file.path, reduce_for, data=data)
+        del data
         tensor, geometry = loaded.preprocess(image, fit)
-        return Decoded(file, tensor, geometry)
+        return Decoded(file, tensor, geometry, source)
     except Exception as exc:  # never let one bad file stop the run
         reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         return Decoded(file, error=reason)
 
 
 def prefetch(
-    pool: ThreadPoolExecutor,
+    pool: Workers,
     files: list[InputFile],
     loaded: LoadedModel,
     fit: str | None,
     ahead: int,
+    stop: threading.Event,
 ) -> Iterator[Decoded]:
+    """The decoded files in order, ``ahead`` of them in flight; :class:`Stopped` once ``stop``
+    is set, even while a reader is stuck."""
     queue: deque[Future[Decoded]] = deque()
     it = iter(files)
     for file in it:
@@ -137,11 +134,11 @@ def prefetch(
         if len(queue) >= ahead:
             break
     while queue:
-        result = queue.popleft().result()
+        decoded = result(queue.popleft(), stop)
         nxt = next(it, None)
         if nxt is not None:
             queue.append(pool.submit(decode, nxt, loaded, fit))
-        yield result
+        yield decoded
 
 
 def batches(items: Iterable[Decoded], size: int) -> Iterator[list[Decoded]]:
@@ -215,43 +212,48 @@ def _extras(result: Explanation, options: MethodOptions) -> list[dict[str, Any]]
 
 
 def write_outputs(
-    loaded: LoadedModel, item: _Explained, out_dir: Path, options: JobOptions
+    loaded: LoadedModel,
+    item: _Explained,
+    out_dir: Path,
+    options: JobOptions,
+    wanted: Collection[Entry],
+    fingerprints: dict[str, str],
+    partials: PartialFiles | None = None,
 ) -> ImageOutcome:
+    """Draw and write the ``wanted`` pictures of one image (each atomically, marked as ours),
+    with their manifest rows."""
     decoded = item.decoded
-    file, geometry = decoded.input, decoded.geometry
-    assert geometry is not None
+    file, geometry, source = decoded.input, decoded.geometry, decoded.source
+    assert geometry is not None and source is not None
     outcome = ImageOutcome(file)
     image = None  # the full-size photo, read when an overlay needs it: one per writer at a time
     base = file.base.as_posix()
-    if options.save_raw:
-        geometry_name = f"{base}.geometry.json"
-        text = json.dumps(geometry.to_dict())
-        _write_new(out_dir / geometry_name, options.overwrite, partial(Path.write_text, data=text))
     for entry in item.items:
         method, maps = entry.method, entry.maps
-        stem = f"{base}.{options.label(method)}" + (f".{entry.suffix}" if entry.suffix else "")
-        outputs = [f"{stem}.png"]
-        png = out_dir / outputs[0]
-        wrote = options.overwrite or not png.exists()
-        if wrote:
-            if image is None and options.render.style == "overlay":
-                image = load_image(file.path)
-                if image.size != geometry.image_size:
-                    raise ImageError(file.path, "the file changed while it was being explained")
-            drawn, empty = draw(image, maps, geometry, options.render)
-            encode = partial(
-                drawn.save,
-                format="PNG",
-                compress_level=options.png_compression,
-                compress_type=PNG_STRATEGY.get(options.render.style, -1),
-            )
-            write_atomic(png, encode)
-            if empty:
-                outcome.warnings.append(f"{method}: {EMPTY_MESSAGE}")
+        if (method, entry.suffix) not in wanted:
+            continue
+        outputs = options.outputs(base, method, entry.suffix)
+        if image is None and options.render.style == "overlay":
+            image = _reread(file, source)
+        drawn, empty = draw(image, maps, geometry, options.render)
+        info = PngInfo()
+        info.add_text(PNG_MARKER, marker(fingerprints[method], source))
+        encode = partial(
+            drawn.save,
+            format="PNG",
+            compress_level=options.png_compression,
+            compress_type=PNG_STRATEGY.get(options.render.style, -1),
+            pnginfo=info,
+        )
+        write_atomic(out_dir / outputs[0], encode, partials)
+        if empty:
+            outcome.warnings.append(f"{method}: {EMPTY_MESSAGE}")
         if options.save_raw:
-            outputs += [f"{stem}.npy", geometry_name]
             array = maps.numpy().astype(np.float32)
-            _write_new(out_dir / outputs[1], options.overwrite, partial(_save_npy, array=array))
+            write_atomic(out_dir / outputs[1], partial(_save_npy, array=array), partials)
+            if not outcome.rows:  # one geometry file per image
+                text = json.dumps(geometry.to_dict())
+                write_atomic(out_dir / outputs[2], partial(Path.write_text, data=text), partials)
         outcome.rows.append(
             {
                 "image": file.shown,
@@ -262,20 +264,22 @@ def write_outputs(
                 "probability": round(entry.probability, 6),
                 "top5": item.top5,
                 "outputs": outputs,
-                "status": "ok" if wrote else "skipped",
+                "status": "ok",
                 "error": None,
+                "source": source.to_dict(),
+                "fingerprint": fingerprints[method],
                 **entry.extra,
             }
         )
     return outcome
 
 
-def _write_new(path: Path, overwrite: bool, write: Callable[[Path], Any]) -> bool:
-    """Write ``path`` atomically unless it exists and ``overwrite`` is off; True if written."""
-    if path.exists() and not overwrite:
-        return False
-    write_atomic(path, write)
-    return True
+def _reread(file: InputFile, source: SourceId) -> Any:
+    """The full-size photo again, refused if its content is no longer what was explained."""
+    data, now = read_regular(file.path)
+    if now.sha256 != source.sha256:
+        raise ImageError(file.path, "the file changed while it was being explained")
+    return load_image(file.path, data=data)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

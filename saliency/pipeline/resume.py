@@ -1,0 +1,145 @@
+"""Deciding what a rerun redoes, and which earlier rows and pictures no longer hold.
+
+A picture is kept only if its manifest row is ``ok``, was made with the same settings (the
+fingerprint), from the same input content (see :func:`~saliency.files.sources.unchanged`), and
+its files still exist. Everything else is redone; ``overwrite`` redoes everything. A file at an
+output path that no row of ours names is ours only if its PNG carries our marker; a stranger's
+file is never replaced without ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..files.inputs import InputFile
+from ..files.outputs import row_key
+from ..files.sources import SourceId, unchanged
+from .options import JobOptions
+
+PNG_MARKER = "saliency"  # the tEXt key our PNGs carry: JSON of the fingerprint and input hash
+
+Entry = tuple[str, str]  # (method, target suffix): one picture of an image
+
+
+@dataclass
+class Plan:
+    """What a run does: per image to explain, the pictures to make; the images with nothing to
+    do; the images refused because a stranger's file sits at an output path."""
+
+    todo: dict[InputFile, list[Entry]] = field(default_factory=dict)
+    done: list[InputFile] = field(default_factory=list)
+    refused: list[tuple[InputFile, str]] = field(default_factory=list)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods some image still needs, in the order asked."""
+        needed: dict[str, None] = {}
+        for entries in self.todo.values():
+            needed.update((method, None) for method, _ in entries)
+        return tuple(needed)
+
+
+def plan_run(
+    files: Iterable[InputFile],
+    options: JobOptions,
+    rows: dict[str, dict[str, Any]],
+    fingerprints: dict[str, str],
+    out_dir: Path,
+) -> Plan:
+    """Which pictures of ``files`` are still to make, given the manifest's latest ``rows``."""
+    plan = Plan()
+    for file in files:
+        base = file.base.as_posix()
+        checked: dict[SourceId | None, bool] = {}  # one stat (or hash) per recorded identity
+        entries: list[Entry] = []
+        stranger = None
+        for method in options.methods:
+            for suffix in options.target.suffixes():
+                outputs = options.outputs(base, method, suffix)
+                row = rows.get(row_key({"outputs": outputs}))
+                if options.overwrite:
+                    entries.append((method, suffix))
+                    continue
+                if row is not None and _fresh(row, fingerprints[method], out_dir):
+                    recorded = SourceId.from_dict(row.get("source"))
+                    if recorded not in checked:
+                        checked[recorded] = unchanged(file.path, recorded)
+                    if checked[recorded]:
+                        continue
+                entries.append((method, suffix))
+                if row is None and not ours(out_dir / outputs[0]):
+                    stranger = stranger or outputs[0]
+        if stranger is not None:
+            reason = (
+                f"{out_dir / stranger} exists and was not written by saliency; move it away or "
+                "use --overwrite to replace it"
+            )
+            plan.refused.append((file, reason))
+        elif entries:
+            plan.todo[file] = entries
+        else:
+            plan.done.append(file)
+    return plan
+
+
+def _fresh(row: dict[str, Any], fingerprint: str, out_dir: Path) -> bool:
+    outputs = row.get("outputs") or []
+    return (
+        row.get("status") == "ok"
+        and row.get("fingerprint") == fingerprint
+        and all((out_dir / name).is_file() for name in outputs)
+    )
+
+
+def ours(png: Path) -> bool:
+    """Whether a file at an output path may be replaced: absent, or a PNG with our marker."""
+    if not png.exists():
+        return True
+    try:
+        with Image.open(png) as image:
+            return PNG_MARKER in getattr(image, "text", {})
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def marker(fingerprint: str, source: SourceId) -> str:
+    """The text our PNGs carry: what made them, so a later run knows them as ours."""
+    return json.dumps({"fingerprint": fingerprint, "source": source.sha256})
+
+
+@dataclass
+class Attempt:
+    """What this run did to one image: its planned pictures' keys, and the identity of the
+    content it read (None if the image failed)."""
+
+    keys: set[str]
+    source: SourceId | None
+
+
+def keep_row(
+    row: dict[str, Any], written: set[str], attempts: dict[str, Attempt], overwrite: bool = False
+) -> bool:
+    """Whether an earlier row still holds after this run (rows written now always do).
+
+    An image that failed now loses the rows of the pictures this run meant to make; an image
+    read now loses its error row and every row made from other content (any method). With
+    ``overwrite`` the manifest starts afresh: only this run's rows remain.
+    """
+    key = row_key(row)
+    if key in written:
+        return True
+    attempt = attempts.get(str(row.get("image")))
+    if overwrite or attempt is None:
+        return not overwrite
+    if attempt.source is None:
+        return key not in attempt.keys
+    if row.get("status") != "ok":
+        return False
+    recorded = SourceId.from_dict(row.get("source"))
+    return recorded is not None and recorded.sha256 == attempt.source.sha256

@@ -1,0 +1,77 @@
+"""Run the saliency command with one stage stuck in a real blocking call, to test that signals
+still end the run: ``python -m tests.stall STAGE FIFO [saliency args...]``.
+
+The stuck call is ``open(FIFO)`` for reading, which blocks in the kernel until a writer opens
+the pipe (none does). Before blocking, it creates ``FIFO.reached`` so the test knows when.
+
+* ``read``: the reader of any input whose name contains ``stall``;
+* ``model``: the model's forward pass, from its ``SALIENCY_STALL_AT``-th call (default 3);
+* ``write``: the writer of any picture whose name contains ``stall``, after it has begun its
+  temporary file (so a partial file exists while it is stuck).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def block(fifo: Path) -> None:
+    Path(f"{fifo}.reached").touch()
+    with open(fifo, "rb") as pipe:  # blocks: nobody ever opens the pipe for writing
+        pipe.read()
+
+
+def main() -> None:
+    stage, fifo = sys.argv[1], Path(sys.argv[2])
+    import saliency.pipeline.stages as stages
+    import saliency_cli.common as common
+    from saliency_cli.app import app
+
+    if stage == "read":
+        read = stages.read_regular
+
+        def stuck_read(path: Any) -> Any:
+            if "stall" in Path(path).name:
+                block(fifo)
+            return read(path)
+
+        stages.read_regular = stuck_read  # type: ignore[assignment]
+    elif stage == "model":
+        load = common.load
+        calls = {"n": 0}
+        stall_at = int(os.environ.get("SALIENCY_STALL_AT", "3"))
+
+        def stuck_load(*args: Any) -> Any:
+            loaded = load(*args)
+
+            def pre_hook(module: Any, inputs: Any) -> None:
+                calls["n"] += 1
+                if calls["n"] >= stall_at:
+                    block(fifo)
+
+            loaded.model.register_forward_pre_hook(pre_hook)
+            return loaded
+
+        common.load = stuck_load  # type: ignore[assignment]
+    elif stage == "write":
+        write_atomic = stages.write_atomic
+
+        def stuck_write(path: Path, write: Any, partials: Any = None) -> None:
+            def stuck(tmp: Path) -> None:
+                write(tmp)
+                if "stall" in path.name:
+                    block(fifo)
+
+            write_atomic(path, stuck, partials)
+
+        stages.write_atomic = stuck_write  # type: ignore[assignment]
+    else:
+        raise SystemExit(f"unknown stage {stage}")
+    app(sys.argv[3:], prog_name="saliency")
+
+
+if __name__ == "__main__":
+    main()
