@@ -1,137 +1,270 @@
-"""End-to-end benchmark, in one run on the same photos, model and batch size:
+"""End-to-end benchmark: everything measured in one run, on the same photos, model and batch.
 
-1. ``saliency explain``'s pipeline (decode, preprocess, explain, render, encode, write) vs. a bare
-   loop (decode, preprocess, forward + input gradient; nothing drawn or written), images/s;
-2. ``--method all`` vs. three single-method runs;
-3. peak memory (RSS) of the command for 64 vs. 512 photos.
+1. images/s of the bare model loop (forward + input gradient on ready tensors, frozen
+   parameters: the honest limit) and of ``saliency explain`` writing png and jpg; each a marginal
+   rate between ``--small`` and ``--count`` photos, so start-up costs cancel out;
+2. where one image's time goes, stage by stage (decode and preprocess, model, prepare + paint,
+   encode png / jpg, write), each timed alone on one thread;
+3. ``gradient + deconvnet + guided`` in one run ÷ three single-method runs (png);
+4. peak memory of the command (its process and every worker process) for 64 and 512 photos.
 
-    python benchmarks/end_to_end.py [--count 64] [--sizes 1024x768 4032x3024] [--skip-rss]
+    python benchmarks/end_to_end.py [--fit resize] [--count 256] [--device cuda --batch 64]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import io
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from photos import SIZES, make_photos  # noqa: E402
+from photos import make_photos  # noqa: E402
 
-from saliency import load_image, load_model  # noqa: E402
+from saliency import load_model  # noqa: E402
 from saliency.engine.method import MethodOptions  # noqa: E402
 from saliency.files.inputs import collect_inputs  # noqa: E402
-from saliency.pipeline.job import run_job  # noqa: E402
+from saliency.pictures.paint import RenderOptions, paint  # noqa: E402
+from saliency.pictures.render import prepare  # noqa: E402
+from saliency.pipeline.drawing import Encoding  # noqa: E402
+from saliency.pipeline.job import default_writers, run_job  # noqa: E402
 from saliency.pipeline.options import JobOptions  # noqa: E402
+from saliency.pipeline.stages import decode  # noqa: E402
 
 
-def bare_loop(loaded, paths, batch_size):
-    """What a plain script does: decode, the model's preprocessing, forward + input gradient."""
+def bare_loop(loaded, batch: torch.Tensor, count: int) -> float:
+    """Seconds for ``count`` images: forward + ``autograd.grad`` on a ready batch, repeated."""
     model = loaded.model
     for p in model.parameters():
         p.requires_grad_(False)
+    batch = batch.to(loaded.device)
     start = time.perf_counter()
-    for i in range(0, len(paths), batch_size):
-        tensors = [loaded.preprocess(load_image(p))[0] for p in paths[i : i + batch_size]]
-        x = torch.stack(tensors).to(loaded.device).requires_grad_(True)
+    for _ in range(0, count, batch.shape[0]):
+        x = batch.clone().requires_grad_(True)
         logits = model(x)
         torch.autograd.grad(logits.max(1).values.sum(), x)
+    if loaded.device.type == "cuda":
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     for p in model.parameters():
         p.requires_grad_(True)
     return elapsed
 
 
-def pipeline(loaded, folder, out, batch_size, methods):
+MODEL_THREADS: int | None = None  # torch threads during runs (None: as set)
+
+
+def pipeline(loaded, folder: Path, out: Path, options: JobOptions, writers: int | None) -> float:
     shutil.rmtree(out, ignore_errors=True)
     files = collect_inputs([str(folder)]).files
-    options = JobOptions(methods=methods, method_options=MethodOptions(batch_size=batch_size))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(MODEL_THREADS or threads)
     start = time.perf_counter()
-    run_job(loaded, files, out, options)
-    return time.perf_counter() - start
+    run_job(loaded, files, out, options, writers=writers)
+    elapsed = time.perf_counter() - start
+    torch.set_num_threads(threads)
+    return elapsed
 
 
-def peak_rss_mib(folder, out, batch_size):
-    script = (
-        "import sys\n"
-        "from saliency_cli.app import main\n"
-        f"sys.argv = ['saliency', 'explain', {str(folder)!r}, '--out', {str(out)!r}, '-q',"
-        f" '--batch-size', '{batch_size}', '--device', 'cpu']\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
-        "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
-        "print(status.split()[0])\n"
+def marginal(run, small: int, large: int) -> float:
+    """Images/s between ``small`` and ``large`` images: (large - small) / (t_large - t_small)."""
+    return (large - small) / (run(large) - run(small))
+
+
+def stage_shares(loaded, photos: list[Path], options: JobOptions) -> dict[str, float]:
+    """Milliseconds per image of each stage, alone on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    files = collect_inputs([str(p) for p in photos]).files
+    stages = (
+        "decode + preprocess",
+        "model",
+        "prepare + paint",
+        "encode png",
+        "encode jpg",
+        "write",
     )
+    times: dict[str, float] = dict.fromkeys(stages, 0.0)
+    for file in files:
+        start = time.perf_counter()
+        decoded = decode(file, loaded, options.fit)
+        times["decode + preprocess"] += time.perf_counter() - start
+        assert decoded.tensor is not None and decoded.geometry is not None
+        x = decoded.tensor[None].to(loaded.device).requires_grad_(True)
+        start = time.perf_counter()
+        logits = loaded.model(x)
+        grad = torch.autograd.grad(logits.max(1).values.sum(), x)[0]
+        times["model"] += time.perf_counter() - start
+        from saliency import load_image
+
+        photo = load_image(file.path)
+        start = time.perf_counter()
+        picture = paint(photo, prepare(grad[0], RenderOptions()), decoded.geometry, RenderOptions())
+        times["prepare + paint"] += time.perf_counter() - start
+        for fmt in ("png", "jpg"):
+            buffer = io.BytesIO()
+            start = time.perf_counter()
+            Encoding(fmt).save(picture, buffer, "overlay", "{}")  # type: ignore[arg-type]
+            times[f"encode {fmt}"] += time.perf_counter() - start
+        data = buffer.getvalue()
+        target = Path(tempfile.gettempdir()) / "saliency-bench-write.bin"
+        start = time.perf_counter()
+        target.write_bytes(data)
+        os.replace(target, target.with_suffix(".done"))
+        times["write"] += time.perf_counter() - start
+    torch.set_num_threads(threads)
+    return {stage: 1000 * t / len(files) for stage, t in times.items()}
+
+
+def peak_rss_mib(folder: Path, out: Path, args: argparse.Namespace) -> float:
+    """Peak of the summed resident memory of the command and all its child processes."""
+    command = [
+        *(sys.executable, "-m", "saliency_cli", "explain", str(folder), "--out", str(out), "-q"),
+        *("--batch-size", str(args.batch), "--device", args.device, "--fit", args.fit),
+    ]
     shutil.rmtree(out, ignore_errors=True)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    return int(done.stdout.split()[-1]) / 1024
+    proc = subprocess.Popen(command)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss_kib(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    proc.wait()
+    done.set()
+    sampler.join()
+    return peak / 1024
+
+
+def _tree_rss_kib(root: int) -> int:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        pid, ppid = int(entry), int(fields["PPid"])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=64)
+    parser.add_argument("--count", type=int, default=256)
+    parser.add_argument("--small", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--fit", default="resize", choices=("native", "crop", "resize"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=None, help="writer processes")
+    parser.add_argument("--model-threads", type=int, default=None, help="torch threads in runs")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-three", action="store_true")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "saliency-bench")
     args = parser.parse_args()
+    global MODEL_THREADS
+    MODEL_THREADS = args.model_threads
 
     loaded = load_model(device=args.device)  # the offline default, real weights
-    device = (
+    where = (
         torch.cuda.get_device_name()
         if loaded.device.type == "cuda"
-        else (f"CPU, {torch.get_num_threads()} torch threads")
+        else f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     )
-    print(f"model {loaded.name}, batch {args.batch}, {args.count} JPEG photos, {device}")
+    writers = args.workers if args.workers is not None else default_writers()
+    print(
+        f"{loaded.name}, batch {args.batch}, 1024x768 JPEGs, --fit {args.fit}, {where}, "
+        f"{writers} writer processes, {args.model_threads or torch.get_num_threads()} torch "
+        "threads in runs"
+    )
+    photos = make_photos(args.work / "photos", args.count, (1024, 768))
+    big = args.work / "big"
+    small = args.work / "small"
+    for folder, count in ((big, args.count), (small, args.small)):
+        folder.mkdir(parents=True, exist_ok=True)
+        for p in photos[:count]:
+            if not (folder / p.name).exists():
+                (folder / p.name).symlink_to(p)
+    folders = {args.count: big, args.small: small}
     out = args.work / "out"
-    for size in args.sizes:
-        folder = args.work / size
-        paths = make_photos(folder, args.count, SIZES[size])
-        pipeline(loaded, folder, out, args.batch, ("guided",))  # warm-up: page cache, allocator
-        bare = bare_loop(loaded, paths, args.batch)
-        ours = pipeline(loaded, folder, out, args.batch, ("guided",))
-        print(
-            f"{size}: bare loop {args.count / bare:6.1f} images/s, saliency explain "
-            f"{args.count / ours:6.1f} images/s, ratio {bare / ours:.3f} (target >= 0.8)"
+
+    def options(methods=("guided",), fmt="png") -> JobOptions:
+        return JobOptions(
+            methods=methods,
+            fit=args.fit,
+            encoding=Encoding(fmt),
+            method_options=MethodOptions(batch_size=args.batch),
         )
 
-    folder = args.work / args.sizes[0]
-    all_three = pipeline(loaded, folder, out, args.batch, ("gradient", "deconvnet", "guided"))
+    first = collect_inputs([str(small)]).files[: args.batch]
+    from saliency.pipeline.stages import decode as decode_one
+
+    ready = torch.stack([decode_one(f, loaded, args.fit).tensor for f in first])
+    pipeline(loaded, small, out, options(), writers)  # warm-up: page cache, allocator, forkserver
+    rates = {"bare loop": marginal(lambda n: bare_loop(loaded, ready, n), args.small, args.count)}
+    for fmt in ("png", "jpg"):
+        rates[f"explain --format {fmt}"] = marginal(
+            lambda n, f=fmt: pipeline(loaded, folders[n], out, options(fmt=f), writers),
+            args.small,
+            args.count,
+        )
+    bare = rates["bare loop"]
+    print(f"marginal images/s between {args.small} and {args.count} photos:")
+    for name, rate in rates.items():
+        print(f"  {name:24s} {rate:7.1f} images/s   {rate / bare:5.2f} x bare loop")
+
+    shares = stage_shares(loaded, photos[:16], options())
+    total = sum(v for k, v in shares.items() if k != "encode jpg")
+    print("one image, stage by stage on one thread (ms; share of the png path):")
+    for stage, ms in shares.items():
+        share = "" if stage == "encode jpg" else f"  {100 * ms / total:4.0f}%"
+        print(f"  {stage:22s} {ms:7.1f}{share}")
+
+    if args.skip_three:
+        return
+    three = pipeline(loaded, big, out, options(("gradient", "deconvnet", "guided")), writers)
     singles = sum(
-        pipeline(loaded, folder, out, args.batch, (m,)) for m in ("gradient", "deconvnet", "guided")
+        pipeline(loaded, big, out, options((m,)), writers)
+        for m in ("gradient", "deconvnet", "guided")
     )
-    print(
-        f"--method all {all_three:.1f} s vs three single-method runs {singles:.1f} s: "
-        f"ratio {all_three / singles:.3f} (target <= 0.75)"
-    )
+    print(f"gradient + deconvnet + guided in one run ÷ three single runs: {three / singles:.3f}")
 
     if not args.skip_rss:
-        small = args.work / "rss64"
-        large = args.work / "rss512"
-        source = make_photos(args.work / "rss_src", 512, SIZES["1024x768"])
-        for target, count in ((small, 64), (large, 512)):
-            target.mkdir(parents=True, exist_ok=True)
-            for p in source[:count]:
-                link = target / p.name
-                if not link.exists():
-                    link.symlink_to(p)
-        rss64 = peak_rss_mib(small, out, args.batch)
-        rss512 = peak_rss_mib(large, out, args.batch)
+        many = make_photos(args.work / "photos", 512, (1024, 768))
+        rss = {}
+        for count in (64, 512):
+            folder = args.work / f"rss{count}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for p in many[:count]:
+                if not (folder / p.name).exists():
+                    (folder / p.name).symlink_to(p)
+            rss[count] = peak_rss_mib(folder, out, args)
         print(
-            f"peak RSS: 64 photos {rss64:.0f} MiB, 512 photos {rss512:.0f} MiB: "
-            f"{(rss512 / rss64 - 1) * 100:+.1f}% (target within 10%)"
+            f"peak RSS, process + workers: 64 photos {rss[64]:.0f} MiB, 512 photos "
+            f"{rss[512]:.0f} MiB: {100 * (rss[512] / rss[64] - 1):+.1f}%"
         )
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"(this process's own peak RSS: {own:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from .options import (
     ModelOpt,
     NoiseOpt,
     PathsArg,
+    PictureFormatOpt,
     QuietOpt,
     ReduceOpt,
     SeedOpt,
@@ -74,10 +75,22 @@ def explain(
         bool,
         typer.Option(help="Redo every picture, and replace files at output paths not made by us."),
     ] = False,
+    format: PictureFormatOpt = "png",
+    quality: Annotated[
+        int, typer.Option(min=1, max=100, help="Quality of jpg and webp pictures.")
+    ] = 90,
     png_compression: Annotated[
         int,
         typer.Option(min=0, max=9, help="PNG zlib level: 1 is fast, 9 small (about 18% smaller)."),
     ] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Processes that draw, encode and write (0: threads of the main process). "
+            "[default: the cores the model's threads leave, at least 1]",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -100,6 +113,7 @@ def explain(
         steps=steps, batch_size=batch_size,
     )  # fmt: skip
     common.check_writable(out)
+    from saliency.pipeline.drawing import Encoding
     from saliency.pipeline.options import JobOptions
 
     options = JobOptions(
@@ -109,19 +123,25 @@ def explain(
         render=render_options,
         save_raw=save_raw,
         overwrite=overwrite,
-        png_compression=png_compression,
+        encoding=Encoding(str(format.value), quality, png_compression),
         method_options=method_options,
     )
     with common.hold(out, debug):  # before collecting: a second run is refused at once
         found = common.collect(paths, recursive, exclude=out)
-        code = _run(loaded, found, out, options, quiet, debug)
+        code = _run(loaded, found, out, options, workers, quiet, debug)
     if code > 128:
         common.exit_now(code)
     raise typer.Exit(code)
 
 
 def _run(
-    loaded: LoadedModel, found: Inputs, out: Path, options: JobOptions, quiet: bool, debug: bool
+    loaded: LoadedModel,
+    found: Inputs,
+    out: Path,
+    options: JobOptions,
+    workers: int | None,
+    quiet: bool,
+    debug: bool,
 ) -> int:
     from saliency.pipeline.job import run_job
 
@@ -151,8 +171,9 @@ def _run(
         with progress, common.Stopper() as stopper:
             task = progress.add_task("explaining", total=len(found.files))
             reports = run_job(
-                loaded, found.files, out, options, on_image, stopper, missing=found.missing
-            )
+                loaded, found.files, out, options, on_image, stopper,
+                writers=workers, missing=found.missing,
+            )  # fmt: skip
     except OSError as exc:
         if debug:
             raise

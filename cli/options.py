@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # made at run time from the lists: opaque to the checker
     Mode: TypeAlias = Any
     Granularity: TypeAlias = Any
     FigureFormat: TypeAlias = Any
+    PictureFormat: TypeAlias = Any
 else:
     MethodChoice = _choices("MethodChoice", [*method_names(), "all"])
     Baseline = _choices("Baseline", choices.BASELINES)
@@ -38,6 +39,7 @@ else:
     Mode = _choices("Mode", choices.SANITY_MODES)
     Granularity = _choices("Granularity", choices.GRANULARITIES)
     FigureFormat = _choices("FigureFormat", choices.FIGURE_FORMATS)
+    PictureFormat = _choices("PictureFormat", choices.PICTURE_FORMATS)
 
 ModelOpt = Annotated[
     str,
@@ -122,6 +124,13 @@ AlphaOpt = Annotated[float, typer.Option(help="Overlay opacity at the strongest 
 FigureFormatOpt = Annotated[
     FigureFormat,
     typer.Option("--format", help="Figure file format."),
+]
+PictureFormatOpt = Annotated[
+    PictureFormat,
+    typer.Option(
+        "--format",
+        help="Picture format: png (lossless), jpg or webp (--quality; jpg is the fastest).",
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks.")]

@@ -13,7 +13,7 @@ from .engine.hooks import RuleReport
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .models.preprocess import Geometry
+    from .geometry import Geometry
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Explanation:
         model's preprocessing) or, without them, at the model's input size. ``options`` are
         those of :class:`saliency.pictures.render.RenderOptions` (``style``, ``sign``, ...);
         the style defaults to ``overlay`` with a photo and ``heatmap`` without."""
-        from .models.preprocess import Geometry
+        from .geometry import Geometry
         from .pictures.render import RenderOptions, render
 
         maps = self.maps[index]

@@ -33,7 +33,7 @@ def check_nothing_lost(out: Path) -> list[dict[str, Any]]:
             continue
         for name in row["outputs"]:
             path = out / name
-            if name.endswith(".png"):
+            if name.endswith((".png", ".jpg", ".webp")):
                 with Image.open(path) as picture:
                     picture.load()
             elif name.endswith(".npy"):

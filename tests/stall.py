@@ -6,8 +6,9 @@ the pipe (none does). Before blocking, it creates ``FIFO.reached`` so the test k
 
 * ``read``: the reader of any input whose name contains ``stall``;
 * ``model``: the model's forward pass, from its ``SALIENCY_STALL_AT``-th call (default 3);
-* ``write``: the writer of any picture whose name contains ``stall``, after it has begun its
-  temporary file (so a partial file exists while it is stuck).
+* ``write``: the writer (a process) of any picture whose name contains ``stall``, after it has
+  begun its temporary file (so a partial file exists while it is stuck);
+* ``write-threads``: the same in a writer thread (run it with ``--workers 0``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,25 @@ def block(fifo: Path) -> None:
     Path(f"{fifo}.reached").touch()
     with open(fifo, "rb") as pipe:  # blocks: nobody ever opens the pipe for writing
         pipe.read()
+
+
+def stall_writes() -> None:
+    """In a writer: block on the FIFO in any write of a picture named ``stall``."""
+    import saliency.pipeline.drawing as drawing
+
+    drawing.start_writer(int(os.environ["SALIENCY_STALL_RUN"]))
+    fifo = Path(os.environ["SALIENCY_STALL_FIFO"])
+    write_atomic = drawing.write_atomic
+
+    def stuck_write(path: Path, write: Any, partials: Any = None) -> None:
+        def stuck(tmp: Path) -> None:
+            write(tmp)
+            if "stall" in path.name:
+                block(fifo)
+
+        write_atomic(path, stuck, partials)
+
+    drawing.write_atomic = stuck_write  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -57,17 +77,23 @@ def main() -> None:
 
         common.load = stuck_load  # type: ignore[assignment]
     elif stage == "write":
-        write_atomic = stages.write_atomic
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        def stuck_write(path: Path, write: Any, partials: Any = None) -> None:
-            def stuck(tmp: Path) -> None:
-                write(tmp)
-                if "stall" in path.name:
-                    block(fifo)
+        import saliency.pipeline.job as job
 
-            write_atomic(path, stuck, partials)
+        os.environ["SALIENCY_STALL_FIFO"] = str(fifo)  # the writers inherit these
+        os.environ["SALIENCY_STALL_RUN"] = str(os.getpid())
 
-        stages.write_atomic = stuck_write  # type: ignore[assignment]
+        def stuck_pool(count: int) -> Any:
+            context = multiprocessing.get_context("forkserver")
+            return ProcessPoolExecutor(count, mp_context=context, initializer=stall_writes)
+
+        job.process_pool = stuck_pool  # type: ignore[assignment]
+    elif stage == "write-threads":
+        os.environ["SALIENCY_STALL_FIFO"] = str(fifo)
+        os.environ["SALIENCY_STALL_RUN"] = str(os.getpid())
+        stall_writes()
     else:
         raise SystemExit(f"unknown stage {stage}")
     app(sys.argv[3:], prog_name="saliency")

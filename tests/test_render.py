@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from saliency.models.preprocess import Geometry
+from saliency.choices import STYLES
+from saliency.geometry import Geometry
 from saliency.pictures.render import (
-    STYLES,
     EmptyMapWarning,
     RenderOptions,
     colormap_lut,

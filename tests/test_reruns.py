@@ -229,11 +229,13 @@ def many(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("stage", ["read", "model", "write"])
+@pytest.mark.parametrize("stage", ["read", "model", "write", "write-threads"])
 def test_a_signal_ends_a_stuck_run(many: Path, tmp_path: Path, stage: str, sig: int) -> None:
     os.mkfifo(tmp_path / "fifo")
     out = tmp_path / "out"
-    proc = stalled(stage, tmp_path / "fifo", "explain", many, "--out", out, "--batch-size", "1")
+    extra = ["--workers", "0"] if stage == "write-threads" else ["--workers", "2"]
+    args = ["explain", many, "--out", out, "--batch-size", "1", *extra]
+    proc = stalled(stage, tmp_path / "fifo", *args)
     sent = time.monotonic()
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=30)

@@ -210,3 +210,16 @@ def holds_manifest(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(row, dict) and {"image", "status", "outputs"} <= row.keys()
+
+
+def remove_partial_files(folder: Path) -> int:
+    """Remove the temporary files of writes that never finished under ``folder`` (those of
+    :func:`atomic_path`: ``.NAME.XXXX.part``), e.g. of killed writer processes. Only safe while
+    holding the folder's lock. Returns how many."""
+    removed = 0
+    for current, _, names in os.walk(folder):
+        for name in names:
+            if name.startswith(".") and name.endswith(".part"):
+                Path(current, name).unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -17,68 +17,29 @@ frame) with an :class:`EmptyMapWarning`: never a division by zero, never a frame
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..choices import REDUCTIONS, SIGNS, STYLES
-from ..models.preprocess import Geometry
+from ..geometry import Geometry
+from .paint import RenderOptions, colormap_lut, paint
 
-_CHUNK_ROWS = 256  # rows resampled and drawn at a time: memory stays flat for huge photos
+__all__ = [
+    "EMPTY_MESSAGE",
+    "EmptyMapWarning",
+    "RenderOptions",
+    "colormap_lut",
+    "draw",
+    "normalize",
+    "prepare",
+    "reduce_map",
+    "render",
+]
 
 
 class EmptyMapWarning(UserWarning):
     """The map had no finite non-zero value; it was drawn as empty."""
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """How to draw a map (see the module doc for the defaults)."""
-
-    style: str = "overlay"
-    reduce: str = "max"
-    sign: str = "abs"
-    clip_percentile: float = 99.0
-    cmap: str | None = None
-    alpha: float = 0.7
-
-    def __post_init__(self) -> None:
-        for value, valid, what in (
-            (self.style, STYLES, "style"),
-            (self.sign, SIGNS, "sign"),
-            (self.reduce, REDUCTIONS, "reduction"),
-        ):
-            if value not in valid:
-                raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
-        if not 0.0 < self.clip_percentile <= 100.0:
-            raise ValueError(f"clip percentile must be in (0, 100], got {self.clip_percentile}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.cmap is not None:
-            colormap_lut(self.cmap)  # raises ValueError for an unknown name
-
-    @property
-    def colormap(self) -> str:
-        """The colormap in use: the given one, or the default for the sign."""
-        return self.cmap or ("coolwarm" if self.sign == "all" else "inferno")
-
-
-@cache
-def colormap_lut(name: str) -> np.ndarray:
-    """A matplotlib colormap as a (256, 3) uint8 lookup table."""
-    import matplotlib
-
-    try:
-        cmap = matplotlib.colormaps[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown colormap {name!r}; any matplotlib colormap works, e.g. inferno, viridis, "
-            "magma, coolwarm, RdBu_r, gray"
-        ) from None
-    return (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
 
 
 def _finite(maps: torch.Tensor) -> torch.Tensor:
@@ -134,6 +95,26 @@ def render(
 EMPTY_MESSAGE = "the saliency map is all zero (or not finite): drawn as empty"
 
 
+def prepare(maps: torch.Tensor, options: RenderOptions | None = None) -> list[np.ndarray] | None:
+    """The planes :func:`~.paint.paint` draws from ``maps`` (C, h, w): one (h, w) float32 plane
+    in [0, 1] (or [-1, 1] when signed), three for the ``rgb`` style; None for an empty map.
+
+    The cheap, torch part of drawing: it runs where the maps are, and the planes (small, at model
+    resolution) go to whatever process paints them at the photo's size.
+    """
+    options = options or RenderOptions()
+    if options.style == "rgb":
+        values = normalize(_finite(maps), options.clip_percentile)
+        if values is not None and values.shape[0] == 1:  # a one-channel map (Grad-CAM): gray
+            values = values.expand(3, -1, -1)
+    else:
+        reduced = reduce_map(maps, options.reduce, options.sign)
+        values = normalize(reduced[None], options.clip_percentile)
+    if values is None:
+        return None
+    return [np.ascontiguousarray(plane.numpy(), dtype=np.float32) for plane in values]
+
+
 def draw(
     image: Image.Image | None,
     maps: torch.Tensor,
@@ -143,70 +124,7 @@ def draw(
     """As :func:`render`, without warning: returns the picture and whether the map was empty.
 
     ``image`` is needed only for the overlay style; the others take the size from ``geometry``.
-    Drawing is done by Pillow in bands of rows, so memory stays flat and threads run in parallel.
     """
     options = options or RenderOptions()
-    if image is None and options.style == "overlay":
-        raise ValueError("the overlay style needs the photo")
-    if image is not None and image.size != geometry.image_size:
-        raise ValueError(f"image is {image.size}, the geometry is for {geometry.image_size}")
-    width, height = geometry.image_size
-    if options.style == "rgb":
-        values = normalize(_finite(maps), options.clip_percentile)
-        if values is not None and values.shape[0] == 1:  # a one-channel map (Grad-CAM): gray
-            values = values.expand(3, -1, -1)
-        empty_fill = (128, 128, 128)
-    else:
-        reduced = reduce_map(maps, options.reduce, options.sign)
-        values = normalize(reduced[None], options.clip_percentile)
-        empty_fill = (0, 0, 0)
-    if values is None:
-        if image is not None and options.style == "overlay":
-            return image.convert("RGB"), True
-        return Image.new("RGB", (width, height), empty_fill), True
-
-    planes = [Image.fromarray(plane.numpy().astype(np.float32), "F") for plane in values]
-    signed = options.style == "rgb" or options.sign == "all"
-    photo = image if image is None or image.mode == "RGB" else image.convert("RGB")
-    paint = _painter(options, signed, photo, width)
-    canvas = Image.new("RGB", (width, height))
-    for top in range(0, height, _CHUNK_ROWS):
-        rows = slice(top, min(top + _CHUNK_ROWS, height))
-        indices = [_to_index(geometry.resample(plane, rows), signed) for plane in planes]
-        canvas.paste(paint(indices, rows), (0, top))
-    return canvas, False
-
-
-def _to_index(band: Image.Image, signed: bool) -> Image.Image:
-    """Values to 0..255 (mode L), rounded: [0, 1] -> 0..255, or [-1, 1] -> 1..255 with 0 at 128.
-
-    (Pillow's float-to-L conversion truncates, hence the + 0.5.)
-    """
-    return band.point(lambda v: v * 127.0 + 128.5 if signed else v * 255.0 + 0.5).convert("L")
-
-
-def _painter(options: RenderOptions, signed: bool, photo: Image.Image | None, width: int):
-    """The function that turns a band's index images into its RGB picture."""
-    # |value| as 0..255, from an index
-    magnitude = [min(255, round(abs(i - 128) * 255 / 127)) if signed else i for i in range(256)]
-    if options.style == "rgb":
-        return lambda indices, rows: Image.merge("RGB", indices)
-    if options.style == "grayscale":
-        return lambda indices, rows: indices[0].point(magnitude).convert("RGB")
-    palette = colormap_lut(options.colormap).tobytes()
-
-    def heat(index: Image.Image) -> Image.Image:
-        coloured = index.copy()
-        coloured.putpalette(palette)
-        return coloured.convert("RGB")
-
-    if options.style == "heatmap":
-        return lambda indices, rows: heat(indices[0])
-    weight = [min(255, round(options.alpha * m)) for m in magnitude]
-    assert photo is not None
-
-    def overlay(indices: list[Image.Image], rows: slice) -> Image.Image:
-        band = photo.crop((0, rows.start, width, rows.stop))
-        return Image.composite(heat(indices[0]), band, indices[0].point(weight))
-
-    return overlay
+    planes = prepare(maps, options)
+    return paint(image, planes, geometry, options), planes is None

@@ -61,7 +61,7 @@ def settings_fingerprint(model: str, method: str, options: JobOptions) -> str:
         "method_options": used,
         "fit": options.fit,
         "render": asdict(options.render),
-        "png_compression": options.png_compression,
+        "encoding": asdict(options.encoding),
         "save_raw": options.save_raw,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]

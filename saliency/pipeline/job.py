@@ -15,8 +15,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +27,26 @@ from ..engine.passes import Stopped
 from ..engine.registry import get_method
 from ..files.inputs import InputFile
 from ..files.lock import lock_output
-from ..files.outputs import Cancelled, Manifest, PartialFiles, row_key
+from ..files.outputs import Cancelled, Manifest, PartialFiles, remove_partial_files, row_key
 from ..files.sources import SourceId
 from ..models.loading import LoadedModel
+from .drawing import draw_and_write
 from .fingerprint import model_identity, settings_fingerprint
 from .options import JobOptions
 from .resume import Attempt, Plan, keep_row, plan_run
 from .stages import (
+    Drawing,
     ImageOutcome,
     batches,
+    drawing,
     error_outcome,
     error_row,
     explain_group,
     prefetch,
     result_of,
     same_shape,
-    write_outputs,
 )
-from .workers import Workers
+from .workers import Workers, kill_processes, process_pool
 
 
 def run_job(
@@ -66,11 +70,12 @@ def run_job(
     :mod:`.resume`). ``missing`` paths get an error row each. Holds ``out_dir``'s lock for the
     run (:class:`~saliency.OutputBusyError` if another run has it). When ``should_stop()`` turns
     true, returns within about ``grace`` seconds with everything finished so far written.
+    ``writers`` processes draw, encode and write (0: threads of this process instead).
     Returns, per method, where the rule was applied in the first batch (for one coverage
     message per run).
     """
-    if writers is None:  # drawing and PNG encoding release the GIL: one thread per spare core
-        writers = max(2, min(8, (os.cpu_count() or 2) // 2))
+    if writers is None:
+        writers = default_writers()
     methods = tuple(get_method(m).name for m in options.methods)
     options = replace(options, methods=methods)
     with lock_output(out_dir):
@@ -94,6 +99,9 @@ def run_job(
             finished = True
         finally:
             run.partials.discard_all()
+            if run.pool is not None:
+                kill_processes(run.pool)  # only still running if the run was left
+                remove_partial_files(out_dir)
             if finished:
                 manifest.close(keep=run.keep)
                 run.remove_dropped()
@@ -128,6 +136,7 @@ class _Run:
     attempts: dict[str, Attempt] = field(default_factory=dict)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     named: set[str] = field(default_factory=set)  # files that kept rows name
+    pool: ProcessPoolExecutor | None = None
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
 
@@ -200,26 +209,43 @@ class _Run:
         loaded, options = self.loaded, replace(self.options, methods=self.plan.methods)
         todo = list(self.plan.todo)
         read_pool = Workers(readers, "saliency-read")
-        write_pool = Workers(writers, "saliency-write")
-        pending: deque[tuple[InputFile, Future[ImageOutcome] | ImageOutcome]] = deque()
+        if writers > 0:
+            self.pool = process_pool(writers)
+            pool = self.pool
+
+            def submit(work: Drawing) -> Future[list[bool]]:
+                return pool.submit(draw_and_write, work.task)
+        else:  # drawing and encoding in threads (Pillow releases the GIL), one per spare core
+            threads = Workers(max(2, min(8, (os.cpu_count() or 2) // 2)), "saliency-write")
+
+            def submit(work: Drawing) -> Future[list[bool]]:
+                return threads.submit(draw_and_write, work.task, self.partials)
+
+        pending: deque[tuple[InputFile, Drawing | None, Future[list[bool]] | ImageOutcome]] = (
+            deque()
+        )
         limit = max(2 * options.batch_size, 4)
 
         def settle(block_until: int) -> None:
             """Record finished images in order: all beyond ``block_until`` pending (waiting for
             them), and any already finished at the front (so rows follow pictures closely)."""
-            while pending and (len(pending) > block_until or _finished(pending[0][1])):
-                file, job = pending.popleft()
-                if isinstance(job, Future) and isinstance(job.exception(), Cancelled):
-                    continue  # stopping: this image's writes were refused, nothing written
-                outcome = job if isinstance(job, ImageOutcome) else result_of(loaded, file, job)
-                self.record(outcome)
+            while pending and (len(pending) > block_until or _finished(pending[0][2])):
+                file, work, job = pending.popleft()
+                if isinstance(job, ImageOutcome):
+                    self.record(job)
+                    continue
+                if job.cancelled() or isinstance(job.exception(), _STOPPED_WRITES):
+                    continue  # stopping: this image's writes were refused, nothing kept
+                assert work is not None
+                self.record(result_of(loaded, file, partial(_outcome, work, job)))
 
         try:
             decoded = prefetch(read_pool, todo, loaded, options.fit, limit, self.stop)
             for batch in batches(decoded, options.batch_size):
                 for item in batch:
                     if item.error is not None:
-                        pending.append((item.input, error_outcome(loaded, item.input, item.error)))
+                        outcome = error_outcome(loaded, item.input, item.error)
+                        pending.append((item.input, None, outcome))
                 for group in same_shape(i for i in batch if i.error is None):
                     try:
                         explained = explain_group(
@@ -230,15 +256,16 @@ class _Run:
                     except Exception as exc:  # the model failed on this group: report, go on
                         reason = f"model failed: {type(exc).__name__}: {exc}"
                         for item in group:
-                            pending.append((item.input, error_outcome(loaded, item.input, reason)))
+                            outcome = error_outcome(loaded, item.input, reason)
+                            pending.append((item.input, None, outcome))
                         continue
                     for done in explained:
-                        wanted = self.plan.todo[done.decoded.input]
-                        job = write_pool.submit(
-                            write_outputs, loaded, done, self.out_dir, options, wanted,
-                            self.fingerprints, self.partials,
+                        file = done.decoded.input
+                        work = drawing(
+                            loaded, done, self.out_dir, options, self.plan.todo[file],
+                            self.fingerprints,
                         )  # fmt: skip
-                        pending.append((done.decoded.input, job))
+                        pending.append((file, work, submit(work)))
                 settle(limit)
                 if self.stop.is_set():
                     break
@@ -246,10 +273,32 @@ class _Run:
             pass
         finally:
             read_pool.cancel_pending()
+            if self.stop.is_set():
+                for _, _, job in pending:
+                    if isinstance(job, Future):
+                        job.cancel()
             settle(0)
             read_pool.close()
-            write_pool.close()
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+            else:
+                threads.close()
 
 
-def _finished(job: Future[ImageOutcome] | ImageOutcome) -> bool:
+_STOPPED_WRITES = (Cancelled, BrokenProcessPool)
+
+
+def default_writers() -> int:
+    """Writer processes by default: the cores the model's threads leave, at least one."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - torch.get_num_threads())
+
+
+def _outcome(work: Drawing, job: Future[list[bool]]) -> ImageOutcome:
+    return work.outcome(job.result())
+
+
+def _finished(job: Future[list[bool]] | ImageOutcome) -> bool:
     return not isinstance(job, Future) or job.done()

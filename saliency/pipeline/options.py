@@ -9,6 +9,7 @@ from ..engine.method import MethodOptions
 from ..engine.targets import TargetSpec
 from ..models.loading import LoadedModel
 from ..pictures.render import RenderOptions
+from .drawing import Encoding
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,7 @@ class JobOptions:
     render: RenderOptions = field(default_factory=RenderOptions)
     save_raw: bool = False
     overwrite: bool = False
-    # zlib level of the PNGs: 1 encodes ~5x faster than Pillow's default 6 (a 1024x768 overlay:
-    # 50 ms vs 260 ms); after the model, encoding costs most. See PNG_STRATEGY for the size.
-    png_compression: int = 1
+    encoding: Encoding = field(default_factory=Encoding)
     method_options: MethodOptions = field(default_factory=lambda: MethodOptions(batch_size=16))
 
     @property
@@ -42,17 +41,11 @@ class JobOptions:
         return f"{base}.{self.label(method)}" + (f".{suffix}" if suffix else "")
 
     def outputs(self, base: str, method: str, suffix: str) -> list[str]:
-        """The files of one picture: the PNG first, then with ``save_raw`` the map and the
+        """The files of one picture: the picture first, then with ``save_raw`` the map and the
         image's geometry."""
         stem = self.stem(base, method, suffix)
         raw = [f"{stem}.npy", f"{base}.geometry.json"] if self.save_raw else []
-        return [f"{stem}.png", *raw]
-
-
-# zlib strategy per style: photo-like pictures (overlay, rgb) gain nothing from LZ matching, and
-# run-length encoding makes them as small at level 1 as the default strategy at level 6 (886 vs
-# 882 KB for a 1024x768 overlay), and a little faster; flat heatmaps keep the default strategy.
-PNG_STRATEGY = {"overlay": 3, "rgb": 3}  # zlib's Z_RLE
+        return [f"{stem}.{self.encoding.format}", *raw]
 
 
 def resolve_method_options(

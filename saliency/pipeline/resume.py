@@ -3,26 +3,22 @@
 A picture is kept only if its manifest row is ``ok``, was made with the same settings (the
 fingerprint), from the same input content (see :func:`~saliency.files.sources.unchanged`), and
 its files still exist. Everything else is redone; ``overwrite`` redoes everything. A file at an
-output path that no row of ours names is ours only if its PNG carries our marker; a stranger's
-file is never replaced without ``overwrite``.
+output path that no row of ours names is ours only if it carries our marker; a stranger's file
+is never replaced without ``overwrite``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from ..files.inputs import InputFile
 from ..files.outputs import row_key
 from ..files.sources import SourceId, unchanged
+from .drawing import is_ours
 from .options import JobOptions
-
-PNG_MARKER = "saliency"  # the tEXt key our PNGs carry: JSON of the fingerprint and input hash
 
 Entry = tuple[str, str]  # (method, target suffix): one picture of an image
 
@@ -97,20 +93,9 @@ def _fresh(row: dict[str, Any], fingerprint: str, out_dir: Path) -> bool:
     )
 
 
-def ours(png: Path) -> bool:
-    """Whether a file at an output path may be replaced: absent, or a PNG with our marker."""
-    if not png.exists():
-        return True
-    try:
-        with Image.open(png) as image:
-            return PNG_MARKER in getattr(image, "text", {})
-    except (OSError, ValueError, SyntaxError):
-        return False
-
-
-def marker(fingerprint: str, source: SourceId) -> str:
-    """The text our PNGs carry: what made them, so a later run knows them as ours."""
-    return json.dumps({"fingerprint": fingerprint, "source": source.sha256})
+def ours(picture: Path) -> bool:
+    """Whether a file at an output path may be replaced: absent, or carrying our marker."""
+    return not picture.exists() or is_ours(picture)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -14,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL.PngImagePlugin import PngInfo
 
 from ..api import explain_batch
 from ..engine.hooks import RuleReport
@@ -24,13 +22,13 @@ from ..errors import ImageError
 from ..explanation import Explanation
 from ..files.images import load_image
 from ..files.inputs import InputFile
-from ..files.outputs import PartialFiles, write_atomic
 from ..files.sources import SourceId, read_regular
+from ..geometry import Geometry
 from ..models.loading import LoadedModel
-from ..models.preprocess import Geometry
-from ..pictures.render import EMPTY_MESSAGE, draw
-from .options import PNG_STRATEGY, JobOptions
-from .resume import PNG_MARKER, Entry, marker
+from ..pictures.render import EMPTY_MESSAGE, prepare
+from .drawing import DrawTask, Picture, marker_text
+from .options import JobOptions
+from .resume import Entry
 from .workers import Workers, result
 
 
@@ -79,9 +77,12 @@ class _Explained:
     items: list[_Map]
 
 
-def result_of(loaded: LoadedModel, file: InputFile, job: Future[ImageOutcome]) -> ImageOutcome:
+def result_of(
+    loaded: LoadedModel, file: InputFile, get: Callable[[], ImageOutcome]
+) -> ImageOutcome:
+    """``get()``, a writer's outcome, with its failure turned into this image's error."""
     try:
-        return job.result()
+        return get()
     except OSError as exc:  # could not write: this image failed, the run goes on
         reason = f"cannot write output: {exc.strerror or exc}" + (
             f": {exc.filename}" if exc.filename else ""
@@ -211,50 +212,46 @@ def _extras(result: Explanation, options: MethodOptions) -> list[dict[str, Any]]
     return rows
 
 
-def write_outputs(
+@dataclass
+class Drawing:
+    """One image's pictures on their way to a writer, with the rows they get once written."""
+
+    input: InputFile
+    task: DrawTask
+    rows: list[dict[str, Any]]
+
+    def outcome(self, empty: list[bool]) -> ImageOutcome:
+        """The image's outcome once its writer returned ``empty`` (per picture)."""
+        pairs = zip(self.rows, empty, strict=True)
+        warnings = [f"{row['method']}: {EMPTY_MESSAGE}" for row, blank in pairs if blank]
+        return ImageOutcome(self.input, rows=self.rows, warnings=warnings)
+
+
+def drawing(
     loaded: LoadedModel,
     item: _Explained,
     out_dir: Path,
     options: JobOptions,
     wanted: Collection[Entry],
     fingerprints: dict[str, str],
-    partials: PartialFiles | None = None,
-) -> ImageOutcome:
-    """Draw and write the ``wanted`` pictures of one image (each atomically, marked as ours),
-    with their manifest rows."""
+) -> Drawing:
+    """The ``wanted`` pictures of one image, prepared for a writer (see :mod:`.drawing`), and
+    their manifest rows."""
     decoded = item.decoded
     file, geometry, source = decoded.input, decoded.geometry, decoded.source
     assert geometry is not None and source is not None
-    outcome = ImageOutcome(file)
-    image = None  # the full-size photo, read when an overlay needs it: one per writer at a time
-    base = file.base.as_posix()
+    task = DrawTask(file.path, source.sha256, geometry, out_dir, options.render, options.encoding)
+    rows = []
     for entry in item.items:
-        method, maps = entry.method, entry.maps
+        method = entry.method
         if (method, entry.suffix) not in wanted:
             continue
-        outputs = options.outputs(base, method, entry.suffix)
-        if image is None and options.render.style == "overlay":
-            image = _reread(file, source)
-        drawn, empty = draw(image, maps, geometry, options.render)
-        info = PngInfo()
-        info.add_text(PNG_MARKER, marker(fingerprints[method], source))
-        encode = partial(
-            drawn.save,
-            format="PNG",
-            compress_level=options.png_compression,
-            compress_type=PNG_STRATEGY.get(options.render.style, -1),
-            pnginfo=info,
-        )
-        write_atomic(out_dir / outputs[0], encode, partials)
-        if empty:
-            outcome.warnings.append(f"{method}: {EMPTY_MESSAGE}")
-        if options.save_raw:
-            array = maps.numpy().astype(np.float32)
-            write_atomic(out_dir / outputs[1], partial(_save_npy, array=array), partials)
-            if not outcome.rows:  # one geometry file per image
-                text = json.dumps(geometry.to_dict())
-                write_atomic(out_dir / outputs[2], partial(Path.write_text, data=text), partials)
-        outcome.rows.append(
+        outputs = options.outputs(file.base.as_posix(), method, entry.suffix)
+        raw = entry.maps.numpy().astype(np.float32) if options.save_raw else None
+        planes = prepare(entry.maps, options.render)
+        mark = marker_text(fingerprints[method], source.sha256)
+        task.pictures.append(Picture(outputs, planes, raw, mark))
+        rows.append(
             {
                 "image": file.shown,
                 "model": loaded.name,
@@ -271,17 +268,4 @@ def write_outputs(
                 **entry.extra,
             }
         )
-    return outcome
-
-
-def _reread(file: InputFile, source: SourceId) -> Any:
-    """The full-size photo again, refused if its content is no longer what was explained."""
-    data, now = read_regular(file.path)
-    if now.sha256 != source.sha256:
-        raise ImageError(file.path, "the file changed while it was being explained")
-    return load_image(file.path, data=data)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as handle:
-        np.save(handle, array)
+    return Drawing(file, task, rows)

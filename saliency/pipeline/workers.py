@@ -1,4 +1,4 @@
-"""Worker threads that never keep a stopping run, or the process, waiting.
+"""Worker threads that never keep a stopping run, or the process, waiting; writer processes.
 
 ``ThreadPoolExecutor`` joins its threads when it shuts down and again when the interpreter exits,
 so one thread stuck in a read would hold the run and the process forever. These threads are
@@ -8,10 +8,12 @@ what has.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -76,3 +78,24 @@ def result(future: Future[T], stop: threading.Event) -> T:
         except FutureTimeout:
             if stop.is_set():
                 raise Stopped from None
+
+
+def process_pool(count: int) -> ProcessPoolExecutor:
+    """``count`` writer processes, forked from a server that has imported only the drawing code
+    (no torch, no threads of ours): each starts in milliseconds and holds tens of MB."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["saliency.pipeline.drawing"])
+    from .drawing import start_writer
+
+    return ProcessPoolExecutor(
+        count, mp_context=context, initializer=start_writer, initargs=(os.getpid(),)
+    )
+
+
+def kill_processes(pool: ProcessPoolExecutor) -> None:
+    """End a pool's processes now, whatever they are doing (their partial files are the
+    caller's to remove)."""
+    processes = getattr(pool, "_processes", None) or {}  # no public handle before Python 3.14
+    for process in list(processes.values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
