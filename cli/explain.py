@@ -83,6 +83,14 @@ def explain(
         int,
         typer.Option(min=0, max=9, help="PNG zlib level: 1 is fast, 9 small (about 18% smaller)."),
     ] = 1,
+    device_pipeline: Annotated[
+        bool | None,
+        typer.Option(
+            "--device-pipeline/--cpu-pipeline",
+            help="Decode JPEGs, preprocess and draw on the model's device, or with Pillow on the "
+            "CPU. [default: the device for CUDA models]",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -124,6 +132,7 @@ def explain(
         save_raw=save_raw,
         overwrite=overwrite,
         encoding=Encoding(str(format.value), quality, png_compression),
+        resident=device_pipeline,
         method_options=method_options,
     )
     with common.hold(out, debug):  # before collecting: a second run is refused at once
@@ -143,7 +152,7 @@ def _run(
     quiet: bool,
     debug: bool,
 ) -> int:
-    from saliency.pipeline.job import run_job
+    from saliency.pipeline.job import default_writers, run_job
 
     console = common.stderr()
     counts = {"images": 0, "maps": 0, "failed": len(found.missing), "done before": 0}
@@ -172,7 +181,8 @@ def _run(
             task = progress.add_task("explaining", total=len(found.files))
             reports = run_job(
                 loaded, found.files, out, options, on_image, stopper,
-                writers=workers, missing=found.missing,
+                writers=default_writers() if workers is None else workers,
+                missing=found.missing,
             )  # fmt: skip
     except OSError as exc:
         if debug:

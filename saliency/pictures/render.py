@@ -33,6 +33,7 @@ __all__ = [
     "draw",
     "normalize",
     "prepare",
+    "prepare_tensor",
     "reduce_map",
     "render",
 ]
@@ -43,8 +44,8 @@ class EmptyMapWarning(UserWarning):
 
 
 def _finite(maps: torch.Tensor) -> torch.Tensor:
-    """A float CPU copy with NaN and infinities set to 0."""
-    return torch.nan_to_num(maps.detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
+    """A float copy (on the maps' device) with NaN and infinities set to 0."""
+    return torch.nan_to_num(maps.detach().float(), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def reduce_map(maps: torch.Tensor, reduce: str = "max", sign: str = "abs") -> torch.Tensor:
@@ -102,6 +103,14 @@ def prepare(maps: torch.Tensor, options: RenderOptions | None = None) -> list[np
     The cheap, torch part of drawing: it runs where the maps are, and the planes (small, at model
     resolution) go to whatever process paints them at the photo's size.
     """
+    values = prepare_tensor(maps, options)
+    if values is None:
+        return None
+    return [np.ascontiguousarray(plane.cpu().numpy(), dtype=np.float32) for plane in values]
+
+
+def prepare_tensor(maps: torch.Tensor, options: RenderOptions | None = None) -> torch.Tensor | None:
+    """As :func:`prepare`, as one float32 tensor (P, h, w) on the maps' device."""
     options = options or RenderOptions()
     if options.style == "rgb":
         values = normalize(_finite(maps), options.clip_percentile)
@@ -110,9 +119,7 @@ def prepare(maps: torch.Tensor, options: RenderOptions | None = None) -> list[np
     else:
         reduced = reduce_map(maps, options.reduce, options.sign)
         values = normalize(reduced[None], options.clip_percentile)
-    if values is None:
-        return None
-    return [np.ascontiguousarray(plane.numpy(), dtype=np.float32) for plane in values]
+    return None if values is None else values.float()
 
 
 def draw(

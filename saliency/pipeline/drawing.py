@@ -89,12 +89,25 @@ def is_ours(path: Path) -> bool:
 @dataclass
 class Picture:
     """One picture to write: its files (picture first, then the raw map and the geometry with
-    ``save_raw``), the prepared planes (None: an empty map), the raw map, and its marker."""
+    ``save_raw``), the prepared planes (None: an empty map), the raw map, and its marker. A
+    picture drawn on the model's device comes as ``pixels`` (H, W, 3) to encode, or already
+    ``encoded``."""
 
     outputs: list[str]
     planes: list[np.ndarray] | None
     raw: np.ndarray | None
     marker: str
+    pixels: np.ndarray | None = None
+    encoded: bytes | None = None
+    empty: bool = False  # for a picture drawn on the device: its map was empty
+
+    @property
+    def empty_map(self) -> bool:
+        return self.empty if self.drawn else self.planes is None
+
+    @property
+    def drawn(self) -> bool:
+        return self.pixels is not None or self.encoded is not None
 
 
 @dataclass
@@ -117,7 +130,7 @@ def draw_and_write(task: DrawTask, partials: PartialFiles | None = None) -> list
     file cannot be written.
     """
     image = None  # the full-size photo, read when an overlay needs it
-    if task.render.style == "overlay" and task.pictures:
+    if task.render.style == "overlay" and any(not p.drawn for p in task.pictures):
         data, now = read_regular(task.photo)
         if now.sha256 != task.sha256:
             raise ImageError(task.photo, "the file changed while it was being explained")
@@ -125,9 +138,17 @@ def draw_and_write(task: DrawTask, partials: PartialFiles | None = None) -> list
         del data
     empty = []
     for number, picture in enumerate(task.pictures):
-        drawn = paint(image, picture.planes, task.geometry, task.render)
-        save = partial(task.encoding.save, drawn, style=task.render.style, marker=picture.marker)
-        write_atomic(task.out_dir / picture.outputs[0], save, partials)
+        target = task.out_dir / picture.outputs[0]
+        if picture.encoded is not None:
+            write_atomic(target, partial(Path.write_bytes, data=picture.encoded), partials)
+        else:
+            if picture.pixels is not None:
+                drawn = Image.fromarray(picture.pixels, "RGB")
+            else:
+                drawn = paint(image, picture.planes, task.geometry, task.render)
+            style = task.render.style
+            save = partial(task.encoding.save, drawn, style=style, marker=picture.marker)
+            write_atomic(target, save, partials)
         if picture.raw is not None:
             raw = picture.raw
             write_atomic(task.out_dir / picture.outputs[1], partial(_save_npy, array=raw), partials)
@@ -135,7 +156,7 @@ def draw_and_write(task: DrawTask, partials: PartialFiles | None = None) -> list
                 text = json.dumps(task.geometry.to_dict())
                 write = partial(Path.write_text, data=text)
                 write_atomic(task.out_dir / picture.outputs[2], write, partials)
-        empty.append(picture.planes is None)
+        empty.append(picture.empty_map)
     return empty
 
 

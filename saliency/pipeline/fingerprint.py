@@ -62,6 +62,7 @@ def settings_fingerprint(model: str, method: str, options: JobOptions) -> str:
         "fit": options.fit,
         "render": asdict(options.render),
         "encoding": asdict(options.encoding),
+        "drawn_on_device": bool(options.resident),  # slightly different pixels
         "save_raw": options.save_raw,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]

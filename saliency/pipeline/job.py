@@ -33,16 +33,16 @@ from ..models.loading import LoadedModel
 from .drawing import draw_and_write
 from .fingerprint import model_identity, settings_fingerprint
 from .options import JobOptions
+from .resident import CPU_DECODED
 from .resume import Attempt, Plan, keep_row, plan_run
 from .stages import (
     Drawing,
     ImageOutcome,
-    batches,
+    decoded_batches,
     drawing,
     error_outcome,
     error_row,
     explain_group,
-    prefetch,
     result_of,
     same_shape,
 )
@@ -70,14 +70,19 @@ def run_job(
     :mod:`.resume`). ``missing`` paths get an error row each. Holds ``out_dir``'s lock for the
     run (:class:`~saliency.OutputBusyError` if another run has it). When ``should_stop()`` turns
     true, returns within about ``grace`` seconds with everything finished so far written.
-    ``writers`` processes draw, encode and write (0: threads of this process instead).
+    ``writers`` processes draw, encode and write (0, the default: threads of this process;
+    :func:`default_writers` suits a machine of its own). Like all multiprocessing, writer
+    processes import the main module: guard a script's work with ``if __name__ == "__main__"``.
     Returns, per method, where the rule was applied in the first batch (for one coverage
     message per run).
     """
     if writers is None:
-        writers = default_writers()
+        writers = 0
     methods = tuple(get_method(m).name for m in options.methods)
-    options = replace(options, methods=methods)
+    resident = options.resident
+    if resident is None:
+        resident = loaded.device.type == "cuda"
+    options = replace(options, methods=methods, resident=resident)
     with lock_output(out_dir):
         manifest = Manifest(out_dir)
         identity = model_identity(loaded)
@@ -225,6 +230,7 @@ class _Run:
             deque()
         )
         limit = max(2 * options.batch_size, 4)
+        warned = False  # that some photo was not decoded on the device
 
         def settle(block_until: int) -> None:
             """Record finished images in order: all beyond ``block_until`` pending (waiting for
@@ -240,8 +246,8 @@ class _Run:
                 self.record(result_of(loaded, file, partial(_outcome, work, job)))
 
         try:
-            decoded = prefetch(read_pool, todo, loaded, options.fit, limit, self.stop)
-            for batch in batches(decoded, options.batch_size):
+            decoded = decoded_batches(read_pool, todo, loaded, options, limit, self.stop)
+            for batch in decoded:
                 for item in batch:
                     if item.error is not None:
                         outcome = error_outcome(loaded, item.input, item.error)
@@ -265,6 +271,9 @@ class _Run:
                             loaded, done, self.out_dir, options, self.plan.todo[file],
                             self.fingerprints,
                         )  # fmt: skip
+                        if done.decoded.cpu_decoded and not warned:
+                            work.notes.append(CPU_DECODED)
+                            warned = True
                         pending.append((file, work, submit(work)))
                 settle(limit)
                 if self.stop.is_set():

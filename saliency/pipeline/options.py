@@ -25,6 +25,9 @@ class JobOptions:
     save_raw: bool = False
     overwrite: bool = False
     encoding: Encoding = field(default_factory=Encoding)
+    # decode, preprocess and draw on the model's device (see .resident); run_job sets it for
+    # CUDA models when left None
+    resident: bool | None = None
     method_options: MethodOptions = field(default_factory=lambda: MethodOptions(batch_size=16))
 
     @property

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -26,10 +26,13 @@ from ..files.sources import SourceId, read_regular
 from ..geometry import Geometry
 from ..models.loading import LoadedModel
 from ..pictures.render import EMPTY_MESSAGE, prepare
+from . import resident
 from .drawing import DrawTask, Picture, marker_text
 from .options import JobOptions
 from .resume import Entry
 from .workers import Workers, result
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Decoded:
     geometry: Geometry | None = None
     source: SourceId | None = None
     error: str | None = None
+    photo: torch.Tensor | None = None  # uint8 (3, H, W) on the device: the resident path
+    cpu_decoded: bool = False  # resident path: decoded by Pillow, not on the device
 
 
 @dataclass
@@ -121,29 +126,58 @@ def decode(file: InputFile, loaded: LoadedModel, fit: str | None) -> Decoded:
 def prefetch(
     pool: Workers,
     files: list[InputFile],
-    loaded: LoadedModel,
-    fit: str | None,
+    work: Callable[[InputFile], T],
     ahead: int,
     stop: threading.Event,
-) -> Iterator[Decoded]:
-    """The decoded files in order, ``ahead`` of them in flight; :class:`Stopped` once ``stop``
-    is set, even while a reader is stuck."""
-    queue: deque[Future[Decoded]] = deque()
+) -> Iterator[T]:
+    """``work(file)`` (reading, decoding) for each file in order, ``ahead`` of them in flight;
+    :class:`Stopped` once ``stop`` is set, even while a reader is stuck."""
+    queue: deque[Future[T]] = deque()
     it = iter(files)
     for file in it:
-        queue.append(pool.submit(decode, file, loaded, fit))
+        queue.append(pool.submit(work, file))
         if len(queue) >= ahead:
             break
     while queue:
-        decoded = result(queue.popleft(), stop)
+        done = result(queue.popleft(), stop)
         nxt = next(it, None)
         if nxt is not None:
-            queue.append(pool.submit(decode, nxt, loaded, fit))
-        yield decoded
+            queue.append(pool.submit(work, nxt))
+        yield done
 
 
-def batches(items: Iterable[Decoded], size: int) -> Iterator[list[Decoded]]:
-    batch: list[Decoded] = []
+def decoded_batches(
+    pool: Workers,
+    files: list[InputFile],
+    loaded: LoadedModel,
+    options: JobOptions,
+    ahead: int,
+    stop: threading.Event,
+) -> Iterator[list[Decoded]]:
+    """Batches of photos ready for the model: decoded by the readers, or with ``options.
+    resident``, read by the readers and decoded and preprocessed on the model's device (each
+    then keeps its photo there, to be drawn on)."""
+    size = options.batch_size
+    if not options.resident:
+        work = partial(decode, loaded=loaded, fit=options.fit)
+        yield from batches(prefetch(pool, files, work, ahead, stop), size)
+        return
+    for raws in batches(prefetch(pool, files, resident.read, ahead, stop), size):
+        photos = resident.decode_batch(raws, loaded.device)
+        batch = []
+        for raw, photo in zip(raws, photos, strict=True):
+            if isinstance(photo, str):
+                batch.append(Decoded(raw.input, error=raw.error or photo))
+                continue
+            tensor, geometry = resident.preprocess(photo, loaded, options.fit)
+            decoded = Decoded(raw.input, tensor, geometry, raw.source, photo=photo)
+            decoded.cpu_decoded = not (raw.data or b"").startswith(b"\xff\xd8\xff")
+            batch.append(decoded)
+        yield batch
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
@@ -169,7 +203,9 @@ def explain_group(
     should_stop: Callable[[], bool] | None = None,
 ) -> list[_Explained]:
     batch = torch.stack([item.tensor for item in group])  # type: ignore[misc]
-    if loaded.device.type == "cuda":
+    if batch.device == loaded.device:
+        pass
+    elif loaded.device.type == "cuda":
         batch = batch.pin_memory().to(loaded.device, non_blocking=True)
     else:
         batch = batch.to(loaded.device)
@@ -183,7 +219,7 @@ def explain_group(
         for method in options.methods:
             result = by_method[method]
             reports.setdefault(method, result.report)
-            maps = result.maps.float().cpu()
+            maps = result.maps.float() if options.resident else result.maps.float().cpu()
             targets = result.targets.cpu()
             chosen = probs.gather(1, targets.view(-1, 1))[:, 0]
             extras = _extras(result, options.method_options)
@@ -219,11 +255,13 @@ class Drawing:
     input: InputFile
     task: DrawTask
     rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)  # warnings beyond empty maps
 
     def outcome(self, empty: list[bool]) -> ImageOutcome:
         """The image's outcome once its writer returned ``empty`` (per picture)."""
         pairs = zip(self.rows, empty, strict=True)
         warnings = [f"{row['method']}: {EMPTY_MESSAGE}" for row, blank in pairs if blank]
+        warnings += self.notes
         return ImageOutcome(self.input, rows=self.rows, warnings=warnings)
 
 
@@ -247,10 +285,18 @@ def drawing(
         if (method, entry.suffix) not in wanted:
             continue
         outputs = options.outputs(file.base.as_posix(), method, entry.suffix)
-        raw = entry.maps.numpy().astype(np.float32) if options.save_raw else None
-        planes = prepare(entry.maps, options.render)
+        raw = entry.maps.cpu().numpy().astype(np.float32) if options.save_raw else None
         mark = marker_text(fingerprints[method], source.sha256)
-        task.pictures.append(Picture(outputs, planes, raw, mark))
+        if decoded.photo is None:
+            task.pictures.append(Picture(outputs, prepare(entry.maps, options.render), raw, mark))
+        else:  # drawn on the device, encoded there too for jpg
+            pixels, empty = resident.paint(decoded.photo, entry.maps, geometry, options.render)
+            if options.encoding.format == "jpg":
+                encoded = resident.encode(pixels, options.encoding.quality, mark)
+                task.pictures.append(Picture(outputs, None, raw, mark, None, encoded, empty))
+            else:
+                array = pixels.permute(1, 2, 0).contiguous().cpu().numpy()
+                task.pictures.append(Picture(outputs, None, raw, mark, array, None, empty))
         rows.append(
             {
                 "image": file.shown,

@@ -1,0 +1,184 @@
+"""The device-resident stages of a folder run: decode, preprocess and draw where the model is.
+
+On a GPU, decoding and drawing in CPU threads starve the model (the engine explains thousands of
+images a second; Pillow draws tens). Here reader threads only read bytes; JPEGs are decoded on
+the model's device in batches (``torchvision.io.decode_jpeg``), preprocessed there, and the
+pictures are drawn there too (upsample, colormap by lookup table, blend), then JPEGs are encoded
+there (``torchvision.io.encode_jpeg``); PNG and WebP pictures go to the writer processes as
+pixels. Other formats (and JPEGs the decoder refuses) are decoded by Pillow on the CPU.
+
+The same code runs on the CPU (that is how it is tested without a GPU). Pictures match the CPU
+path's in style and geometry, within a few levels: the photo is decoded at full size rather than
+at a reduced DCT scale, and the decoders' and resamplers' rounding differ.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
+
+from ..files.images import load_image
+from ..files.inputs import InputFile
+from ..files.sources import SourceId, read_regular
+from ..geometry import Geometry
+from ..models.loading import LoadedModel
+from ..pictures.paint import RenderOptions, colormap_lut
+from ..pictures.render import prepare_tensor
+from .drawing import MARKER
+
+# torchvision 0.29 deprecates its image codecs for TorchCodec's, warning at every call; they
+# work and are what the supported torchvision offers, so our users are spared that one notice.
+warnings.filterwarnings(
+    "ignore",
+    message="The image decoding and encoding capabilities of TorchVision are deprecated",
+    category=DeprecationWarning,
+)
+
+CPU_DECODED = "not a JPEG: decoded on the CPU (the device decodes JPEG only; said once per run)"
+_JPEG = b"\xff\xd8\xff"
+
+
+@dataclass
+class Raw:
+    """An input's bytes, read by a reader thread, or why they could not be read."""
+
+    input: InputFile
+    data: bytes | None = None
+    source: SourceId | None = None
+    error: str | None = None
+
+
+def read(file: InputFile) -> Raw:
+    try:
+        data, source = read_regular(file.path)
+    except Exception as exc:  # never let one bad file stop the run
+        return Raw(file, error=getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
+    return Raw(file, data, source)
+
+
+def decode_batch(raws: list[Raw], device: torch.device) -> list[torch.Tensor | str]:
+    """Each photo as uint8 (3, H, W) on ``device``, in its displayed orientation, or why not.
+    JPEGs are decoded together on the device; the rest one by one by Pillow."""
+    out: list[torch.Tensor | str] = [""] * len(raws)
+    jpegs = [i for i, raw in enumerate(raws) if raw.data and raw.data.startswith(_JPEG)]
+    if jpegs:
+        encoded = [
+            torch.frombuffer(bytearray(raws[i].data or b""), dtype=torch.uint8) for i in jpegs
+        ]
+        try:
+            decoded = decode_jpeg(
+                encoded, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True
+            )
+            for i, image in zip(jpegs, decoded, strict=True):
+                out[i] = image
+        except RuntimeError:  # one bad JPEG fails the batch: decode them one at a time
+            for i, data in zip(jpegs, encoded, strict=True):
+                try:
+                    out[i] = decode_jpeg(
+                        data, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True
+                    )
+                except RuntimeError:
+                    out[i] = ""  # left to Pillow below, which names the fault
+    for i, raw in enumerate(raws):
+        if isinstance(out[i], torch.Tensor) or raw.data is None:
+            continue
+        try:
+            image = load_image(raw.input.path, data=raw.data)
+        except Exception as exc:
+            out[i] = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+            continue
+        pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+        out[i] = pixels.to(device)
+    return out
+
+
+def preprocess(
+    photo: torch.Tensor, loaded: LoadedModel, fit: str | None
+) -> tuple[torch.Tensor, Geometry]:
+    """The model's input (3, h, w) from a uint8 photo on the device, and its geometry: the
+    same box and size as the CPU path, resampled by torch (antialiased) instead of Pillow."""
+    prep = loaded.preprocessing
+    height, width = photo.shape[-2:]
+    geometry = prep.geometry((int(width), int(height)), fit)
+    left, top, right, bottom = (round(v) for v in geometry.box)
+    region = photo[:, top:bottom, left:right].float()[None]
+    mode = {"nearest": "nearest", "bilinear": "bilinear"}.get(prep.interpolation, "bicubic")
+    size = geometry.input_size[::-1]
+    if mode == "nearest":
+        resized = F.interpolate(region, size=size, mode=mode)
+    else:
+        resized = F.interpolate(region, size=size, mode=mode, align_corners=False, antialias=True)
+    pixels = resized[0].round_().clamp_(0, 255).div_(255.0)  # as Pillow: 8-bit pixels
+    mean = torch.tensor(prep.mean, device=photo.device).view(3, 1, 1)
+    std = torch.tensor(prep.std, device=photo.device).view(3, 1, 1)
+    return pixels.sub_(mean).div_(std), geometry
+
+
+def paint(
+    photo: torch.Tensor, maps: torch.Tensor, geometry: Geometry, options: RenderOptions
+) -> tuple[torch.Tensor, bool]:
+    """The picture, uint8 (3, H, W) on the photo's device, as :func:`~..pictures.paint.paint`
+    draws it, and whether the map was empty."""
+    device = photo.device
+    values = prepare_tensor(maps.to(device), options)
+    if values is None:
+        if options.style == "overlay":
+            return photo.clone(), True
+        fill = 128 if options.style == "rgb" else 0
+        return torch.full_like(photo, fill), True
+    signed = options.style == "rgb" or options.sign == "all"
+    index = _to_index(_upsample(values, geometry), signed)  # (P, H, W) int64
+    if options.style == "rgb":
+        return index.to(torch.uint8), False
+    magnitude = torch.arange(256, device=device)
+    if signed:
+        magnitude = ((magnitude - 128).abs() * 255 / 127).round().clamp(max=255).long()
+    if options.style == "grayscale":
+        return magnitude[index[0]].to(torch.uint8).expand(3, -1, -1).contiguous(), False
+    lut = torch.from_numpy(colormap_lut(options.colormap)).to(device).long()  # (256, 3)
+    heat = lut[index[0]].permute(2, 0, 1)  # (3, H, W)
+    if options.style == "heatmap":
+        return heat.to(torch.uint8), False
+    weight = (options.alpha * magnitude.double()).round().clamp(max=255).long()
+    mask = weight[index[0]][None]
+    # Pillow's paste with a mask, exactly: (photo * (255 - m) + heat * m) / 255, rounded
+    blended = photo.long() * (255 - mask) + heat * mask + 128
+    return ((blended + (blended >> 8)) >> 8).to(torch.uint8), False
+
+
+def _upsample(values: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Maps (P, h, w) at model resolution onto the photo (P, H, W), bilinear with pixel centres,
+    0 outside the box (see :meth:`Geometry.resample`)."""
+    width, height = geometry.image_size
+    left, top, right, bottom = geometry.box
+    in_w, in_h = geometry.input_size
+    device = values.device
+    xs = ((torch.arange(width, device=device) + 0.5 - left) * (in_w / (right - left))) / in_w
+    ys = ((torch.arange(height, device=device) + 0.5 - top) * (in_h / (bottom - top))) / in_h
+    grid = torch.stack(torch.meshgrid(ys * 2 - 1, xs * 2 - 1, indexing="ij")[::-1], dim=-1)
+    out = F.grid_sample(
+        values[None], grid[None], mode="bilinear", padding_mode="border", align_corners=False
+    )[0]
+    inside = (xs >= 0) & (xs < 1)
+    inside_rows = (ys >= 0) & (ys < 1)
+    return out * (inside_rows[:, None] & inside[None, :])
+
+
+def _to_index(values: torch.Tensor, signed: bool) -> torch.Tensor:
+    """As the CPU path: [0, 1] -> 0..255, or [-1, 1] -> 1..255 with 0 at 128, rounded."""
+    scaled = values * 127.0 + 128.5 if signed else values * 255.0 + 0.5
+    return scaled.floor().clamp(0, 255).long()
+
+
+def encode(picture: torch.Tensor, quality: int, marker: str) -> bytes:
+    """A JPEG of ``picture`` (uint8 (3, H, W), encoded where it is), with our marker as its
+    comment (a COM segment after the start of image)."""
+    data = bytes(encode_jpeg(picture, quality=quality).cpu().numpy().tobytes())
+    text = f"{MARKER} {marker}".encode()
+    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]

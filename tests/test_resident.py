@@ -1,0 +1,137 @@
+"""The device-resident path (decode, preprocess and draw where the model is), run on the CPU with
+the same code a GPU runs; checked against the Pillow path, which is independent of it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from saliency import load_model
+from saliency.engine.method import MethodOptions
+from saliency.files.inputs import collect_inputs
+from saliency.geometry import Geometry
+from saliency.pictures.paint import RenderOptions, paint
+from saliency.pictures.render import prepare
+from saliency.pipeline import resident
+from saliency.pipeline.drawing import Encoding, is_ours
+from saliency.pipeline.job import run_job
+from saliency.pipeline.options import JobOptions
+from tests.outputs_check import check_nothing_lost
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return load_model()
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, size in (("coffee.jpg", (120, 90)), ("astronaut.jpg", (80, 100))):
+        Image.open(SAMPLES / name).convert("RGB").resize(size).save(folder / name, quality=92)
+    Image.open(SAMPLES / "chelsea.png").convert("RGB").resize((90, 70)).save(folder / "cat.png")
+    return folder
+
+
+def run(loaded, photos: Path, out: Path, resident_path: bool, **settings):
+    outcomes = []
+    options = JobOptions(
+        methods=("guided", "gradcam"),
+        fit=settings.pop("fit", None),
+        encoding=Encoding(settings.pop("fmt", "jpg")),
+        resident=resident_path,
+        method_options=MethodOptions(batch_size=settings.pop("batch", 4)),
+    )
+    files = collect_inputs([str(photos)]).files
+    run_job(loaded, files, out, options, on_image=outcomes.append, **settings)
+    return outcomes
+
+
+@pytest.mark.parametrize("fit", ["native", "crop", "resize"])
+def test_pictures_match_the_cpu_path(loaded, photos: Path, tmp_path: Path, fit: str):
+    run(loaded, photos, tmp_path / "cpu", False, fit=fit)
+    outcomes = run(loaded, photos, tmp_path / "device", True, fit=fit)
+    assert not any(o.error for o in outcomes)
+    notes = [w for o in outcomes for w in o.warnings]
+    assert notes == [resident.CPU_DECODED]  # the PNG, said once
+    rows = check_nothing_lost(tmp_path / "device")
+    assert len(rows) == 6
+    for row in rows:
+        name = row["outputs"][0]
+        assert is_ours(tmp_path / "device" / name)
+        cpu = np.asarray(Image.open(tmp_path / "cpu" / name), dtype=float)
+        device = np.asarray(Image.open(tmp_path / "device" / name), dtype=float)
+        assert cpu.shape == device.shape, name  # same geometry: the photo's size
+        difference = np.abs(cpu - device)
+        # the same picture up to decoding and resampling: a few levels on average, large
+        # differences only where Guided Backprop's pixel-level maps react to the input's rounding
+        assert difference.mean() < 6, name
+        assert (difference > 32).mean() < 0.05, name
+
+
+def test_device_painter_matches_pillow_painter():
+    torch.manual_seed(0)
+    photo = Image.open(SAMPLES / "coffee.jpg").convert("RGB").resize((160, 120))
+    pixels = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1)
+    maps = torch.randn(3, 24, 32)
+    for geometry in (
+        Geometry((160, 120), (0.0, 0.0, 160.0, 120.0), (32, 24)),
+        Geometry((160, 120), (20.0, 10.0, 140.0, 100.0), (32, 24)),  # a crop: 0 outside
+    ):
+        styles = (("overlay", "abs"), ("heatmap", "all"), ("rgb", "abs"), ("grayscale", "positive"))
+        for style, sign in styles:
+            options = RenderOptions(style=style, sign=sign)
+            expected = np.asarray(paint(photo, prepare(maps, options), geometry, options), int)
+            drawn, empty = resident.paint(pixels, maps, geometry, options)
+            got = drawn.permute(1, 2, 0).numpy().astype(int)
+            assert not empty and got.shape == expected.shape
+            difference = np.abs(got - expected)
+            # equal but for one level where float rounding sits on a .5 boundary
+            assert (difference > 0).mean() < 0.001 and difference.max() <= 1
+
+
+def test_empty_map_and_bad_jpeg(loaded, tmp_path: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(SAMPLES / "coffee.jpg").convert("RGB").resize((64, 48)).save(folder / "good.jpg")
+    buffer = io.BytesIO()
+    Image.open(SAMPLES / "rocket.jpg").convert("RGB").resize((64, 48)).save(buffer, "JPEG")
+    (folder / "cut.jpg").write_bytes(buffer.getvalue()[:300])  # a JPEG that ends early
+    outcomes = run(loaded, folder, tmp_path / "out", True)
+    errors = {o.input.path.name: o.error for o in outcomes if o.error}
+    assert set(errors) == {"cut.jpg"} and errors["cut.jpg"]
+    assert len(check_nothing_lost(tmp_path / "out")) == 3  # 2 pictures + 1 error row
+    pixels = torch.zeros(3, 10, 12, dtype=torch.uint8)
+    geometry = Geometry((12, 10), (0.0, 0.0, 12.0, 10.0), (6, 5))
+    drawn, empty = resident.paint(pixels, torch.zeros(3, 5, 6), geometry, RenderOptions())
+    assert empty and torch.equal(drawn, pixels)
+
+
+def test_exif_orientation_as_on_the_cpu(loaded, tmp_path: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = Image.open(SAMPLES / "coffee.jpg").convert("RGB").resize((80, 60))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image.save(folder / "turned.jpg", exif=exif.tobytes())
+    run(loaded, folder, tmp_path / "cpu", False)
+    run(loaded, folder, tmp_path / "device", True)
+    for out in ("cpu", "device"):
+        assert Image.open(tmp_path / out / "turned.guided.jpg").size == (60, 80)
+
+
+def test_same_bytes_whatever_batch_size_and_writers(loaded, photos: Path, tmp_path: Path):
+    seen = []
+    for batch, writers in ((1, 0), (3, 0), (16, 0)):
+        out = tmp_path / f"out{batch}"
+        run(loaded, photos, out, True, batch=batch, writers=writers, fmt="png")
+        seen.append({p.name: p.read_bytes() for p in sorted(out.glob("*.png"))})
+    assert len(seen[0]) == 6 and seen[0] == seen[1] == seen[2]
