@@ -277,7 +277,8 @@ def test_write_error_is_reported_and_earlier_outputs_kept(tmp_path, monkeypatch)
 
     monkeypatch.setattr(saliency.files.outputs.os, "replace", failing_replace)
     out = tmp_path / "out"
-    result = run("explain", folder, "--out", out, "--batch-size", "1")
+    # writers in this process (--workers 0), where the failing replace is patched in
+    result = run("explain", folder, "--out", out, "--batch-size", "1", "--workers", "0")
     assert result.exit_code == 1
     assert result.output.count("No space left on device") == 2
     manifest = rows(out)
