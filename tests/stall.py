@@ -4,7 +4,8 @@ still end the run: ``python -m tests.stall STAGE FIFO [saliency args...]``.
 The stuck call is ``open(FIFO)`` for reading, which blocks in the kernel until a writer opens
 the pipe (none does). Before blocking, it creates ``FIFO.reached`` so the test knows when.
 
-* ``read``: the reader of any input whose name contains ``stall``;
+* ``read``: the reader (a worker process) of any input whose name contains ``stall``;
+* ``read-threads``: the same in a reader thread (run it with ``--workers 0``);
 * ``model``: the model's forward pass, from its ``SALIENCY_STALL_AT``-th call (default 3);
 * ``write``: the writer (a process) of any picture whose name contains ``stall``, after it has
   begun its temporary file (so a partial file exists while it is stuck);
@@ -25,12 +26,24 @@ def block(fifo: Path) -> None:
         pipe.read()
 
 
-def stall_writes() -> None:
-    """In a writer: block on the FIFO in any write of a picture named ``stall``."""
+def stall_workers() -> None:
+    """In a worker (or this process): block on the FIFO when reading an input named ``stall``
+    (stage ``read``) or writing a picture named ``stall`` (stage ``write``)."""
     import saliency.pipeline.drawing as drawing
+    import saliency.pipeline.reading as reading
 
     drawing.start_writer(int(os.environ["SALIENCY_STALL_RUN"]))
     fifo = Path(os.environ["SALIENCY_STALL_FIFO"])
+    if os.environ["SALIENCY_STALL_STAGE"] == "read":
+        read = reading.read_regular
+
+        def stuck_read(path: Any) -> Any:
+            if "stall" in Path(path).name:
+                block(fifo)
+            return read(path)
+
+        reading.read_regular = stuck_read  # type: ignore[assignment]
+        return
     write_atomic = drawing.write_atomic
 
     def stuck_write(path: Path, write: Any, partials: Any = None) -> None:
@@ -46,19 +59,29 @@ def stall_writes() -> None:
 
 def main() -> None:
     stage, fifo = sys.argv[1], Path(sys.argv[2])
-    import saliency.pipeline.stages as stages
     import saliency_cli.common as common
     from saliency_cli.app import app
 
-    if stage == "read":
-        read = stages.read_regular
+    if stage in ("read", "write"):  # in the worker processes, set up by their initializer
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        def stuck_read(path: Any) -> Any:
-            if "stall" in Path(path).name:
-                block(fifo)
-            return read(path)
+        import saliency.pipeline.job as job
 
-        stages.read_regular = stuck_read  # type: ignore[assignment]
+        os.environ["SALIENCY_STALL_FIFO"] = str(fifo)  # the workers inherit these
+        os.environ["SALIENCY_STALL_RUN"] = str(os.getpid())
+        os.environ["SALIENCY_STALL_STAGE"] = stage
+
+        def stuck_pool(count: int) -> Any:
+            context = multiprocessing.get_context("forkserver")
+            return ProcessPoolExecutor(count, mp_context=context, initializer=stall_workers)
+
+        job.process_pool = stuck_pool  # type: ignore[assignment]
+    elif stage in ("read-threads", "write-threads"):
+        os.environ["SALIENCY_STALL_FIFO"] = str(fifo)
+        os.environ["SALIENCY_STALL_RUN"] = str(os.getpid())
+        os.environ["SALIENCY_STALL_STAGE"] = stage.split("-")[0]
+        stall_workers()
     elif stage == "model":
         load = common.load
         calls = {"n": 0}
@@ -76,24 +99,6 @@ def main() -> None:
             return loaded
 
         common.load = stuck_load  # type: ignore[assignment]
-    elif stage == "write":
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        import saliency.pipeline.job as job
-
-        os.environ["SALIENCY_STALL_FIFO"] = str(fifo)  # the writers inherit these
-        os.environ["SALIENCY_STALL_RUN"] = str(os.getpid())
-
-        def stuck_pool(count: int) -> Any:
-            context = multiprocessing.get_context("forkserver")
-            return ProcessPoolExecutor(count, mp_context=context, initializer=stall_writes)
-
-        job.process_pool = stuck_pool  # type: ignore[assignment]
-    elif stage == "write-threads":
-        os.environ["SALIENCY_STALL_FIFO"] = str(fifo)
-        os.environ["SALIENCY_STALL_RUN"] = str(os.getpid())
-        stall_writes()
     else:
         raise SystemExit(f"unknown stage {stage}")
     app(sys.argv[3:], prog_name="saliency")

@@ -118,3 +118,16 @@ def test_jpg_pictures_match_png_ones_closely(photos: Path, tmp_path: Path):
     exact = np.asarray(Image.open(tmp_path / "png" / "chelsea.guided.png"), dtype=float)
     lossy = np.asarray(Image.open(tmp_path / "jpg" / "chelsea.guided.jpg"), dtype=float)
     assert np.abs(exact - lossy).mean() < 6
+
+
+def test_worker_code_imports_no_torch():
+    """Reader and writer processes import only this code: no torch, so they start fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, saliency.pipeline.reading, saliency.pipeline.drawing;"
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

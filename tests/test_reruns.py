@@ -229,11 +229,11 @@ def many(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("stage", ["read", "model", "write", "write-threads"])
+@pytest.mark.parametrize("stage", ["read", "read-threads", "model", "write", "write-threads"])
 def test_a_signal_ends_a_stuck_run(many: Path, tmp_path: Path, stage: str, sig: int) -> None:
     os.mkfifo(tmp_path / "fifo")
     out = tmp_path / "out"
-    extra = ["--workers", "0"] if stage == "write-threads" else ["--workers", "2"]
+    extra = ["--workers", "0"] if stage.endswith("-threads") else ["--workers", "2"]
     args = ["explain", many, "--out", out, "--batch-size", "1", *extra]
     proc = stalled(stage, tmp_path / "fifo", *args)
     sent = time.monotonic()

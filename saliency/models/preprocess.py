@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..choices import FIT_MODES
 from ..geometry import Geometry
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: reader processes go without it
+    import torch
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -89,6 +92,12 @@ class Preprocessing:
         An image decoded at a reduced scale carries its full size in ``info["full_size"]``
         (see :func:`saliency.load_image`); the geometry is always that of the full photo.
         """
+        pixels, geometry = self.resize(image, fit)
+        return self.to_tensor(pixels), geometry
+
+    def resize(self, image: Image.Image, fit: str | None = None) -> tuple[np.ndarray, Geometry]:
+        """The first, torch-free half of :meth:`__call__`: the model's input as 8-bit pixels
+        (h, w, 3), resampled from the photo's box, and the geometry."""
         width, height = image.info.get("full_size", image.size)
         full = (int(width), int(height))
         geometry = self.geometry(full, fit)
@@ -99,11 +108,16 @@ class Preprocessing:
             resample=_RESAMPLE[self.interpolation],
             box=(left * sx, top * sy, right * sx, bottom * sy),
         )
-        pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32).copy())
-        tensor = pixels.permute(2, 0, 1).div_(255.0)
+        return np.asarray(resized, dtype=np.uint8), geometry
+
+    def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
+        """The second half: 8-bit pixels (h, w, 3) to the normalized input (3, h, w)."""
+        import torch
+
+        tensor = torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1).div_(255.0)
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
-        return tensor.sub_(mean).div_(std), geometry
+        return tensor.sub_(mean).div_(std)
 
 
 def check_fit(fit: str) -> str:

@@ -246,7 +246,9 @@ class _Run:
                 self.record(result_of(loaded, file, partial(_outcome, work, job)))
 
         try:
-            decoded = decoded_batches(read_pool, todo, loaded, options, limit, self.stop)
+            # with writer processes, they read and decode too (the resident path only reads)
+            reads = read_pool if self.pool is None or options.resident else self.pool
+            decoded = decoded_batches(reads, todo, loaded, options, limit, self.stop)
             for batch in decoded:
                 for item in batch:
                     if item.error is not None:
@@ -289,7 +291,7 @@ class _Run:
             settle(0)
             read_pool.close()
             if self.pool is not None:
-                self.pool.shutdown(wait=True)
+                self.pool.shutdown(wait=True, cancel_futures=self.stop.is_set())
             else:
                 threads.close()
 

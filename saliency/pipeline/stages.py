@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -20,15 +20,15 @@ from ..engine.method import MethodOptions
 from ..engine.registry import get_method
 from ..errors import ImageError
 from ..explanation import Explanation
-from ..files.images import load_image
 from ..files.inputs import InputFile
-from ..files.sources import SourceId, read_regular
+from ..files.sources import SourceId
 from ..geometry import Geometry
 from ..models.loading import LoadedModel
 from ..pictures.render import EMPTY_MESSAGE, prepare
 from . import resident
 from .drawing import DrawTask, Picture, marker_text
 from .options import JobOptions
+from .reading import Pixels, read_pixels
 from .resume import Entry
 from .workers import Workers, result
 
@@ -111,20 +111,20 @@ def error_outcome(loaded: LoadedModel, file: InputFile, reason: str) -> ImageOut
 
 
 def decode(file: InputFile, loaded: LoadedModel, fit: str | None) -> Decoded:
-    try:
-        data, source = read_regular(file.path)
-        reduce_for = partial(loaded.preprocessing.source_size, fit=fit)
-        image = load_image(file.path, reduce_for, data=data)
-        del data
-        tensor, geometry = loaded.preprocess(image, fit)
-        return Decoded(file, tensor, geometry, source)
-    except Exception as exc:  # never let one bad file stop the run
-        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-        return Decoded(file, error=reason)
+    """``file`` read, decoded and made the model's input (see :mod:`.reading`)."""
+    return to_decoded(read_pixels(file, loaded.preprocessing, fit), loaded)
+
+
+def to_decoded(read: Pixels, loaded: LoadedModel) -> Decoded:
+    """A reader's pixels as the model's input tensor."""
+    if read.pixels is None:
+        return Decoded(read.input, error=read.error)
+    tensor = loaded.preprocessing.to_tensor(read.pixels)
+    return Decoded(read.input, tensor, read.geometry, read.source)
 
 
 def prefetch(
-    pool: Workers,
+    pool: Workers | ProcessPoolExecutor,
     files: list[InputFile],
     work: Callable[[InputFile], T],
     ahead: int,
@@ -147,24 +147,26 @@ def prefetch(
 
 
 def decoded_batches(
-    pool: Workers,
+    pool: Workers | ProcessPoolExecutor,
     files: list[InputFile],
     loaded: LoadedModel,
     options: JobOptions,
     ahead: int,
     stop: threading.Event,
 ) -> Iterator[list[Decoded]]:
-    """Batches of photos ready for the model: decoded by the readers, or with ``options.
+    """Batches of photos ready for the model: decoded by the readers (threads or processes),
+    or with ``options.
     resident``, read by the readers and decoded and preprocessed on the model's device (each
     then keeps its photo there, to be drawn on)."""
     size = options.batch_size
     if not options.resident:
-        work = partial(decode, loaded=loaded, fit=options.fit)
-        yield from batches(prefetch(pool, files, work, ahead, stop), size)
+        read = partial(read_pixels, preprocessing=loaded.preprocessing, fit=options.fit)
+        for read_batch in batches(prefetch(pool, files, read, ahead, stop), size):
+            yield [to_decoded(item, loaded) for item in read_batch]
         return
     for raws in batches(prefetch(pool, files, resident.read, ahead, stop), size):
         photos = resident.decode_batch(raws, loaded.device)
-        batch = []
+        batch: list[Decoded] = []
         for raw, photo in zip(raws, photos, strict=True):
             if isinstance(photo, str):
                 batch.append(Decoded(raw.input, error=raw.error or photo))

@@ -81,10 +81,11 @@ def result(future: Future[T], stop: threading.Event) -> T:
 
 
 def process_pool(count: int) -> ProcessPoolExecutor:
-    """``count`` writer processes, forked from a server that has imported only the drawing code
-    (no torch, no threads of ours): each starts in milliseconds and holds tens of MB."""
+    """``count`` worker processes (reading and decoding, drawing and writing), forked from a
+    server that has imported only that code (no torch, no threads of ours): each starts in
+    milliseconds and holds tens of MB."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["saliency.pipeline.drawing"])
+    context.set_forkserver_preload(["saliency.pipeline.drawing", "saliency.pipeline.reading"])
     from .drawing import start_writer
 
     return ProcessPoolExecutor(
