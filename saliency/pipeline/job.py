@@ -1,8 +1,10 @@
 """Explaining folders of images: a pipelined run that writes pictures and a manifest.
 
-Decoding and preprocessing run in reader threads, the model's passes in a run thread (one forward
-pass per batch serves every method and target), rendering and writing in writer threads. Both
-queues are bounded, so memory stays flat however many images there are. The caller's thread only
+Reading, decoding and resampling run in worker processes (or reader threads), the model's passes
+in a run thread (one forward pass per batch serves every method and target), drawing, encoding
+and writing in the worker processes (or writer threads); on a CUDA model, decoding and drawing
+move to the device (:mod:`.resident`). Every queue is bounded, so memory stays flat however many
+images there are. The caller's thread only
 watches: when ``should_stop`` turns true it gives the run ``grace`` seconds to finish what is
 written, then walks away from any thread still stuck (in a read, the model or a write), removes
 partial files and closes the manifest. So a run always ends promptly, and never half-written.
