@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from photos import make_photos  # noqa: E402
 
-from saliency import load_model  # noqa: E402
+from saliency import load_image, load_model  # noqa: E402
 from saliency.engine.method import MethodOptions  # noqa: E402
 from saliency.files.inputs import collect_inputs  # noqa: E402
 from saliency.pictures.paint import RenderOptions, paint  # noqa: E402
@@ -103,8 +103,6 @@ def stage_shares(loaded, photos: list[Path], options: JobOptions) -> dict[str, f
         logits = loaded.model(x)
         grad = torch.autograd.grad(logits.max(1).values.sum(), x)[0]
         times["model"] += time.perf_counter() - start
-        from saliency import load_image
-
         photo = load_image(file.path)
         start = time.perf_counter()
         picture = paint(photo, prepare(grad[0], RenderOptions()), decoded.geometry, RenderOptions())
@@ -219,9 +217,7 @@ def main() -> None:
         )
 
     first = collect_inputs([str(small)]).files[: args.batch]
-    from saliency.pipeline.stages import decode as decode_one
-
-    ready = torch.stack([decode_one(f, loaded, args.fit).tensor for f in first])
+    ready = torch.stack([decode(f, loaded, args.fit).tensor for f in first])
     pipeline(loaded, small, out, options(), writers)  # warm-up: page cache, allocator, forkserver
     rates = {"bare loop": marginal(lambda n: bare_loop(loaded, ready, n), args.small, args.count)}
     for fmt in ("png", "jpg"):

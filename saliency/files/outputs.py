@@ -126,22 +126,11 @@ class Manifest:
     def __init__(self, folder: Path) -> None:
         self.path = folder / MANIFEST
         folder.mkdir(parents=True, exist_ok=True)
-        self._repair_tail()
         self.rows: dict[str, dict[str, Any]] = _read_rows(self.path)
         self._lock = threading.Lock()
         self._closed = False
         # held open for the run, closed by close()
         self._handle: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-
-    def _repair_tail(self) -> None:
-        """Drop a last line cut short by a crash, so every line stays one JSON object."""
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as handle:
-                handle.truncate(cut)
 
     def write(self, row: dict[str, Any]) -> bool:
         """Append one row: every key of :data:`MANIFEST_KEYS`, then those of
@@ -179,19 +168,26 @@ class Manifest:
 
 
 def _read_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """The latest row per key, read once; a last line cut short by a crash is dropped from the
+    file too, so that appended rows start on a line of their own."""
     rows: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return rows
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                key = row_key(row)
-                rows.pop(key, None)
-                rows[key] = row
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+        data = data[:cut]
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            key = row_key(row)
+            rows.pop(key, None)
+            rows[key] = row
     return rows
 
 

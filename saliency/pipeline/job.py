@@ -59,7 +59,7 @@ def run_job(
     on_image: Callable[[ImageOutcome], None] = lambda outcome: None,
     should_stop: Callable[[], bool] = lambda: False,
     readers: int = 2,
-    writers: int | None = None,
+    writers: int = 0,
     missing: Sequence[str] = (),
     grace: float = 3.0,
 ) -> dict[str, RuleReport]:
@@ -78,8 +78,6 @@ def run_job(
     Returns, per method, where the rule was applied in the first batch (for one coverage
     message per run).
     """
-    if writers is None:
-        writers = 0
     methods = tuple(get_method(m).name for m in options.methods)
     resident = options.resident
     if resident is None:
@@ -186,14 +184,15 @@ class _Run:
         self.on_image(outcome)
 
     def keep(self, row: dict[str, Any]) -> bool:
-        """Whether the manifest keeps ``row`` (see :func:`.resume.keep_row`); notes the files
-        of kept rows, and the rows no longer true to their input (whose files go too; rows
+        """Whether the manifest keeps ``row``: it still holds (see :func:`.resume.keep_row`)
+        and, with ``overwrite`` (the manifest starts afresh), this run wrote it. Notes the rows
+        no longer true to their input (their files go too) and the files of the others (rows
         dropped only because of ``overwrite`` leave their files)."""
         if not keep_row(row, self.written, self.attempts):
             self.dropped.append(row)
             return False
         self.named.update(row.get("outputs") or [])
-        return keep_row(row, self.written, self.attempts, self.options.overwrite)
+        return not self.options.overwrite or row_key(row) in self.written
 
     def remove_dropped(self) -> None:
         """Delete the pictures of rows that no longer hold (never a file another row still
@@ -215,7 +214,6 @@ class _Run:
     def _pipeline(self, readers: int, writers: int) -> None:
         loaded, options = self.loaded, replace(self.options, methods=self.plan.methods)
         todo = list(self.plan.todo)
-        read_pool = Workers(readers, "saliency-read")
         if writers > 0:
             self.pool = process_pool(writers)
             pool = self.pool
@@ -231,6 +229,14 @@ class _Run:
         pending: deque[tuple[InputFile, Drawing | None, Future[list[bool]] | ImageOutcome]] = (
             deque()
         )
+        # worker processes read and decode too; reader threads only without them, or to read
+        # bytes for the resident path, which decodes on the device
+        read_pool: Workers | None = None
+        reads: Workers | ProcessPoolExecutor
+        if self.pool is not None and not options.resident:
+            reads = self.pool
+        else:
+            reads = read_pool = Workers(readers, "saliency-read")
         limit = max(2 * options.batch_size, 4)
         warned = False  # that some photo was not decoded on the device
 
@@ -248,8 +254,6 @@ class _Run:
                 self.record(result_of(loaded, file, partial(_outcome, work, job)))
 
         try:
-            # with writer processes, they read and decode too (the resident path only reads)
-            reads = read_pool if self.pool is None or options.resident else self.pool
             decoded = decoded_batches(reads, todo, loaded, options, limit, self.stop)
             for batch in decoded:
                 for item in batch:
@@ -285,13 +289,15 @@ class _Run:
         except Stopped:
             pass
         finally:
-            read_pool.cancel_pending()
+            if read_pool is not None:
+                read_pool.cancel_pending()
             if self.stop.is_set():
                 for _, _, job in pending:
                     if isinstance(job, Future):
                         job.cancel()
             settle(0)
-            read_pool.close()
+            if read_pool is not None:
+                read_pool.close()
             if self.pool is not None:
                 self.pool.shutdown(wait=True, cancel_futures=self.stop.is_set())
             else:

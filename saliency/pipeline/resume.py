@@ -107,21 +107,18 @@ class Attempt:
     source: SourceId | None
 
 
-def keep_row(
-    row: dict[str, Any], written: set[str], attempts: dict[str, Attempt], overwrite: bool = False
-) -> bool:
+def keep_row(row: dict[str, Any], written: set[str], attempts: dict[str, Attempt]) -> bool:
     """Whether an earlier row still holds after this run (rows written now always do).
 
     An image that failed now loses the rows of the pictures this run meant to make; an image
-    read now loses its error row and every row made from other content (any method). With
-    ``overwrite`` the manifest starts afresh: only this run's rows remain.
+    read now loses its error row and every row made from other content (any method).
     """
     key = row_key(row)
     if key in written:
         return True
     attempt = attempts.get(str(row.get("image")))
-    if overwrite or attempt is None:
-        return not overwrite
+    if attempt is None:
+        return True
     if attempt.source is None:
         return key not in attempt.keys
     if row.get("status") != "ok":

@@ -172,9 +172,10 @@ def decoded_batches(
                 batch.append(Decoded(raw.input, error=raw.error or photo))
                 continue
             tensor, geometry = resident.preprocess(photo, loaded, options.fit)
-            decoded = Decoded(raw.input, tensor, geometry, raw.source, photo=photo)
-            decoded.cpu_decoded = not (raw.data or b"").startswith(b"\xff\xd8\xff")
-            batch.append(decoded)
+            jpeg = (raw.data or b"").startswith(b"\xff\xd8\xff")
+            batch.append(
+                Decoded(raw.input, tensor, geometry, raw.source, photo=photo, cpu_decoded=not jpeg)
+            )
         yield batch
 
 
@@ -205,12 +206,11 @@ def explain_group(
     should_stop: Callable[[], bool] | None = None,
 ) -> list[_Explained]:
     batch = torch.stack([item.tensor for item in group])  # type: ignore[misc]
-    if batch.device == loaded.device:
-        pass
-    elif loaded.device.type == "cuda":
-        batch = batch.pin_memory().to(loaded.device, non_blocking=True)
-    else:
-        batch = batch.to(loaded.device)
+    if batch.device != loaded.device:  # the resident path's inputs are there already
+        if loaded.device.type == "cuda":
+            batch = batch.pin_memory().to(loaded.device, non_blocking=True)
+        else:
+            batch = batch.to(loaded.device)
     per_image: list[list[_Map]] = [[] for _ in group]
     logits, results = explain_batch(
         loaded, batch, options.methods, options.target.targets, options.method_options,
