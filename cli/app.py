@@ -15,6 +15,7 @@ from .common import EXIT_INTERRUPTED
 from .compare import compare
 from .explain import explain
 from .listing import methods, models
+from .merge import merge
 from .sanity import sanity
 
 app = typer.Typer(
@@ -47,7 +48,7 @@ def _main(
     """Saliency maps for CNN classifiers (see [b]saliency methods[/])."""
 
 
-for command in (explain, compare, sanity, models, methods):
+for command in (explain, compare, sanity, merge, models, methods):
     app.command()(command)
 
 

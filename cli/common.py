@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from saliency import LoadedModel, MethodOptions, RenderOptions
     from saliency.engine.targets import TargetSpec
     from saliency.files.inputs import Inputs
+    from saliency.parallel.group import Group
+    from saliency.parallel.shards import Shard
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -60,15 +62,32 @@ def methods_from(
         fail(str(exc))
 
 
+def alone(command: str) -> None:
+    """Refuse to run ``command`` as one of many torchrun processes: it does not split its work,
+    so every process would do all of it."""
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
+        fail(f"saliency {command} runs as one process; under torchrun only explain splits its work")
+
+
 def load(
-    model: str, weights: Path | None, labels: Path | None, device: str, debug: bool
+    model: str,
+    weights: Path | None,
+    labels: Path | None,
+    device: str,
+    debug: bool,
+    group: Group | None = None,
 ) -> LoadedModel:
+    """The model on ``device`` (a torchrun rank's own GPU in a ``group``)."""
     import saliency
     from saliency.models.devices import resolve_device
 
     try:
         resolved = resolve_device(device)
-    except ValueError as exc:
+        if group is not None:
+            resolved = group.device(resolved)
+    except (ValueError, saliency.SaliencyError) as exc:
+        if debug:
+            raise
         fail(str(exc))
     try:
         return saliency.load_model(model, weights=weights, device=resolved, labels=labels)
@@ -155,14 +174,15 @@ def check_writable(out: Path) -> None:
 
 
 @contextmanager
-def hold(out: Path, debug: bool) -> Iterator[None]:
-    """Hold the output folder for this run; another run holding it is a usage error."""
+def hold(out: Path, debug: bool, shard: Shard | None = None) -> Iterator[None]:
+    """Hold the output folder for this run (or ``shard`` of it); another run holding it is a
+    usage error."""
     from saliency.errors import OutputBusyError
     from saliency.files.lock import lock_output
 
     with ExitStack() as stack:
         try:
-            stack.enter_context(lock_output(out))
+            stack.enter_context(lock_output(out, shard))
         except OutputBusyError as exc:
             if debug:
                 raise

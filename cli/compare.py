@@ -69,6 +69,7 @@ def compare(
     """One figure per image: the photo, then each method side by side (every method by default)."""
     methods = common.methods_from(method, default=("all",))
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
+    common.alone("compare")
     loaded = common.load(model, weights, labels, device, debug)
     fit_mode = common.check_fit(fit, loaded)
     target_spec = common.target(target, loaded.categories)

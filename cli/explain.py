@@ -26,6 +26,7 @@ from .options import (
     PathsArg,
     PictureFormatOpt,
     QuietOpt,
+    RawFormat,
     ReduceOpt,
     SeedOpt,
     SignOpt,
@@ -35,6 +36,7 @@ from .options import (
     TargetOpt,
     WeightsOpt,
 )
+from .placement import Placement, placement
 
 if TYPE_CHECKING:
     from saliency import LoadedModel
@@ -69,8 +71,15 @@ def explain(
     cmap: CmapOpt = None,
     alpha: AlphaOpt = 0.7,
     save_raw: Annotated[
-        bool, typer.Option(help="Also save each map as float32 .npy (model resolution) + geometry.")
+        bool, typer.Option(help="Also save each map as float32 (model resolution) + geometry.")
     ] = False,
+    raw_format: Annotated[
+        RawFormat,
+        typer.Option(
+            help="With --save-raw: a .npy per map, or safetensors containers of many maps "
+            "(for millions of images; read with saliency.read_maps)."
+        ),
+    ] = "npy",
     overwrite: Annotated[
         bool,
         typer.Option(help="Redo every picture, and replace files at output paths not made by us."),
@@ -99,6 +108,14 @@ def explain(
             "[default: the cores the model's threads leave, at least 1]",
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Explain only shard I of N (e.g. 0/4) of the inputs, for job arrays; set from "
+            "SLURM_ARRAY_TASK_ID/COUNT when those are. Under torchrun each rank takes its own.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -107,13 +124,15 @@ def explain(
     The input tree is mirrored under --out. A rerun keeps the pictures made from the same input
     content with the same settings and redoes the rest (everything with --overwrite). Exit codes:
     0 all done, 1 some inputs failed, 2 usage error or --out in use by another run, 130
-    interrupted (Ctrl-C), 143 terminated (SIGTERM).
+    interrupted (Ctrl-C), 143 terminated (SIGTERM). Run it under torchrun, or as a job array with
+    --shard, to spread the inputs over processes, GPUs and machines.
     """
     if batch_size < 1:
         common.fail(f"--batch-size must be at least 1, got {batch_size}")
     methods = common.methods_from(method)
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
-    loaded = common.load(model, weights, labels, device, debug)
+    place = placement(shard, debug)
+    loaded = common.load(model, weights, labels, device, debug, place.group)
     fit_mode = common.check_fit(fit, loaded)
     target_spec = common.target(target, loaded.categories)
     method_options = common.method_options(
@@ -130,16 +149,19 @@ def explain(
         fit=fit_mode,
         render=render_options,
         save_raw=save_raw,
+        raw_format=str(raw_format.value),
         overwrite=overwrite,
         encoding=Encoding(str(format.value), quality, png_compression),
         resident=device_pipeline,
         method_options=method_options,
     )
-    with common.hold(out, debug):  # before collecting: a second run is refused at once
-        found = common.collect(paths, recursive, exclude=out)
-        code = _run(loaded, found, out, options, workers, quiet, debug)
+    with common.hold(out, debug, place.shard):  # before collecting: refused at once if busy
+        found = place.collect(paths, recursive, out)
+        code, counts = _run(loaded, found, out, options, workers, quiet or not place.leader,
+                            debug, place)  # fmt: skip
     if code > 128:
         common.exit_now(code)
+    code = _finish(found, out, counts, code, quiet, place)
     raise typer.Exit(code)
 
 
@@ -151,13 +173,19 @@ def _run(
     workers: int | None,
     quiet: bool,
     debug: bool,
-) -> int:
+    place: Placement,
+) -> tuple[int, dict[str, float]]:
+    """Explain this process's share; its exit code and counts."""
     from saliency.pipeline.job import default_writers, run_job
 
     console = common.stderr()
-    counts = {"images": 0, "maps": 0, "failed": len(found.missing), "done before": 0}
+    mine = place.shard is None or place.shard.first
+    counts: dict[str, float] = {
+        "images": 0, "maps": 0, "failed": len(found.missing) if mine else 0, "done before": 0,
+    }  # fmt: skip
     started = time.perf_counter()
     progress = common.progress(console, quiet)
+    prefix = f"[dim]shard {place.shard}:[/] " if place.shard is not None else ""
 
     def on_image(outcome: Any) -> None:
         if outcome.done:
@@ -165,16 +193,16 @@ def _run(
         elif outcome.error:
             counts["failed"] += 1
             progress.console.print(
-                f"[red]error:[/] {escape(outcome.input.shown)}: {escape(outcome.error)}"
+                f"{prefix}[red]error:[/] {escape(outcome.input.shown)}: {escape(outcome.error)}"
             )
         else:
             counts["images"] += 1
             counts["maps"] += len(outcome.rows)
         for warning in outcome.warnings:
             progress.console.print(
-                f"[yellow]warning:[/] {escape(outcome.input.shown)}: {escape(warning)}"
+                f"{prefix}[yellow]warning:[/] {escape(outcome.input.shown)}: {escape(warning)}"
             )
-        progress.advance(task)
+        progress.update(task, completed=place.advance())
 
     try:
         with progress, common.Stopper() as stopper:
@@ -182,41 +210,73 @@ def _run(
             reports = run_job(
                 loaded, found.files, out, options, on_image, stopper,
                 writers=default_writers() if workers is None else workers,
-                missing=found.missing,
+                missing=found.missing, shard=place.shard,
             )  # fmt: skip
+            place.wait_for_others(lambda done: progress.update(task, completed=done), stopper)
     except OSError as exc:
         if debug:
             raise
         common.fail(f"cannot write to {out}: {exc.strerror or exc}", common.EXIT_FAILED)
     except KeyboardInterrupt:  # a second signal: stopped at once
         console.print("[yellow]interrupted[/]")
-        return common.exit_code_for(stopper.signal)
+        return common.exit_code_for(stopper.signal), counts
 
-    for report in reports.values():
-        message = report.warning()
-        if message:
-            console.print(f"[yellow]warning:[/] {escape(message)}")
-    elapsed = time.perf_counter() - started
-    if not quiet:
-        notes = [f"{counts['done before']} already done"] if counts["done before"] else []
-        if found.skipped:
-            notes.append(f"{common.count(found.skipped, 'non-image file')} skipped")
-        if found.special:
-            kinds = "not regular files: pipes, sockets, devices or broken links"
-            notes.append(f"{found.special} skipped ({kinds})")
-        if found.excluded:
-            folders = ", ".join(found.excluded)
-            notes.append(f"output folders not read: {folders}")
-        extra = "".join(f", {note}" for note in notes)
-        rate = counts["images"] / elapsed if elapsed > 0 else 0.0
-        console.print(
-            escape(
-                f"{counts['images']} images, {counts['maps']} maps, {counts['failed']} failed"
-                f"{extra} in {elapsed:.1f} s ({rate:.1f} images/s); "
-                f"outputs in {out}/ (manifest {out / 'results.jsonl'})"
-            )
-        )
+    if place.leader:
+        for report in reports.values():
+            message = report.warning()
+            if message:
+                console.print(f"[yellow]warning:[/] {escape(message)}")
+    counts["seconds"] = time.perf_counter() - started
     if stopper.signal is not None:
-        console.print("[yellow]interrupted:[/] finished pictures are saved; rerun to complete")
-        return common.exit_code_for(stopper.signal)
-    return common.EXIT_FAILED if counts["failed"] else common.EXIT_OK
+        console.print(
+            f"{prefix}[yellow]interrupted:[/] finished pictures are saved; rerun to complete"
+        )
+        return common.exit_code_for(stopper.signal), counts
+    return (common.EXIT_FAILED if counts["failed"] else common.EXIT_OK), counts
+
+
+def _finish(
+    found: Inputs,
+    out: Path,
+    counts: dict[str, float],
+    code: int,
+    quiet: bool,
+    place: Placement,
+) -> int:
+    """Sum the processes' counts, merge their manifests (rank 0 of a group; a shard if it
+    finished last) and print the summary; the exit code."""
+    every = place.gather(counts)
+    merged = place.merge(out)
+    if not place.leader:  # rank 0 reports failed inputs, for all; exiting 1 here would make
+        return common.EXIT_OK if code == common.EXIT_FAILED else code  # torchrun stop rank 0
+    total = {key: sum(c.get(key, 0) for c in every) for key in counts}
+    code = max(code, common.EXIT_FAILED if total["failed"] else common.EXIT_OK)
+    if quiet:
+        return code
+    notes = [f"{int(total['done before'])} already done"] if total["done before"] else []
+    if found.skipped:
+        notes.append(f"{common.count(found.skipped, 'non-image file')} skipped")
+    if found.special:
+        kinds = "not regular files: pipes, sockets, devices or broken links"
+        notes.append(f"{found.special} skipped ({kinds})")
+    if found.excluded:
+        notes.append(f"output folders not read: {', '.join(found.excluded)}")
+    extra = "".join(f", {note}" for note in notes)
+    elapsed = max(c.get("seconds", 0.0) for c in every)
+    rate = total["images"] / elapsed if elapsed > 0 else 0.0
+    who = place.describe(len(every))
+    manifest = out / "results.jsonl"
+    if place.shard is not None and merged is None:
+        manifest_note = (
+            f"manifest part in {out}/; run `saliency merge {out}` once every shard is done"
+        )
+    else:
+        manifest_note = f"manifest {manifest}"
+    common.stderr().print(
+        escape(
+            f"{who}{int(total['images'])} images, {int(total['maps'])} maps, "
+            f"{int(total['failed'])} failed{extra} in {elapsed:.1f} s ({rate:.1f} images/s); "
+            f"outputs in {out}/ ({manifest_note})"
+        )
+    )
+    return code

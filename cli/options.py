@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # made at run time from the lists: opaque to the checker
     Granularity: TypeAlias = Any
     FigureFormat: TypeAlias = Any
     PictureFormat: TypeAlias = Any
+    RawFormat: TypeAlias = Any
 else:
     MethodChoice = _choices("MethodChoice", [*method_names(), "all"])
     Baseline = _choices("Baseline", choices.BASELINES)
@@ -40,6 +41,7 @@ else:
     Granularity = _choices("Granularity", choices.GRANULARITIES)
     FigureFormat = _choices("FigureFormat", choices.FIGURE_FORMATS)
     PictureFormat = _choices("PictureFormat", choices.PICTURE_FORMATS)
+    RawFormat = _choices("RawFormat", choices.RAW_FORMATS)
 
 ModelOpt = Annotated[
     str,

@@ -96,6 +96,7 @@ def sanity(
     if not 0.0 < threshold <= 1.0:
         common.fail(f"--threshold must be in (0, 1], got {threshold}")
     methods = common.methods_from(method, default=DEFAULT_METHODS)
+    common.alone("sanity")
     loaded = common.load(model, weights, labels, device, debug)
     fit_mode = common.check_fit(fit, loaded)
     method_options = common.method_options(

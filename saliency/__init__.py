@@ -21,6 +21,7 @@ _EXPORTS = {
     "load_model": "saliency.models.loading",
     "LoadedModel": "saliency.models.loading",
     "load_image": "saliency.files.images",
+    "read_maps": "saliency.files.raw_maps",
     "render": "saliency.pictures.render",
     "RenderOptions": "saliency.pictures.render",
     "run_sanity": "saliency.checks.sanity",
@@ -57,6 +58,7 @@ __all__ = [
     "load_image",
     "load_model",
     "method_names",
+    "read_maps",
     "register_method",
     "render",
     "run_sanity",
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
     )
     from .explanation import Explanation
     from .files.images import load_image
+    from .files.raw_maps import read_maps
     from .models.loading import LoadedModel, load_model
     from .pictures.render import RenderOptions, render
 

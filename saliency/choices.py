@@ -12,3 +12,4 @@ SANITY_MODES = ("cascading", "independent")
 GRANULARITIES = ("stage", "layer")
 FIGURE_FORMATS = ("png", "pdf")
 PICTURE_FORMATS = ("png", "jpg", "webp")  # how folder runs store pictures (png: lossless)
+RAW_FORMATS = ("npy", "safetensors")  # how --save-raw stores maps: a file each, or containers

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from saliency.engine.registry import all_methods
-from saliency.files.outputs import MANIFEST_KEYS
+from saliency.files.manifest import MANIFEST_KEYS
 from saliency_cli.app import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"

@@ -1,5 +1,5 @@
-"""Writing results safely: atomic files, and a JSON-lines manifest appended to as a run goes and
-compacted to one row per picture at its end."""
+"""Writing results safely: atomic files, partial files removed when a run stops, and knowing an
+output folder of ours (see :mod:`.manifest` for the manifest itself)."""
 
 from __future__ import annotations
 
@@ -8,41 +8,15 @@ import os
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 MANIFEST = "results.jsonl"
 LOCK_FILE = ".saliency.lock"  # held by the run writing into a folder (see .lock)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-MANIFEST_KEYS = (
-    "image",
-    "model",
-    "method",
-    "target",
-    "target_name",
-    "probability",
-    "top5",
-    "outputs",
-    "status",
-    "error",
-    "source",
-    "fingerprint",
-)
-# Keys that only some methods' rows carry, after the base keys: the Grad-CAM layer, SmoothGrad's
-# settings, and Integrated Gradients' baseline, steps and completeness check.
-MANIFEST_EXTRA_KEYS = (
-    "layer",
-    "smooth",
-    "noise",
-    "seed",
-    "baseline",
-    "steps",
-    "score_difference",
-    "completeness_error",
-)
 
 
 class Cancelled(Exception):
@@ -106,91 +80,6 @@ def write_atomic(
         write(tmp)
 
 
-def row_key(row: dict[str, Any]) -> str:
-    """What a manifest row is about: its picture (one per image, method and target), or for a
-    row without outputs (an error), its image."""
-    outputs = row.get("outputs")
-    if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
-        return "output:" + outputs[0]
-    return f"image:{row.get('image')}"
-
-
-class Manifest:
-    """``results.jsonl``: one complete JSON object per line, flushed as each is written.
-
-    Rows are appended as they come (a crash loses at most the line being written), then
-    :meth:`close` rewrites the file atomically with one row per key (:func:`row_key`), the
-    latest. ``rows`` holds those latest rows, by key, from earlier runs and this one.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / MANIFEST
-        folder.mkdir(parents=True, exist_ok=True)
-        self.rows: dict[str, dict[str, Any]] = _read_rows(self.path)
-        self._lock = threading.Lock()
-        self._closed = False
-        # held open for the run, closed by close()
-        self._handle: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-
-    def write(self, row: dict[str, Any]) -> bool:
-        """Append one row: every key of :data:`MANIFEST_KEYS`, then those of
-        :data:`MANIFEST_EXTRA_KEYS` that the row has. False (nothing written) once closed."""
-        fields = {key: row.get(key) for key in MANIFEST_KEYS}
-        fields.update({key: row[key] for key in MANIFEST_EXTRA_KEYS if key in row})
-        line = json.dumps(fields, ensure_ascii=False)
-        with self._lock:
-            if self._closed:
-                return False
-            self._handle.write(line + "\n")
-            self._handle.flush()
-            key = row_key(fields)
-            self.rows.pop(key, None)  # the latest goes last
-            self.rows[key] = fields
-        return True
-
-    def close(self, keep: Callable[[dict[str, Any]], bool] | None = None) -> None:
-        """Stop taking rows and rewrite the file with the latest row per key (those ``keep``
-        accepts), atomically: a reader sees the old file or the new, never a mix."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._handle.close()
-            rows = [row for row in self.rows.values() if keep is None or keep(row)]
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        write_atomic(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-    def abandon(self) -> None:
-        """Stop taking rows and close the file as it is (the next run compacts it)."""
-        with self._lock:
-            self._closed = True
-            self._handle.close()
-
-
-def _read_rows(path: Path) -> dict[str, dict[str, Any]]:
-    """The latest row per key, read once; a last line cut short by a crash is dropped from the
-    file too, so that appended rows start on a line of their own."""
-    rows: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return rows
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with open(path, "r+b") as handle:
-            handle.truncate(cut)
-        data = data[:cut]
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            key = row_key(row)
-            rows.pop(key, None)
-            rows[key] = row
-    return rows
-
-
 def holds_manifest(folder: Path) -> bool:
     """Whether ``folder`` is one of our output folders: it holds our lock file, or a regular
     ``results.jsonl`` whose first line is one of our rows."""
@@ -208,14 +97,21 @@ def holds_manifest(folder: Path) -> bool:
     return isinstance(row, dict) and {"image", "status", "outputs"} <= row.keys()
 
 
-def remove_partial_files(folder: Path) -> int:
+def remove_partial_files(folder: Path, of: Collection[str] | None = None) -> int:
     """Remove the temporary files of writes that never finished under ``folder`` (those of
-    :func:`atomic_path`: ``.NAME.XXXX.part``), e.g. of killed writer processes. Only safe while
-    holding the folder's lock. Returns how many."""
+    :func:`atomic_path`: ``.NAME.XXXX.part``), e.g. of killed writer processes: all of them
+    (only safe while holding the folder alone), or only those of the outputs named in ``of``
+    (paths relative to ``folder``; what a shard may remove). Returns how many."""
     removed = 0
     for current, _, names in os.walk(folder):
         for name in names:
-            if name.startswith(".") and name.endswith(".part"):
-                Path(current, name).unlink(missing_ok=True)
-                removed += 1
+            if not (name.startswith(".") and name.endswith(".part")):
+                continue
+            if of is not None:
+                target = name[1:].rsplit(".", 2)[0]  # .NAME.XXXX.part -> NAME
+                relative = Path(current, target).relative_to(folder).as_posix()
+                if relative not in of:
+                    continue
+            Path(current, name).unlink(missing_ok=True)
+            removed += 1
     return removed

@@ -63,7 +63,7 @@ def settings_fingerprint(model: str, method: str, options: JobOptions) -> str:
         "render": asdict(options.render),
         "encoding": asdict(options.encoding),
         "drawn_on_device": bool(options.resident),  # slightly different pixels
-        "save_raw": options.save_raw,
+        "save_raw": options.save_raw and options.raw_format,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
 

@@ -29,9 +29,12 @@ from ..engine.passes import Stopped
 from ..engine.registry import get_method
 from ..files.inputs import InputFile
 from ..files.lock import lock_output
-from ..files.outputs import Cancelled, Manifest, PartialFiles, remove_partial_files, row_key
+from ..files.manifest import Manifest, Row, remove_unnamed_containers, row_key
+from ..files.outputs import Cancelled, PartialFiles, remove_partial_files
+from ..files.raw_maps import RawStore
 from ..files.sources import SourceId
 from ..models.loading import LoadedModel
+from ..parallel.shards import Shard, select
 from .drawing import draw_and_write
 from .fingerprint import model_identity, settings_fingerprint
 from .options import JobOptions
@@ -62,6 +65,7 @@ def run_job(
     writers: int = 0,
     missing: Sequence[str] = (),
     grace: float = 3.0,
+    shard: Shard | None = None,
 ) -> dict[str, RuleReport]:
     """Explain ``files`` and write pictures and manifest rows under ``out_dir``.
 
@@ -75,6 +79,9 @@ def run_job(
     ``writers`` processes draw, encode and write (0, the default: threads of this process;
     :func:`default_writers` suits a machine of its own). Like all multiprocessing, writer
     processes import the main module: guard a script's work with ``if __name__ == "__main__"``.
+    With ``shard``, ``files`` are the whole run's inputs and this process explains its share
+    (:func:`~saliency.parallel.shards.select`) beside the other shards' processes, writing its
+    own manifest part (see :mod:`~saliency.files.manifest`); ``missing`` go to shard 0.
     Returns, per method, where the rule was applied in the first batch (for one coverage
     message per run).
     """
@@ -83,12 +90,18 @@ def run_job(
     if resident is None:
         resident = loaded.device.type == "cuda"
     options = replace(options, methods=methods, resident=resident)
-    with lock_output(out_dir):
-        manifest = Manifest(out_dir)
+    mine = None
+    if shard is not None:
+        own = select(files, shard)
+        mine = _rows_of(own, files, options, shard)
+        files, missing = own, missing if shard.first else ()
+    with lock_output(out_dir, shard):
+        manifest = Manifest(out_dir, shard, mine)
         identity = model_identity(loaded)
         fingerprints = {m: settings_fingerprint(identity, m, options) for m in methods}
         plan = plan_run(files, options, manifest.rows, fingerprints, out_dir)
-        run = _Run(loaded, out_dir, options, fingerprints, plan, manifest, on_image)
+        store = RawStore(out_dir) if options.contained else None
+        run = _Run(loaded, out_dir, options, fingerprints, plan, manifest, on_image, store)
         finished = False
         try:
             for path in missing:
@@ -103,19 +116,52 @@ def run_job(
             run.watch(should_stop, grace)
             finished = True
         finally:
+            if store is not None:
+                store.close()  # the maps of every row written (and perhaps a few more)
             run.partials.discard_all()
             if run.pool is not None:
                 kill_processes(run.pool)  # only still running if the run was left
-                remove_partial_files(out_dir)
+                remove_partial_files(out_dir, None if shard is None else run.outputs())
             if finished:
                 manifest.close(keep=run.keep)
                 run.remove_dropped()
+                if manifest.kept is not None and options.contained:
+                    remove_unnamed_containers(out_dir, manifest.kept)
             else:  # a second signal, or an error: close as is; the next run compacts
                 manifest.abandon()
     return run.reports
 
 
 _GONE = "no such file or folder"
+
+
+def _rows_of(
+    own: list[InputFile], files: list[InputFile], options: JobOptions, shard: Shard
+) -> Callable[[Row], bool]:
+    """Which manifest rows a shard answers for: those of its images (by picture, or by image
+    for other methods' and error rows); shard 0 also those of no input of the run."""
+
+    def keys(chosen: list[InputFile]) -> set[str]:
+        suffixes = options.target.suffixes()
+        return {
+            row_key({"outputs": options.outputs(f.base.as_posix(), method, suffix)})
+            for f in chosen
+            for method in options.methods
+            for suffix in suffixes
+        }
+
+    own_keys, own_images = keys(own), {f.shown for f in own}
+    if not shard.first:
+        return lambda row: row_key(row) in own_keys or row.get("image") in own_images
+    all_keys, all_images = keys(files), {f.shown for f in files}
+
+    def mine(row: Row) -> bool:
+        key, image = row_key(row), row.get("image")
+        if key in own_keys or image in own_images:
+            return True
+        return key not in all_keys and image not in all_images
+
+    return mine
 
 
 def _named(path: str) -> InputFile:
@@ -133,6 +179,7 @@ class _Run:
     plan: Plan
     manifest: Manifest
     on_image: Callable[[ImageOutcome], None]
+    raw_store: RawStore | None = None
     reports: dict[str, RuleReport] = field(default_factory=dict)
     partials: PartialFiles = field(default_factory=PartialFiles)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -193,6 +240,15 @@ class _Run:
             return False
         self.named.update(row.get("outputs") or [])
         return not self.options.overwrite or row_key(row) in self.written
+
+    def outputs(self) -> set[str]:
+        """The files of every picture this run set out to make."""
+        return {
+            name
+            for file, entries in self.plan.todo.items()
+            for entry in entries
+            for name in self.options.outputs(file.base.as_posix(), *entry)
+        }
 
     def remove_dropped(self) -> None:
         """Delete the pictures of rows that no longer hold (never a file another row still
@@ -277,7 +333,7 @@ class _Run:
                         file = done.decoded.input
                         work = drawing(
                             loaded, done, self.out_dir, options, self.plan.todo[file],
-                            self.fingerprints,
+                            self.fingerprints, self.raw_store,
                         )  # fmt: skip
                         if done.decoded.cpu_decoded and not warned:
                             work.notes.append(CPU_DECODED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from ..choices import RAW_FORMATS
 from ..engine.method import MethodOptions
 from ..engine.targets import TargetSpec
 from ..models.loading import LoadedModel
@@ -23,12 +24,25 @@ class JobOptions:
     fit: str | None = None
     render: RenderOptions = field(default_factory=RenderOptions)
     save_raw: bool = False
+    # with save_raw: a .npy per map, or containers of many maps (see saliency.files.raw_maps)
+    raw_format: str = "npy"
     overwrite: bool = False
     encoding: Encoding = field(default_factory=Encoding)
     # decode, preprocess and draw on the model's device (see .resident); run_job sets it for
     # CUDA models when left None
     resident: bool | None = None
     method_options: MethodOptions = field(default_factory=lambda: MethodOptions(batch_size=16))
+
+    def __post_init__(self) -> None:
+        if self.raw_format not in RAW_FORMATS:
+            raise ValueError(
+                f"unknown raw format {self.raw_format!r}; valid: {', '.join(RAW_FORMATS)}"
+            )
+
+    @property
+    def contained(self) -> bool:
+        """Whether raw maps go into containers rather than files of their own."""
+        return self.save_raw and self.raw_format == "safetensors"
 
     @property
     def batch_size(self) -> int:
@@ -45,9 +59,10 @@ class JobOptions:
 
     def outputs(self, base: str, method: str, suffix: str) -> list[str]:
         """The files of one picture: the picture first, then with ``save_raw`` the map and the
-        image's geometry."""
+        image's geometry (in containers: the container the map went to, added when it did)."""
         stem = self.stem(base, method, suffix)
-        raw = [f"{stem}.npy", f"{base}.geometry.json"] if self.save_raw else []
+        own = self.save_raw and not self.contained
+        raw = [f"{stem}.npy", f"{base}.geometry.json"] if own else []
         return [f"{stem}.{self.encoding.format}", *raw]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files.inputs import InputFile
-from ..files.outputs import row_key
+from ..files.manifest import row_key
 from ..files.sources import SourceId, unchanged
 from .drawing import is_ours
 from .options import JobOptions

@@ -21,6 +21,7 @@ from ..engine.registry import get_method
 from ..errors import ImageError
 from ..explanation import Explanation
 from ..files.inputs import InputFile
+from ..files.raw_maps import RawStore
 from ..files.sources import SourceId
 from ..geometry import Geometry
 from ..models.loading import LoadedModel
@@ -274,9 +275,10 @@ def drawing(
     options: JobOptions,
     wanted: Collection[Entry],
     fingerprints: dict[str, str],
+    raw_store: RawStore | None = None,
 ) -> Drawing:
     """The ``wanted`` pictures of one image, prepared for a writer (see :mod:`.drawing`), and
-    their manifest rows."""
+    their manifest rows; raw maps go to ``raw_store`` if given."""
     decoded = item.decoded
     file, geometry, source = decoded.input, decoded.geometry, decoded.source
     assert geometry is not None and source is not None
@@ -288,6 +290,12 @@ def drawing(
             continue
         outputs = options.outputs(file.base.as_posix(), method, entry.suffix)
         raw = entry.maps.cpu().numpy().astype(np.float32) if options.save_raw else None
+        extra = dict(entry.extra)
+        if raw is not None and raw_store is not None:  # into a container, not to the writer
+            name = options.stem(file.base.as_posix(), method, entry.suffix)
+            container = raw_store.add(name, raw, geometry.to_dict())
+            raw, extra["raw"] = None, name
+            outputs = [*outputs, container]
         mark = marker_text(fingerprints[method], source.sha256)
         if decoded.photo is None:
             task.pictures.append(Picture(outputs, prepare(entry.maps, options.render), raw, mark))
@@ -313,7 +321,7 @@ def drawing(
                 "error": None,
                 "source": source.to_dict(),
                 "fingerprint": fingerprints[method],
-                **entry.extra,
+                **extra,
             }
         )
     return Drawing(file, task, rows)

@@ -1,0 +1,40 @@
+"""``saliency merge``: fold the manifest parts of a sharded run into ``results.jsonl``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import common
+from .options import DebugOpt
+
+OutArg = Annotated[Path, typer.Argument(help="The output folder the shards wrote into.")]
+
+
+def merge(out: OutArg, debug: DebugOpt = False) -> None:
+    """Merge the manifest parts that the shards of a job array (or an interrupted torchrun job)
+    left in OUT into [b]OUT/results.jsonl[/], one row per image, method and target.
+
+    Refused while a shard or another run still writes there. A lone rerun merges them too.
+    """
+    from saliency.errors import OutputBusyError
+    from saliency.parallel.merging import merge_output
+
+    try:
+        merged = merge_output(out)
+    except (OutputBusyError, FileNotFoundError) as exc:
+        if debug:
+            raise
+        common.fail(str(exc))
+    except OSError as exc:
+        if debug:
+            raise
+        common.fail(f"cannot merge in {out}: {exc.strerror or exc}", common.EXIT_FAILED)
+    common.stderr().print(
+        common.escape(
+            f"merged {common.count(merged.parts, 'manifest part')}: {merged.images} images, "
+            f"{merged.pictures} pictures, {merged.failed} failed in {out / 'results.jsonl'}"
+        )
+    )

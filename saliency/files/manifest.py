@@ -1,0 +1,270 @@
+"""The manifest ``results.jsonl``: one JSON row per picture, appended to as a run goes and
+compacted at its end; and, for a run split over many processes, one part per process, merged
+into it at the end.
+
+Each process of a sharded run appends only to its own part (``results.part.000004.3-of-8.jsonl``:
+the run's sequence number, then the shard), so no two processes write one file. Parts are read
+in order of their sequence, which each new part takes above every part present, so later runs
+win over earlier ones without trusting clocks. A process's part holds the rows it wrote, and at
+its end a ``"status": "dropped"`` row for each earlier row of its images that no longer holds;
+:func:`merge_parts` folds them all into ``results.jsonl``, which a lone run also does first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from .outputs import MANIFEST, remove_partial_files, write_atomic
+
+if TYPE_CHECKING:
+    from ..parallel.shards import Shard
+
+MANIFEST_KEYS = (
+    "image",
+    "model",
+    "method",
+    "target",
+    "target_name",
+    "probability",
+    "top5",
+    "outputs",
+    "status",
+    "error",
+    "source",
+    "fingerprint",
+)
+# Keys that only some methods' rows carry, after the base keys: the Grad-CAM layer, SmoothGrad's
+# settings, Integrated Gradients' baseline, steps and completeness check, and where a raw map
+# sits in a container of maps.
+MANIFEST_EXTRA_KEYS = (
+    "layer",
+    "smooth",
+    "noise",
+    "seed",
+    "baseline",
+    "steps",
+    "score_difference",
+    "completeness_error",
+    "raw",
+)
+DROPPED = "dropped"  # the status of a part's row that removes an earlier row with its key
+PART = re.compile(r"results\.part\.(\d+)\.(\d+)-of-(\d+)\.jsonl")
+
+Row = dict[str, Any]
+
+
+def row_key(row: Row) -> str:
+    """What a manifest row is about: its picture (one per image, method and target), or for a
+    row without outputs (an error), its image."""
+    outputs = row.get("outputs")
+    if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
+        return "output:" + outputs[0]
+    return f"image:{row.get('image')}"
+
+
+def dropped_row(row: Row) -> Row:
+    """The row that removes ``row`` when parts are merged."""
+    return {"image": row.get("image"), "outputs": row.get("outputs"), "status": DROPPED}
+
+
+class Manifest:
+    """A run's manifest: ``rows`` holds the latest row per key (:func:`row_key`) of earlier runs
+    and this one; rows are appended as they come (a crash loses at most the line being written)
+    and :meth:`close` compacts the file atomically.
+
+    A lone run (``shard`` None) first merges any parts into ``results.jsonl``, then appends to
+    it. A shard's process reads ``results.jsonl`` and every part (its ``rows`` only those that
+    ``mine`` accepts) and appends to a part of its own. Hold the folder's lock
+    (:func:`~saliency.files.lock.lock_output`) first.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        shard: Shard | None = None,
+        mine: Callable[[Row], bool] | None = None,
+    ) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.shard = shard
+        self._lock = threading.Lock()
+        self._closed = False
+        self._written: dict[str, Row] = {}
+        self.kept: list[Row] | None = None  # a lone run's rows, once closed
+        if shard is None:
+            merge_parts(folder)
+            self.path = folder / MANIFEST
+            self.rows = read_rows(self.path, repair=True)
+        else:
+            parts = list_parts(folder)
+            sequence = max((number for number, _ in parts), default=0) + 1
+            self.path = folder / f"results.part.{sequence:06d}.{shard.name}.jsonl"
+            rows = fold([folder / MANIFEST, *(path for _, path in parts)])
+            self.rows = {k: r for k, r in rows.items() if mine is None or mine(r)}
+        # held open for the run, closed by close()
+        self._handle: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, row: Row) -> bool:
+        """Append one row: every key of :data:`MANIFEST_KEYS`, then those of
+        :data:`MANIFEST_EXTRA_KEYS` that the row has. False (nothing written) once closed."""
+        fields = {key: row.get(key) for key in MANIFEST_KEYS}
+        fields.update({key: row[key] for key in MANIFEST_EXTRA_KEYS if key in row})
+        line = json.dumps(fields, ensure_ascii=False)
+        with self._lock:
+            if self._closed:
+                return False
+            self._handle.write(line + "\n")
+            self._handle.flush()
+            key = row_key(fields)
+            self.rows.pop(key, None)  # the latest goes last
+            self.rows[key] = fields
+            self._written[key] = fields
+        return True
+
+    def close(self, keep: Callable[[Row], bool] | None = None) -> None:
+        """Stop taking rows and rewrite the file, atomically (a reader sees the old file or the
+        new, never a mix): a lone run's with the latest row per key that ``keep`` accepts; a
+        shard's with the rows it wrote that ``keep`` accepts and a dropped row for each other."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._handle.close()
+            if self.shard is None:
+                rows = [row for row in self.rows.values() if keep is None or keep(row)]
+                self.kept = rows
+            else:
+                rows = [r for k, r in self.rows.items() if k in self._written and _kept(keep, r)]
+                rows += [dropped_row(r) for r in self.rows.values() if not _kept(keep, r)]
+        if self.shard is not None and not rows:
+            self.path.unlink(missing_ok=True)
+            return
+        write_rows(self.path, rows)
+
+    def abandon(self) -> None:
+        """Stop taking rows and close the file as it is (the next run compacts it)."""
+        with self._lock:
+            self._closed = True
+            self._handle.close()
+
+
+def _kept(keep: Callable[[Row], bool] | None, row: Row) -> bool:
+    return keep is None or keep(row)
+
+
+def write_rows(path: Path, rows: Iterable[Row]) -> None:
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_rows(path: Path, repair: bool = False) -> dict[str, Row]:
+    """The latest row per key of one file, read once. A last line cut short (by a crash, or
+    still being written by another process) is skipped; with ``repair`` it is cut off the file
+    too, so that appended rows start on a line of their own."""
+    rows: dict[str, Row] = {}
+    apply_rows(rows, path, repair)
+    return {k: r for k, r in rows.items() if r.get("status") != DROPPED}
+
+
+def apply_rows(rows: dict[str, Row], path: Path, repair: bool = False) -> None:
+    """Update ``rows`` (by key, latest last) with the rows of ``path``, dropped rows included."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        if repair:
+            with open(path, "r+b") as handle:
+                handle.truncate(cut)
+        data = data[:cut]
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            key = row_key(row)
+            rows.pop(key, None)
+            rows[key] = row
+
+
+def fold(paths: Iterable[Path]) -> dict[str, Row]:
+    """The latest row per key over ``paths`` read in order, dropped rows removing earlier ones."""
+    rows: dict[str, Row] = {}
+    for path in paths:
+        apply_rows(rows, path)
+    return {k: r for k, r in rows.items() if r.get("status") != DROPPED}
+
+
+def list_parts(folder: Path) -> list[tuple[int, Path]]:
+    """The manifest parts in ``folder`` with their sequence numbers, in the order they apply."""
+    parts = []
+    for path in folder.glob("results.part.*.jsonl"):
+        match = PART.fullmatch(path.name)
+        if match is not None:
+            parts.append((int(match[1]), int(match[2]), path))
+    return [(number, path) for number, _, path in sorted(parts)]
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What :func:`merge_parts` did: parts folded in, and the manifest's rows after."""
+
+    parts: int
+    rows: list[Row]
+
+    @property
+    def images(self) -> int:
+        return len({row.get("image") for row in self.rows})
+
+    @property
+    def pictures(self) -> int:
+        return sum(1 for row in self.rows if row.get("status") == "ok")
+
+    @property
+    def failed(self) -> int:
+        return len({row.get("image") for row in self.rows if row.get("status") != "ok"})
+
+
+def merge_parts(folder: Path) -> Merged:
+    """Fold every part into ``results.jsonl`` (atomically) and remove the parts, the shards'
+    lock files and partial files that killed shards left. Only while holding the folder
+    exclusively (a lone run's lock)."""
+    from .lock import SHARD_LOCK
+
+    parts = [path for _, path in list_parts(folder)]
+    main = folder / MANIFEST
+    if parts:
+        rows = fold([main, *parts])
+        write_rows(main, rows.values())
+        for path in parts:
+            path.unlink(missing_ok=True)
+        remove_partial_files(folder)  # a walk of the whole tree: only after a sharded run
+    else:
+        rows = read_rows(main, repair=True)
+    for path in folder.glob(".saliency.*-of-*.lock"):
+        if SHARD_LOCK.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+    remove_unnamed_containers(folder, rows.values())
+    return Merged(len(parts), list(rows.values()))
+
+
+CONTAINER = re.compile(r"[0-9a-f]{12}-\d{5}\.safetensors")
+
+
+def remove_unnamed_containers(folder: Path, rows: Iterable[Row]) -> int:
+    """Remove the containers of raw maps (``maps/*.safetensors``, see :mod:`.raw_maps`) that no
+    row names any more: all their maps were redone. Only while holding the folder alone."""
+    named = {name for row in rows for name in row.get("outputs") or []}
+    removed = 0
+    for path in (folder / "maps").glob("*.safetensors"):
+        if CONTAINER.fullmatch(path.name) and f"maps/{path.name}" not in named:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
