@@ -16,6 +16,7 @@ from .compare import compare
 from .explain import explain
 from .listing import methods, models
 from .merge import merge
+from .report import report
 from .sanity import sanity
 
 app = typer.Typer(
@@ -48,7 +49,7 @@ def _main(
     """Saliency maps for CNN classifiers (see [b]saliency methods[/])."""
 
 
-for command in (explain, compare, sanity, merge, models, methods):
+for command in (explain, compare, sanity, report, merge, models, methods):
     app.command()(command)
 
 

@@ -26,6 +26,7 @@ from .options import (
     PathsArg,
     QuietOpt,
     ReduceOpt,
+    ReportOpt,
     SeedOpt,
     SignOpt,
     SmoothOpt,
@@ -34,6 +35,7 @@ from .options import (
     TargetOpt,
     WeightsOpt,
 )
+from .report import write as write_report
 
 if TYPE_CHECKING:
     from saliency.pictures.figures import CompareRow
@@ -63,6 +65,7 @@ def compare(
     clip_percentile: ClipOpt = 99.0,
     cmap: CmapOpt = None,
     alpha: AlphaOpt = 0.7,
+    report: ReportOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -107,6 +110,8 @@ def compare(
         written.append(path)
     if not quiet:
         console.print(f"{len(written)} figures, {failed} failed; outputs in {escape(str(out))}/")
+    if report:
+        write_report(out, None, None, debug)
     raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
 
 

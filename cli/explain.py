@@ -28,6 +28,7 @@ from .options import (
     QuietOpt,
     RawFormat,
     ReduceOpt,
+    ReportOpt,
     SeedOpt,
     SignOpt,
     SmoothOpt,
@@ -37,6 +38,7 @@ from .options import (
     WeightsOpt,
 )
 from .placement import Placement, placement
+from .report import write as write_report
 
 if TYPE_CHECKING:
     from saliency import LoadedModel
@@ -116,6 +118,7 @@ def explain(
             show_default=False,
         ),
     ] = None,
+    report: ReportOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -161,7 +164,9 @@ def explain(
                             debug, place)  # fmt: skip
     if code > 128:
         common.exit_now(code)
-    code = _finish(found, out, counts, code, quiet, place)
+    code, complete = _finish(found, out, counts, code, quiet, place)
+    if report and complete:  # a shard that did not merge leaves the report to the last
+        write_report(out, None, None, debug)
     raise typer.Exit(code)
 
 
@@ -242,17 +247,19 @@ def _finish(
     code: int,
     quiet: bool,
     place: Placement,
-) -> int:
+) -> tuple[int, bool]:
     """Sum the processes' counts, merge their manifests (rank 0 of a group; a shard if it
-    finished last) and print the summary; the exit code."""
+    finished last) and print the summary; the exit code, and whether this process holds the
+    whole result (alone, or merged)."""
     every = place.gather(counts)
     merged = place.merge(out)
     if not place.leader:  # rank 0 reports failed inputs, for all; exiting 1 here would make
-        return common.EXIT_OK if code == common.EXIT_FAILED else code  # torchrun stop rank 0
+        return (common.EXIT_OK if code == common.EXIT_FAILED else code), False  # torchrun stop 0
     total = {key: sum(c.get(key, 0) for c in every) for key in counts}
     code = max(code, common.EXIT_FAILED if total["failed"] else common.EXIT_OK)
+    complete = place.shard is None or merged is not None
     if quiet:
-        return code
+        return code, complete
     notes = [f"{int(total['done before'])} already done"] if total["done before"] else []
     if found.skipped:
         notes.append(f"{common.count(found.skipped, 'non-image file')} skipped")
@@ -279,4 +286,4 @@ def _finish(
             f"outputs in {out}/ ({manifest_note})"
         )
     )
-    return code
+    return code, complete

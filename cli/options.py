@@ -134,6 +134,9 @@ PictureFormatOpt = Annotated[
         help="Picture format: png (lossless), jpg or webp (--quality; jpg is the fastest).",
     ),
 ]
+ReportOpt = Annotated[
+    bool, typer.Option("--report", help="Also write OUT/report.html (see saliency report).")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks.")]
 PathsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")]

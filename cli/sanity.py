@@ -25,10 +25,12 @@ from .options import (
     NoiseOpt,
     PathsArg,
     QuietOpt,
+    ReportOpt,
     SmoothOpt,
     StepsOpt,
     WeightsOpt,
 )
+from .report import write as write_report
 
 DEFAULT_METHODS = ("gradient", "guided", "gradcam", "guided_gradcam")
 
@@ -81,6 +83,7 @@ def sanity(
     fit: FitOpt = None,
     batch_size: Annotated[int, typer.Option(help="Inputs per pass.")] = 16,
     format: FigureFormatOpt = "png",
+    report: ReportOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -108,7 +111,7 @@ def sanity(
     console = common.stderr()
 
     from saliency.checks.sanity import run_sanity, verdicts
-    from saliency.checks.sanity_plots import plot_metrics, plot_strip, write_csv
+    from saliency.checks.sanity_plots import plot_metrics, plot_strip, write_csv, write_verdicts
     from saliency.pipeline.stages import decode
 
     failed = len(found.missing)
@@ -147,6 +150,8 @@ def sanity(
                 on_step=on_step,
             )
         write_csv(result, out / "sanity.csv")
+        found_verdicts = verdicts(result, threshold)
+        write_verdicts(found_verdicts, out / "sanity.json")
         plot_metrics(result, out / f"sanity.{format.value}")
         for file, name in zip(files, names, strict=True):
             plot_strip(result, name, out / "strips" / f"{file.base.as_posix()}.{format.value}")
@@ -162,13 +167,16 @@ def sanity(
             raise
         common.fail(str(exc), common.EXIT_FAILED)
 
-    _print_verdicts(verdicts(result, threshold), result, threshold)
+    _print_verdicts(found_verdicts, result, threshold)
     if not quiet:
         console.print(
             f"{count(len(names), 'image')}, {count(len(result.steps), mode.value + ' step')}, "
             f"{failed} failed; "
-            f"outputs in {escape(str(out))}/ (sanity.csv, sanity.{format.value}, strips/)"
+            f"outputs in {escape(str(out))}/ (sanity.csv, sanity.json, sanity.{format.value}, "
+            "strips/)"
         )
+    if report:
+        write_report(out, None, None, debug)
     raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
 
 

@@ -1,14 +1,16 @@
-"""Pictures of a sanity run: metric curves (Adebayo et al. 2018, Fig. 4) and map strips (Fig. 2)."""
+"""Files of a sanity run: its table (CSV), verdicts (JSON), metric curves (Adebayo et al. 2018,
+Fig. 4) and map strips (Fig. 2)."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 
 from ..files.outputs import write_atomic
-from .sanity import SanityResult
+from .sanity import SanityResult, Verdict
 from .sanity_metrics import METRICS
 
 CSV_COLUMNS = ("image", "method", "step", "layer", "metric", "value")
@@ -31,6 +33,24 @@ def write_csv(result: SanityResult, path: Path) -> None:
                 writer.writerow({**row, "value": f"{float(row['value']):.6f}"})  # type: ignore[arg-type]
 
     write_atomic(path, write)
+
+
+def write_verdicts(found: list[Verdict], path: Path) -> None:
+    """``sanity.json``: each method's verdict, for reports (see :func:`.sanity.verdicts`)."""
+    data = {
+        "verdicts": [
+            {
+                "method": v.method,
+                "first": list(v.first),
+                "last": list(v.last),
+                "baseline": v.baseline,
+                "threshold": v.threshold,
+                "passes": v.passes,
+            }
+            for v in found
+        ]
+    }
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1), encoding="utf-8"))
 
 
 def plot_metrics(result: SanityResult, path: Path) -> None:

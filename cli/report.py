@@ -1,0 +1,56 @@
+"""``saliency report``: a static HTML page of an output folder, with thumbnails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import common
+from .options import DebugOpt
+
+OutArg = Annotated[Path, typer.Argument(help="An output folder of explain, compare or sanity.")]
+
+
+def report(
+    out: OutArg,
+    inputs_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the run was started, if not here: the manifest names photos relative "
+            "to it.",
+            show_default=False,
+        ),
+    ] = None,
+    title: Annotated[
+        str | None, typer.Option(help="The page's title. [default: the folder]")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Write [b]OUT/report.html[/]: a card per image (photo, pictures, top-5, errors), filters,
+    search, full-size view; with the sanity check where OUT holds one. Opens from file://, no
+    server or network needed; thumbnails go to OUT/thumbs/ and are remade only when stale."""
+    write(out, inputs_from, title, debug)
+
+
+def write(out: Path, inputs_from: Path | None, title: str | None, debug: bool) -> None:
+    """Write the report and say where (also for --report on the other commands)."""
+    from saliency.report.page import write_report
+
+    try:
+        written = write_report(out, inputs_from, title)
+    except FileNotFoundError as exc:
+        if debug:
+            raise
+        common.fail(str(exc))
+    except OSError as exc:
+        if debug:
+            raise
+        common.fail(f"cannot write the report in {out}: {exc.strerror or exc}", common.EXIT_FAILED)
+    common.stderr().print(
+        common.escape(
+            f"report: {written.path} ({common.count(written.cards, 'image')}, "
+            f"{written.failed} failed, {common.count(written.thumbnails, 'thumbnail')})"
+        )
+    )

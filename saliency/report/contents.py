@@ -1,0 +1,175 @@
+"""What a report shows, read from an output folder: one card per image from the manifest (and
+any unmerged parts), the comparison figures, and the sanity check's curves and verdicts.
+
+Torch-free: a report is made from files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..files.manifest import MANIFEST, fold, list_parts
+
+# the options rows may carry, shown on the cards (see files.manifest.MANIFEST_EXTRA_KEYS)
+OPTION_KEYS = ("layer", "smooth", "noise", "seed", "baseline", "steps")
+PICTURES = (".png", ".jpg", ".webp")
+
+
+@dataclass
+class Picture:
+    """One method's picture of an image (for one target)."""
+
+    method: str
+    target: int | None
+    target_name: str
+    probability: float | None
+    path: str  # relative to the output folder
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Card:
+    """One input: its photo, prediction, pictures, or the reason it failed."""
+
+    image: str  # as the manifest names it
+    photo: Path | None  # the input file, if it can still be found
+    sha256: str | None
+    model: str | None
+    status: str  # ok or error
+    error: str | None = None
+    top5: list[tuple[str, float]] = field(default_factory=list)
+    pictures: list[Picture] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return Path(self.image).name
+
+    @property
+    def predicted(self) -> str | None:
+        return self.top5[0][0] if self.top5 else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A method's sanity-check verdict, as ``sanity.json`` holds it."""
+
+    method: str
+    first: tuple[float, float]
+    last: tuple[float, float]
+    baseline: float
+    threshold: float
+    passes: bool
+
+
+@dataclass
+class Contents:
+    """Everything a report of one folder shows."""
+
+    folder: Path
+    cards: list[Card]
+    comparisons: list[str]  # compare figures, relative to the folder
+    strips: list[str]  # the sanity check's map strips, one per image
+    sanity_figure: str | None
+    verdicts: list[Verdict]
+    evaluation_figure: str | None
+
+
+def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
+    """The report's contents of ``folder``. Photos named relative to the directory a run was
+    started in are looked for under ``inputs_from`` (default: the current one), then beside the
+    folder."""
+    rows = fold([folder / MANIFEST, *(path for _, path in list_parts(folder))]).values()
+    bases = [inputs_from or Path.cwd(), folder.resolve().parent]
+    cards: dict[str, Card] = {}
+    for row in rows:
+        image = str(row.get("image"))
+        card = cards.get(image)
+        if card is None:
+            source = row.get("source") or {}
+            card = cards[image] = Card(
+                image, _find(image, bases), source.get("sha256"), row.get("model"), "ok"
+            )
+        if row.get("status") != "ok":
+            card.status, card.error = "error", str(row.get("error") or "failed")
+            continue
+        if not card.top5:
+            card.top5 = [(str(t["name"]), float(t["probability"])) for t in row.get("top5") or []]
+        outputs = row.get("outputs") or []
+        card.pictures.append(
+            Picture(
+                str(row.get("method")),
+                row.get("target"),
+                str(row.get("target_name") or ""),
+                row.get("probability"),
+                str(outputs[0]),
+                {key: row[key] for key in OPTION_KEYS if row.get(key) is not None},
+            )
+        )
+    for card in cards.values():
+        card.pictures.sort(key=lambda p: (p.method, -(p.probability or 0.0)))
+    figures = sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*.compare.*")
+        if p.suffix in PICTURES and "thumbs" not in p.relative_to(folder).parts
+    )  # fmt: skip
+    strips = sorted(
+        p.relative_to(folder).as_posix() for p in (folder / "strips").rglob("*")
+        if p.suffix in PICTURES
+    )  # fmt: skip
+    return Contents(
+        folder,
+        sorted(cards.values(), key=lambda c: c.image),
+        figures,
+        strips,
+        _figure(folder, "sanity"),
+        _verdicts(folder / "sanity.json"),
+        _figure(folder, "evaluation"),
+    )
+
+
+def _find(image: str, bases: list[Path]) -> Path | None:
+    path = Path(image)
+    for candidate in [path] if path.is_absolute() else [base / path for base in bases]:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _figure(folder: Path, stem: str) -> str | None:
+    for suffix in PICTURES:
+        if (folder / f"{stem}{suffix}").is_file():
+            return f"{stem}{suffix}"
+    return None
+
+
+def _verdicts(path: Path) -> list[Verdict]:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    out = []
+    for item in found.get("verdicts", []) if isinstance(found, dict) else []:
+        try:
+            out.append(
+                Verdict(
+                    str(item["method"]),
+                    (float(item["first"][0]), float(item["first"][1])),
+                    (float(item["last"][0]), float(item["last"][1])),
+                    float(item["baseline"]),
+                    float(item["threshold"]),
+                    bool(item["passes"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue
+    return out
+
+
+def relative_url(target: Path, folder: Path) -> str:
+    """A link from a page in ``folder`` to ``target``, percent-encoded."""
+    from urllib.parse import quote
+
+    return quote(Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix())
