@@ -13,6 +13,7 @@ import typer
 
 from .common import EXIT_INTERRUPTED
 from .compare import compare
+from .evaluate import evaluate
 from .explain import explain
 from .listing import methods, models
 from .merge import merge
@@ -49,7 +50,7 @@ def _main(
     """Saliency maps for CNN classifiers (see [b]saliency methods[/])."""
 
 
-for command in (explain, compare, sanity, report, merge, models, methods):
+for command in (explain, compare, sanity, evaluate, report, merge, models, methods):
     app.command()(command)
 
 

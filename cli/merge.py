@@ -14,8 +14,10 @@ OutArg = Annotated[Path, typer.Argument(help="The output folder the shards wrote
 
 
 def merge(out: OutArg, debug: DebugOpt = False) -> None:
-    """Merge the manifest parts that the shards of a job array (or an interrupted torchrun job)
-    left in OUT into [b]OUT/results.jsonl[/], one row per image, method and target.
+    """Merge a sharded run's manifest parts into OUT/results.jsonl.
+
+    The shards of a job array (or an interrupted torchrun job) leave one part each in OUT;
+    this folds them into [b]OUT/results.jsonl[/], one row per image, method and target.
 
     Refused while a shard or another run still writes there. A lone rerun merges them too.
     """

@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # made at run time from the lists: opaque to the checker
     FigureFormat: TypeAlias = Any
     PictureFormat: TypeAlias = Any
     RawFormat: TypeAlias = Any
+    Metric: TypeAlias = Any
+    Fill: TypeAlias = Any
 else:
     MethodChoice = _choices("MethodChoice", [*method_names(), "all"])
     Baseline = _choices("Baseline", choices.BASELINES)
@@ -42,6 +44,8 @@ else:
     FigureFormat = _choices("FigureFormat", choices.FIGURE_FORMATS)
     PictureFormat = _choices("PictureFormat", choices.PICTURE_FORMATS)
     RawFormat = _choices("RawFormat", choices.RAW_FORMATS)
+    Metric = _choices("Metric", choices.METRICS)
+    Fill = _choices("Fill", choices.FILLS)
 
 ModelOpt = Annotated[
     str,

@@ -28,9 +28,11 @@ def report(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Write [b]OUT/report.html[/]: a card per image (photo, pictures, top-5, errors), filters,
-    search, full-size view; with the sanity check where OUT holds one. Opens from file://, no
-    server or network needed; thumbnails go to OUT/thumbs/ and are remade only when stale."""
+    """Write OUT/report.html: a static page to look at a run in a browser.
+
+    A card per image (photo, pictures, top-5, errors), filters, search, a full-size view; the
+    sanity check and evaluation where OUT holds them. Opens from file://, no server or network
+    needed; thumbnails go to OUT/thumbs/ and are remade only when stale."""
     write(out, inputs_from, title, debug)
 
 

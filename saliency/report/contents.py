@@ -76,6 +76,18 @@ class Contents:
     sanity_figure: str | None
     verdicts: list[Verdict]
     evaluation_figure: str | None
+    leaderboard: Leaderboard | None = None
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """An evaluation's leaderboard (``evaluation.json``): per method and metric, mean ± s.d."""
+
+    images: int
+    metrics: list[str]
+    methods: list[str]
+    cells: dict[tuple[str, str], tuple[float, float, bool]]  # (method, metric): mean, sd, best
+    lower_is_better: dict[str, bool]
 
 
 def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
@@ -127,6 +139,7 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
         _figure(folder, "sanity"),
         _verdicts(folder / "sanity.json"),
         _figure(folder, "evaluation"),
+        _leaderboard(folder / "evaluation.json"),
     )
 
 
@@ -166,6 +179,33 @@ def _verdicts(path: Path) -> list[Verdict]:
         except (KeyError, TypeError, ValueError, IndexError):
             continue
     return out
+
+
+def _leaderboard(path: Path) -> Leaderboard | None:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+        rows = found["leaderboard"]
+        cells = {
+            (str(r["method"]), str(r["metric"])): (
+                float(r["mean"]),
+                float(r["sd"]),
+                bool(r["best"]),
+            )
+            for r in rows
+        }
+        return Leaderboard(
+            int(found.get("images", 0)),
+            list(dict.fromkeys(str(r["metric"]) for r in rows)),
+            list(dict.fromkeys(str(r["method"]) for r in rows)),
+            cells,
+            {str(k): bool(v) for k, v in found.get("lower_is_better", {}).items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _cell(row: dict[str, Any]) -> tuple[float, float, bool]:
+    return float(row["mean"]), float(row["sd"]), bool(row["best"])
 
 
 def relative_url(target: Path, folder: Path) -> str:

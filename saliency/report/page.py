@@ -159,6 +159,7 @@ def _render(
         sanity_figure=contents.sanity_figure,
         verdicts=contents.verdicts,
         evaluation_figure=contents.evaluation_figure,
+        leaderboard=contents.leaderboard,
         css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
         script=(TEMPLATES / "report.js").read_text(encoding="utf-8"),
     )

@@ -127,6 +127,7 @@
     for (const c of shown.slice(start, start + PAGE)) fragment.append(card(c));
     list.replaceChildren(fragment);
     const failed = shown.filter((c) => c.status !== "ok").length;
+    summary.hidden = cards.length === 0;
     summary.textContent = `${shown.length} of ${cards.length} images, ${failed} failed` +
       (pages > 1 ? `; page ${view.page} of ${pages}` : "");
     for (const nav of document.querySelectorAll(".pages")) pager(nav, pages);

@@ -1,0 +1,193 @@
+"""``saliency evaluate``: which map to trust? Faithfulness and class sensitivity, with baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from saliency import choices
+
+from . import common
+from .common import count, escape
+from .options import (
+    BaselineOpt,
+    DebugOpt,
+    DeviceOpt,
+    Fill,
+    FitOpt,
+    LabelsOpt,
+    LayerOpt,
+    MethodChoice,
+    Metric,
+    ModelOpt,
+    PathsArg,
+    QuietOpt,
+    ReduceOpt,
+    ReportOpt,
+    WeightsOpt,
+)
+from .report import write as write_report
+
+
+def evaluate(
+    paths: PathsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "evaluation_out"
+    ),
+    model: ModelOpt = "efficientnet_lite0",
+    weights: WeightsOpt = None,
+    labels: LabelsOpt = None,
+    device: DeviceOpt = "auto",
+    method: Annotated[
+        list[MethodChoice] | None,
+        typer.Option(
+            "--method", help="Repeatable; 'all': every method. [default: gradient, guided, gradcam]"
+        ),  # fmt: skip
+    ] = None,
+    metric: Annotated[
+        list[Metric] | None,
+        typer.Option("--metric", help="Repeatable. [default: all five]"),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option(min=1, help="Deletion and insertion: pixels go in this many equal steps.")
+    ] = 20,
+    fill: Annotated[
+        Fill,
+        typer.Option(help="What removed pixels become (and insertion starts from)."),
+    ] = "blur",
+    contrast: Annotated[
+        str | None,
+        typer.Option(
+            help="Class sensitivity: the class to compare the top-1 map with (index or name). "
+            "[default: the lowest of each image's top 5]",
+            show_default=False,
+        ),
+    ] = None,
+    reduce: ReduceOpt = "max",
+    seed: Annotated[int, typer.Option(help="Seed of the random map and of ROAD's noise.")] = 0,
+    layer: LayerOpt = None,
+    ig_steps: Annotated[
+        int, typer.Option(min=1, help="Integrated Gradients: points on the path.")
+    ] = 32,
+    baseline: BaselineOpt = "black",
+    fit: FitOpt = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Images per batch, and perturbed copies per forward pass.")
+    ] = 64,
+    report: ReportOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score maps: deletion, insertion, ROAD and class sensitivity, beside baselines.
+
+    Metrics: [b]deletion[/] and [b]insertion[/] (RISE), [b]road_morf[/] and [b]road_lerf[/]
+    (ROAD), [b]class_sensitivity[/]; baselines: a [b]random[/] and a [b]centre[/] map.
+
+    Writes [b]evaluation.csv[/] (image, method, metric, value), [b]curves.csv[/],
+    [b]evaluation.json[/] (the leaderboard) and [b]evaluation.png[/], and prints the leaderboard:
+    mean ± s.d. per method and metric, the best in bold. The same seed gives the same files.
+    """
+    common.alone("evaluate")
+    methods = common.methods_from(method, default=("gradient", "guided", "gradcam"))
+    metrics = [str(m.value) for m in metric] if metric else list(choices.METRICS)
+    loaded = common.load(model, weights, labels, device, debug)
+    fit_mode = common.check_fit(fit, loaded)
+    method_options = common.method_options(
+        loaded, methods, baseline, layer=layer, steps=ig_steps, batch_size=batch_size
+    )
+    contrast_class = None
+    if contrast is not None:
+        spec = common.target(contrast, loaded.categories)
+        if spec.kind != "class":
+            common.fail(f"--contrast takes one class (an index or a name), got {contrast!r}")
+        contrast_class = spec.index
+    common.check_writable(out)
+    found = common.collect(paths, recursive=True, exclude=out)
+    console = common.stderr()
+
+    from saliency.evaluation.outputs import (
+        leaderboard,
+        plot_curves,
+        write_curves,
+        write_leaderboard,
+        write_scores,
+    )
+    from saliency.evaluation.run import evaluate as run_evaluation
+    from saliency.pipeline.stages import decode
+
+    failed = len(found.missing)
+    inputs, names = [], []
+    for file in found.files:
+        item = decode(file, loaded, fit_mode)
+        if item.tensor is None:
+            failed += 1
+            console.print(f"[red]error:[/] {escape(file.shown)}: {escape(str(item.error))}")
+            continue
+        inputs.append(item.tensor)
+        names.append(file.shown)
+    if not inputs:
+        common.fail("no image could be read", common.EXIT_FAILED)
+    progress = common.progress(console, quiet)
+    try:
+        with progress:
+            task = progress.add_task("evaluating", total=len(inputs))
+            result = run_evaluation(
+                loaded, inputs, methods, metrics, names, steps=steps, fill=str(fill.value),
+                contrast=contrast_class, reduce=str(reduce.value), seed=seed,
+                batch_size=batch_size, options=method_options,
+                on_batch=lambda n: progress.advance(task, n),
+            )  # fmt: skip
+        write_scores(result, out / "evaluation.csv")
+        write_curves(result, out / "curves.csv")
+        write_leaderboard(result, out / "evaluation.json")
+        plot_curves(result, out / "evaluation.png")
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        raise typer.Exit(common.EXIT_INTERRUPTED) from None
+    except OSError as exc:
+        if debug:
+            raise
+        common.fail(f"cannot write to {out}: {exc.strerror or exc}", common.EXIT_FAILED)
+    except ValueError as exc:
+        if debug:
+            raise
+        common.fail(str(exc))
+    _print_leaderboard(leaderboard(result), len(names))
+    if not quiet:
+        console.print(
+            f"{count(len(names), 'image')}, {failed} failed; outputs in {escape(str(out))}/ "
+            "(evaluation.csv, curves.csv, evaluation.json, evaluation.png)"
+        )
+    if report:
+        write_report(out, None, None, debug)
+    raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+
+
+def _print_leaderboard(standings: list[Any], images: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saliency.evaluation.metrics import LOWER_IS_BETTER
+
+    metrics = list(dict.fromkeys(s.metric for s in standings))
+    methods = list(dict.fromkeys(s.method for s in standings))
+    table = Table(
+        title="Leaderboard: mean ± s.d. over " + count(images, "image") + "; best in bold",
+        caption="↓ lower is better, ↑ higher; random and centre are baselines: a method that "
+        "does not beat them on a metric tells nothing there",
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("method")
+    for name in metrics:
+        table.add_column(f"{name} {'↓' if LOWER_IS_BETTER[name] else '↑'}", justify="right")
+    for method in methods:
+        cells = []
+        for name in metrics:
+            s = next(x for x in standings if x.method == method and x.metric == name)
+            text = f"{s.mean:.3f} ± {s.sd:.3f}"
+            cells.append(f"[bold]{text}[/]" if s.best else text)
+        table.add_row(method, *cells)
+    Console(highlight=False, soft_wrap=True).print(table)

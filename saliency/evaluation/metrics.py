@@ -1,0 +1,105 @@
+"""The metrics: each turns an image's pixel order into a curve of the explained class's softmax
+probability as pixels go (or come back), and a curve into one number.
+
+* ``deletion`` / ``insertion`` (Petsiuk et al. 2018): the most relevant pixels replaced by the
+  substrate (a blurred copy, or the mean colour) in ``steps`` equal fractions, or put back into
+  the substrate; the score is the area under the curve over the fraction (trapezoid, in [0, 1]).
+  Deletion: lower is better; insertion: higher.
+* ``road_morf`` / ``road_lerf`` (Rong et al. 2022): the most (least) relevant fractions removed by
+  noisy linear imputation (:mod:`.road`); the score is the mean over the fractions. MoRF: lower is
+  better; LeRF: higher; their gap (LeRF - MoRF): higher.
+* ``class_sensitivity``: the Spearman rank correlation of the map for the top-1 class with the map
+  for another class; near 1 means the map ignores the class (lower is better).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torchvision.transforms.functional as TF
+
+from ..choices import FILLS
+from .ranking import removed
+from .road import impute
+
+CURVES = ("deletion", "insertion", "road_morf", "road_lerf")
+LOWER_IS_BETTER = {"deletion": True, "insertion": False, "road_morf": True, "road_lerf": False,
+                   "road_gap": False, "class_sensitivity": True}  # fmt: skip
+ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+Probabilities = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def substrate(images: torch.Tensor, fill: str) -> torch.Tensor:
+    """What removed pixels become: a Gaussian blur (kernel 11, s.d. 5, as RISE's insertion), or
+    each image's mean colour."""
+    if fill == "blur":
+        return TF.gaussian_blur(images, [11, 11], [5.0, 5.0])
+    if fill == "mean":
+        return images.mean((2, 3), keepdim=True).expand_as(images).clone()
+    raise ValueError(f"unknown fill {fill!r}; valid: {', '.join(FILLS)}")
+
+
+def fractions(steps: int) -> list[float]:
+    return [k / steps for k in range(steps + 1)]
+
+
+def deletion_curves(
+    images: torch.Tensor,
+    places: torch.Tensor,
+    base: torch.Tensor,
+    targets: torch.Tensor,
+    steps: int,
+    insertion: bool,
+    probabilities: Probabilities,
+) -> torch.Tensor:
+    """(B, steps + 1) probabilities of ``targets`` as the pixels go (come back) in ``places``
+    order, from fraction 0 to 1."""
+    columns = []
+    for fraction in fractions(steps):
+        gone = removed(places, fraction)[:, None]
+        copies = torch.where(gone, images, base) if insertion else torch.where(gone, base, images)
+        columns.append(probabilities(copies, targets))
+    return torch.stack(columns, 1)
+
+
+def road_curves(
+    images: torch.Tensor,
+    places: torch.Tensor,
+    targets: torch.Tensor,
+    most_first: bool,
+    probabilities: Probabilities,
+    seeds: Sequence[int],
+    road_fractions: Sequence[float] = ROAD_FRACTIONS,
+    noise: float = 0.01,
+) -> torch.Tensor:
+    """(B, fractions) probabilities of ``targets`` with the most (least) relevant fractions
+    imputed. ``seeds``: one per image, for the imputation's noise."""
+    columns = []
+    for number, fraction in enumerate(road_fractions):
+        gone = removed(places, fraction, most_first)
+        item_seeds = [seed * 1000 + number for seed in seeds]
+        columns.append(probabilities(impute(images, gone, noise, item_seeds), targets))
+    return torch.stack(columns, 1)
+
+
+def area(curve: torch.Tensor, xs: Sequence[float]) -> torch.Tensor:
+    """(B, K) -> (B,): the trapezoid area over ``xs`` (from 0 to 1 for deletion/insertion)."""
+    x = torch.tensor(list(xs), dtype=curve.dtype, device=curve.device)
+    return torch.trapezoid(curve, x, dim=1)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) twice -> (B,): the rank correlation of each image's two maps (ties get their
+    average rank); 0 where a map is constant."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    out = []
+    first, second = a.flatten(1).cpu().double().numpy(), b.flatten(1).cpu().double().numpy()
+    for x, y in zip(first, second, strict=True):
+        rx, ry = rankdata(x) - (x.size + 1) / 2, rankdata(y) - (y.size + 1) / 2
+        norm = float(np.linalg.norm(rx) * np.linalg.norm(ry))
+        out.append(float(rx @ ry) / norm if norm > 0 else 0.0)
+    return torch.tensor(out)

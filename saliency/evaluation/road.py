@@ -1,0 +1,139 @@
+"""ROAD's noisy linear imputation (Rong et al. 2022), batched on the model's device.
+
+Each removed pixel takes the weighted mean of its 8 neighbours (1/6 for the 4 direct, 1/12 for
+the 4 diagonal; fewer at borders, where the weights are renormalized), all removed pixels solved
+together, then Gaussian noise is added to them. Multiplying each pixel's equation by its weight
+sum makes the system symmetric positive definite (a graph Laplacian of the removed pixels,
+anchored by the kept ones), so it is solved by conjugate gradients for every image, removal and
+channel at once, each step one 3x3 convolution. The reference solves each image with a sparse
+direct solver on the CPU, as we do on the CPU (faster there); ``tests/test_evaluation.py``
+checks the two solvers agree with each other and with a hand-built system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+WEIGHTS = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+
+
+def impute_cg(
+    images: torch.Tensor,
+    removed: torch.Tensor,
+    noise: float = 0.01,
+    seeds: Sequence[int] | None = None,
+    tolerance: float = 1e-5,
+    max_steps: int = 2000,
+) -> torch.Tensor:
+    """The imputation by conjugate gradients, every image and channel at once (see
+    :func:`impute`); each step is one 3x3 convolution, which suits a GPU."""
+    n, c, h, w = images.shape
+    kernel = WEIGHTS.to(images.device, images.dtype)[None, None]
+    hole = removed[:, None].to(images.dtype).expand(n, c, h, w).reshape(n * c, 1, h, w)
+    x = images.reshape(n * c, 1, h, w)
+
+    def neighbours(z: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(z, kernel, padding=1)
+
+    degree = neighbours(torch.ones(1, 1, h, w, device=images.device, dtype=images.dtype))
+    b = hole * neighbours(x * (1 - hole))
+
+    def apply(z: torch.Tensor) -> torch.Tensor:  # A z on the removed pixels
+        return hole * (degree * z - neighbours(z))
+
+    z = hole * b / degree  # start: the kept neighbours' share
+    r = b - apply(z)
+    p = r.clone()
+    rr = (r * r).sum((1, 2, 3), keepdim=True)
+    scale = (b * b).sum((1, 2, 3), keepdim=True).clamp_min(1e-30)
+    for _ in range(max_steps):
+        if bool((rr <= tolerance**2 * scale).all()):
+            break
+        ap = apply(p)
+        alpha = rr / (p * ap).sum((1, 2, 3), keepdim=True).clamp_min(1e-30)
+        z = z + alpha * p
+        r = r - alpha * ap
+        rr_next = (r * r).sum((1, 2, 3), keepdim=True)
+        p = r + (rr_next / rr.clamp_min(1e-30)) * p
+        rr = rr_next
+    out = x * (1 - hole) + hole * (z + _noise(images, seeds, noise).reshape(n * c, 1, h, w))
+    return out.reshape(n, c, h, w)
+
+
+def impute(
+    images: torch.Tensor,
+    removed: torch.Tensor,
+    noise: float = 0.01,
+    seeds: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """``images`` (N, C, H, W) with the pixels where ``removed`` (N, H, W) is true replaced by
+    their noisy linear imputation (noise s.d. ``noise``; each image's drawn on the CPU from its
+    own seed in ``seeds``, so results do not depend on how images are batched). On a GPU by
+    conjugate gradients for all at once; on the CPU by a sparse direct solve per image, which
+    is faster there (0.4 s against 1 to 2 s for 90% of a 224x224 image)."""
+    if images.device.type != "cpu":
+        return impute_cg(images, removed, noise, seeds)
+    out = images.clone()
+    for i in range(images.shape[0]):
+        _solve_direct(out[i], removed[i].cpu().numpy())
+    return out + removed[:, None].to(images.dtype) * _noise(images, seeds, noise)
+
+
+def _noise(images: torch.Tensor, seeds: Sequence[int] | None, noise: float) -> torch.Tensor:
+    n, c, h, w = images.shape
+    draws = [
+        torch.randn((c, h, w), generator=torch.Generator().manual_seed(seed))
+        for seed in (seeds if seeds is not None else range(n))
+    ]
+    return torch.stack(draws).to(images.device, images.dtype) * noise
+
+
+def _solve_direct(image: torch.Tensor, hole: np.ndarray) -> None:
+    """Impute ``image`` (C, H, W, on the CPU) in place where ``hole`` (H, W) is true, without
+    noise: the sparse system built with NumPy, solved by SuperLU for all channels at once."""
+    import scipy.sparse as sparse
+    from scipy.sparse.linalg import spsolve
+
+    h, w = hole.shape
+    ys, xs = np.nonzero(hole)
+    if ys.size == 0:
+        return
+    index = np.full((h, w), -1, dtype=np.int64)
+    index[ys, xs] = np.arange(ys.size)
+    values = image.numpy().reshape(image.shape[0], -1)
+    weights = WEIGHTS.numpy()
+    rows, cols, entries = [], [], []
+    degree = np.zeros(ys.size)
+    rhs = np.zeros((ys.size, image.shape[0]))
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            weight = float(weights[dy + 1, dx + 1])
+            if weight == 0:
+                continue
+            ny, nx = ys + dy, xs + dx
+            inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+            degree[inside] += weight
+            k, ny, nx = np.nonzero(inside)[0], ny[inside], nx[inside]
+            neighbour = index[ny, nx]
+            unknown = neighbour >= 0
+            rows.append(k[unknown])
+            cols.append(neighbour[unknown])
+            entries.append(np.full(int(unknown.sum()), -weight))
+            rhs[k[~unknown]] += weight * values[:, ny[~unknown] * w + nx[~unknown]].T
+    rows.append(np.arange(ys.size))
+    cols.append(np.arange(ys.size))
+    entries.append(degree)
+    matrix = sparse.csc_matrix(
+        (np.concatenate(entries), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(ys.size, ys.size),
+    )
+    solution = spsolve(matrix, rhs).reshape(ys.size, -1)
+    flat = ys * w + xs
+    for channel in range(image.shape[0]):
+        image.view(image.shape[0], -1)[channel, flat] = torch.from_numpy(solution[:, channel]).to(
+            image.dtype
+        )
