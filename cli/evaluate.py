@@ -190,4 +190,7 @@ def _print_leaderboard(standings: list[Any], images: int) -> None:
             text = f"{s.mean:.3f} ± {s.sd:.3f}"
             cells.append(f"[bold]{text}[/]" if s.best else text)
         table.add_row(method, *cells)
-    Console(highlight=False, soft_wrap=True).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a pipe or file: wide enough for one line per method
+        console = Console(highlight=False, width=max(console.width, 30 + 17 * len(metrics)))
+    console.print(table)

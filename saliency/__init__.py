@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "explain": "saliency.api",
     "explain_batch": "saliency.api",
+    "evaluate": "saliency.evaluation.run",
     "Explanation": "saliency.explanation",
     "load_model": "saliency.models.loading",
     "LoadedModel": "saliency.models.loading",
@@ -52,6 +53,7 @@ __all__ = [
     "RuleError",
     "RuleHooks",
     "SaliencyError",
+    "evaluate",
     "explain",
     "explain_batch",
     "get_method",
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
         RuleError,
         SaliencyError,
     )
+    from .evaluation.run import evaluate
     from .explanation import Explanation
     from .files.images import load_image
     from .files.raw_maps import read_maps

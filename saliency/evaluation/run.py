@@ -82,9 +82,11 @@ def evaluate(
     options: MethodOptions | None = None,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    baselines: Sequence[str] = BASELINES,
 ) -> Evaluation:
     """Evaluate ``methods`` (and the ``random`` and ``centre`` baselines) on ``inputs``
     (preprocessed, (3, H, W) each, or a batch) with ``metrics`` (see :mod:`.metrics`).
+    Leave out ``baselines`` only to time the methods alone: without them a score has no scale.
 
     The explained class is each image's top-1; class sensitivity compares it with ``contrast``
     or else the lowest of the top 5. ``seed`` fixes the random map and ROAD's noise: the same
@@ -104,7 +106,10 @@ def evaluate(
         module = model
     items = list(inputs)
     names = list(names) if names is not None else [f"image {i}" for i in range(len(items))]
-    result = Evaluation(names, [*methods, *BASELINES], list(metrics))
+    unknown_baselines = [b for b in baselines if b not in BASELINES]
+    if unknown_baselines:
+        raise ValueError(f"unknown baseline {unknown_baselines}; valid: {', '.join(BASELINES)}")
+    result = Evaluation(names, [*methods, *baselines], list(metrics))
     settings = Settings(
         steps, fill, tuple(road_fractions), noise, contrast, reduce, seed, batch_size
     )
@@ -161,8 +166,10 @@ def _batch(
     shape = (x.shape[0], x.shape[2], x.shape[3])
     values = {m: pixel_values(explained[0][m].maps.detach(), reduce) for m in methods}
     # baselines: a random map per image from its own seed, and the centred Gaussian
-    values["random"] = torch.cat([random_map((1, *shape[1:]), seed + i) for i in indices])
-    values["centre"] = centre_map(shape)
+    if "random" in result.methods:
+        values["random"] = torch.cat([random_map((1, *shape[1:]), seed + i) for i in indices])
+    if "centre" in result.methods:
+        values["centre"] = centre_map(shape)
     values = {m: v.to(x.device) for m, v in values.items()}
 
     @torch.no_grad()
