@@ -190,6 +190,36 @@ def hold(out: Path, debug: bool, shard: Shard | None = None) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def failures(
+    out: Path,
+    debug: bool,
+    doing: str = "write to",
+    usage: tuple[type[Exception], ...] = (),
+    failing: tuple[type[Exception], ...] = (),
+) -> Iterator[None]:
+    """A command's work, its errors turned into one line and an exit code: Ctrl-C 130, a
+    ``usage`` error 2, a ``failing`` error 1, and any other file error 1 ("cannot ``doing``
+    ``out``"). ``--debug`` shows the traceback instead."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        stderr().print("[yellow]interrupted[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except usage as exc:
+        if debug:
+            raise
+        fail(str(exc))
+    except failing as exc:
+        if debug:
+            raise
+        fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        if debug:
+            raise
+        fail(f"cannot {doing} {out}: {exc.strerror or exc}", EXIT_FAILED)
+
+
 def exit_code_for(signum: int | None) -> int:
     """128 + the signal's number, as shells report a process ended by it: 130 for SIGINT."""
     return 128 + signum if signum is not None else EXIT_INTERRUPTED

@@ -130,7 +130,7 @@ def evaluate(
     if not inputs:
         common.fail("no image could be read", common.EXIT_FAILED)
     progress = common.progress(console, quiet)
-    try:
+    with common.failures(out, debug, usage=(ValueError,)):
         with progress:
             task = progress.add_task("evaluating", total=len(inputs))
             result = run_evaluation(
@@ -143,17 +143,6 @@ def evaluate(
         write_curves(result, out / "curves.csv")
         write_leaderboard(result, out / "evaluation.json")
         plot_curves(result, out / "evaluation.png")
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        raise typer.Exit(common.EXIT_INTERRUPTED) from None
-    except OSError as exc:
-        if debug:
-            raise
-        common.fail(f"cannot write to {out}: {exc.strerror or exc}", common.EXIT_FAILED)
-    except ValueError as exc:
-        if debug:
-            raise
-        common.fail(str(exc))
     _print_leaderboard(leaderboard(result), len(names))
     if not quiet:
         console.print(

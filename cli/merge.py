@@ -24,16 +24,8 @@ def merge(out: OutArg, debug: DebugOpt = False) -> None:
     from saliency.errors import OutputBusyError
     from saliency.parallel.merging import merge_output
 
-    try:
+    with common.failures(out, debug, "merge in", usage=(OutputBusyError, FileNotFoundError)):
         merged = merge_output(out)
-    except (OutputBusyError, FileNotFoundError) as exc:
-        if debug:
-            raise
-        common.fail(str(exc))
-    except OSError as exc:
-        if debug:
-            raise
-        common.fail(f"cannot merge in {out}: {exc.strerror or exc}", common.EXIT_FAILED)
     common.stderr().print(
         common.escape(
             f"merged {common.count(merged.parts, 'manifest part')}: {merged.images} images, "

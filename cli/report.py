@@ -40,16 +40,8 @@ def write(out: Path, inputs_from: Path | None, title: str | None, debug: bool) -
     """Write the report and say where (also for --report on the other commands)."""
     from saliency.report.page import write_report
 
-    try:
+    with common.failures(out, debug, "write the report in", usage=(FileNotFoundError,)):
         written = write_report(out, inputs_from, title)
-    except FileNotFoundError as exc:
-        if debug:
-            raise
-        common.fail(str(exc))
-    except OSError as exc:
-        if debug:
-            raise
-        common.fail(f"cannot write the report in {out}: {exc.strerror or exc}", common.EXIT_FAILED)
     common.stderr().print(
         common.escape(
             f"report: {written.path} ({common.count(written.cards, 'image')}, "

@@ -129,7 +129,7 @@ def sanity(
         common.fail("no image could be read", common.EXIT_FAILED)
 
     progress = common.progress(console, quiet)
-    try:
+    with common.failures(out, debug, failing=(ValueError,)):
         with progress:
             task = progress.add_task("randomizing", total=None)
 
@@ -155,17 +155,6 @@ def sanity(
         plot_metrics(result, out / f"sanity.{format.value}")
         for file, name in zip(files, names, strict=True):
             plot_strip(result, name, out / "strips" / f"{file.base.as_posix()}.{format.value}")
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        raise typer.Exit(common.EXIT_INTERRUPTED) from None
-    except OSError as exc:
-        if debug:
-            raise
-        common.fail(f"cannot write to {out}: {exc.strerror or exc}", common.EXIT_FAILED)
-    except ValueError as exc:
-        if debug:
-            raise
-        common.fail(str(exc), common.EXIT_FAILED)
 
     _print_verdicts(found_verdicts, result, threshold)
     if not quiet:

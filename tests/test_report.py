@@ -57,7 +57,7 @@ class Page:
     def open(self, fragment: str = "") -> Any:
         started = time.perf_counter()
         self.page.goto(self.url + fragment)
-        self.page.wait_for_selector("#cards > li, #summary")
+        self.page.wait_for_selector("body[data-ready]", state="attached")
         self.seconds = time.perf_counter() - started
         return self.page
 

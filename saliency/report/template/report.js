@@ -192,4 +192,5 @@
 
   readHash();
   render();
+  document.body.dataset.ready = "1";  // drawn: for scripts and tests that wait on the page
 })();
