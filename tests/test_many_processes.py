@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from saliency.files.inputs import InputFile
-from saliency.files.manifest import fold
+from saliency.files.manifest import fold, manifest_files
 from saliency.parallel.shards import Shard, assign, from_environment, parse_shard, select
 from tests.outputs_check import check_nothing_lost, manifest_rows
 
@@ -235,7 +235,7 @@ def test_a_rank_killed_mid_run_then_a_rerun_with_another_count(
     assert proc.returncode != 0
     assert list(out.glob("results.part.*")), stderr  # merged by no one: a rank died
     # the pictures with a row (a picture whose row the kill prevented is rightly redone)
-    recorded = fold([out / "results.jsonl", *out.glob("results.part.*.jsonl")]).values()
+    recorded = fold(manifest_files(out)).values()
     names = [r["outputs"][0] for r in recorded if r["status"] == "ok"]
     before = {name: (out / name).stat().st_mtime_ns for name in names}
     assert len(before) >= 4, stderr

@@ -128,13 +128,22 @@ def _acquire(folder: Path, shard: Shard | None, merging: bool) -> list[int]:
     return [main, own]
 
 
+def shard_locks(folder: Path) -> list[tuple[Path, int, int]]:
+    """The shards' lock files in ``folder``, held or left behind: (path, index, count)."""
+    found = []
+    for path in sorted(folder.glob(".saliency.*-of-*.lock")):
+        match = SHARD_LOCK.fullmatch(path.name)
+        if match is not None:
+            found.append((path, int(match[1]), int(match[2])))
+    return found
+
+
 def _held_shards(folder: Path, other_than: int | None = None) -> str:
     """The shards of sharded runs now writing in ``folder`` (of another count than
     ``other_than``), described; empty if none."""
     held = []
-    for path in sorted(folder.glob(".saliency.*-of-*.lock")):
-        match = SHARD_LOCK.fullmatch(path.name)
-        if match is None or int(match[2]) == other_than:
+    for path, index, count in shard_locks(folder):
+        if count == other_than:
             continue
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -142,7 +151,7 @@ def _held_shards(folder: Path, other_than: int | None = None) -> str:
             continue
         try:
             if not _try(fd, fcntl.LOCK_SH if fcntl else 0):
-                held.append(f"shard {match[1]}/{match[2]}: {_describe(fd)}")
+                held.append(f"shard {index}/{count}: {_describe(fd)}")
         finally:
             os.close(fd)
     return "; ".join(held)

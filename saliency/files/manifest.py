@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from .lock import shard_locks
 from .outputs import MANIFEST, remove_partial_files, write_atomic
 
 if TYPE_CHECKING:
@@ -212,6 +213,12 @@ def list_parts(folder: Path) -> list[tuple[int, Path]]:
     return [(number, path) for number, _, path in sorted(parts)]
 
 
+def manifest_files(folder: Path) -> list[Path]:
+    """``results.jsonl`` then every part: the files whose rows make a folder's manifest, in the
+    order they apply (see :func:`fold`)."""
+    return [folder / MANIFEST, *(path for _, path in list_parts(folder))]
+
+
 @dataclass(frozen=True)
 class Merged:
     """What :func:`merge_parts` did: parts folded in, and the manifest's rows after."""
@@ -236,10 +243,7 @@ def merge_parts(folder: Path) -> Merged:
     """Fold every part into ``results.jsonl`` (atomically) and remove the parts, the shards'
     lock files and partial files that killed shards left. Only while holding the folder
     exclusively (a lone run's lock)."""
-    from .lock import SHARD_LOCK
-
-    parts = [path for _, path in list_parts(folder)]
-    main = folder / MANIFEST
+    main, *parts = manifest_files(folder)
     if parts:
         rows = fold([main, *parts])
         write_rows(main, rows.values())
@@ -248,9 +252,8 @@ def merge_parts(folder: Path) -> Merged:
         remove_partial_files(folder)  # a walk of the whole tree: only after a sharded run
     else:
         rows = read_rows(main, repair=True)
-    for path in folder.glob(".saliency.*-of-*.lock"):
-        if SHARD_LOCK.fullmatch(path.name):
-            path.unlink(missing_ok=True)
+    for path, _, _ in shard_locks(folder):
+        path.unlink(missing_ok=True)
     remove_unnamed_containers(folder, rows.values())
     return Merged(len(parts), list(rows.values()))
 

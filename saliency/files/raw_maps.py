@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .manifest import MANIFEST, fold, list_parts
+from .manifest import MANIFEST, fold, manifest_files
 from .outputs import write_atomic
 
 CHUNK_BYTES = 256 << 20
@@ -131,10 +131,10 @@ def read_maps(out_dir: str | Path) -> RawMaps:
     """The raw maps an ``explain --save-raw`` run wrote into ``out_dir`` (``.npy`` files or
     containers), indexed by the manifest (and any unmerged parts of a sharded run)."""
     folder = Path(out_dir)
-    parts = list_parts(folder) if folder.is_dir() else []
-    if not (folder / MANIFEST).is_file() and not parts:
+    files = manifest_files(folder) if folder.is_dir() else []
+    if not any(path.is_file() for path in files):
         raise FileNotFoundError(f"{folder} holds no manifest ({MANIFEST}) of a saliency run")
-    rows = fold([folder / MANIFEST, *(path for _, path in parts)])
+    rows = fold(files)
     entries: dict[str, RawEntry] = {}
     for row in rows.values():
         outputs = row.get("outputs") or []

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..files.manifest import MANIFEST, fold, list_parts
+from ..files.manifest import fold, manifest_files
 
 # the options rows may carry, shown on the cards (see files.manifest.MANIFEST_EXTRA_KEYS)
 OPTION_KEYS = ("layer", "smooth", "noise", "seed", "baseline", "steps")
@@ -94,7 +94,7 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
     """The report's contents of ``folder``. Photos named relative to the directory a run was
     started in are looked for under ``inputs_from`` (default: the current one), then beside the
     folder."""
-    rows = fold([folder / MANIFEST, *(path for _, path in list_parts(folder))]).values()
+    rows = fold(manifest_files(folder)).values()
     bases = [inputs_from or Path.cwd(), folder.resolve().parent]
     cards: dict[str, Card] = {}
     for row in rows:
