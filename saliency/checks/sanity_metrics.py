@@ -43,6 +43,12 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks - ranks.mean()
 
 
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two maps (ties get average ranks); 0 if either is
+    constant."""
+    return _correlation(_ranks(a), _ranks(b))
+
+
 def _hog(unit: np.ndarray) -> np.ndarray:
     """Centred HOG features (16-pixel cells; maps under 32 pixels get smaller cells)."""
     from skimage.feature import hog

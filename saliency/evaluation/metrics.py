@@ -91,15 +91,9 @@ def area(curve: torch.Tensor, xs: Sequence[float]) -> torch.Tensor:
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) twice -> (B,): the rank correlation of each image's two maps (ties get their
-    average rank); 0 where a map is constant."""
-    import numpy as np
-    from scipy.stats import rankdata
+    """(B, H, W) twice -> (B,): the rank correlation of each image's two maps, as the sanity
+    check computes it (ties get their average rank; 0 where a map is constant)."""
+    from ..checks.sanity_metrics import rank_correlation
 
-    out = []
     first, second = a.flatten(1).cpu().double().numpy(), b.flatten(1).cpu().double().numpy()
-    for x, y in zip(first, second, strict=True):
-        rx, ry = rankdata(x) - (x.size + 1) / 2, rankdata(y) - (y.size + 1) / 2
-        norm = float(np.linalg.norm(rx) * np.linalg.norm(ry))
-        out.append(float(rx @ ry) / norm if norm > 0 else 0.0)
-    return torch.tensor(out)
+    return torch.tensor([rank_correlation(x, y) for x, y in zip(first, second, strict=True)])
