@@ -17,12 +17,13 @@ import typer
 from .options import value
 
 if TYPE_CHECKING:
+    import torch
     from rich.console import Console
     from rich.progress import Progress
 
     from saliency import LoadedModel, MethodOptions, RenderOptions
     from saliency.engine.targets import TargetSpec
-    from saliency.files.inputs import Inputs
+    from saliency.files.inputs import InputFile, Inputs
     from saliency.parallel.group import Group
     from saliency.parallel.shards import Shard
 
@@ -159,6 +160,29 @@ def collect(paths: list[str], recursive: bool, exclude: Path | None = None) -> I
     for missing in found.missing:
         stderr().print(f"[red]error:[/] {escape(missing)}: no such file or folder")
     return found
+
+
+def decode_all(
+    found: Inputs, loaded: LoadedModel, fit: str | None
+) -> tuple[list[torch.Tensor], list[InputFile], int]:
+    """The inputs as model tensors, with their files, and how many failed (missing paths
+    included), each failure named on stderr: one bad file does not stop the others. Exit 1 if
+    none could be read."""
+    from saliency.pipeline.stages import decode
+
+    failed = len(found.missing)
+    tensors, files = [], []
+    for file in found.files:
+        item = decode(file, loaded, fit)
+        if item.tensor is None:
+            failed += 1
+            stderr().print(f"[red]error:[/] {escape(file.shown)}: {escape(str(item.error))}")
+            continue
+        tensors.append(item.tensor)
+        files.append(file)
+    if not tensors:
+        fail("no image could be read", EXIT_FAILED)
+    return tensors, files, failed
 
 
 def check_writable(out: Path) -> None:

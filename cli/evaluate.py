@@ -115,20 +115,9 @@ def evaluate(
         write_scores,
     )
     from saliency.evaluation.run import evaluate as run_evaluation
-    from saliency.pipeline.stages import decode
 
-    failed = len(found.missing)
-    inputs, names = [], []
-    for file in found.files:
-        item = decode(file, loaded, fit_mode)
-        if item.tensor is None:
-            failed += 1
-            console.print(f"[red]error:[/] {escape(file.shown)}: {escape(str(item.error))}")
-            continue
-        inputs.append(item.tensor)
-        names.append(file.shown)
-    if not inputs:
-        common.fail("no image could be read", common.EXIT_FAILED)
+    inputs, files, failed = common.decode_all(found, loaded, fit_mode)
+    names = [file.shown for file in files]
     progress = common.progress(console, quiet)
     with common.failures(out, debug, usage=(ValueError,)):
         with progress:

@@ -112,21 +112,9 @@ def sanity(
 
     from saliency.checks.sanity import run_sanity, verdicts
     from saliency.checks.sanity_plots import plot_metrics, plot_strip, write_csv, write_verdicts
-    from saliency.pipeline.stages import decode
 
-    failed = len(found.missing)
-    inputs, names, files = [], [], []
-    for file in found.files:
-        item = decode(file, loaded, fit_mode)
-        if item.tensor is None:  # one bad file must not stop the others
-            failed += 1
-            console.print(f"[red]error:[/] {escape(file.shown)}: {escape(str(item.error))}")
-            continue
-        inputs.append(item.tensor)
-        names.append(file.shown)
-        files.append(file)
-    if not inputs:
-        common.fail("no image could be read", common.EXIT_FAILED)
+    inputs, files, failed = common.decode_all(found, loaded, fit_mode)
+    names = [file.shown for file in files]
 
     progress = common.progress(console, quiet)
     with common.failures(out, debug, failing=(ValueError,)):
