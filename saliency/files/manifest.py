@@ -98,9 +98,8 @@ class Manifest:
         self._written: dict[str, Row] = {}
         self.kept: list[Row] | None = None  # a lone run's rows, once closed
         if shard is None:
-            merge_parts(folder)
             self.path = folder / MANIFEST
-            self.rows = read_rows(self.path, repair=True)
+            self.rows = {row_key(row): row for row in merge_parts(folder).rows}  # read once
         else:
             parts = list_parts(folder)
             sequence = max((number for number, _ in parts), default=0) + 1
