@@ -165,6 +165,7 @@ def explain(
     if code > 128:
         common.exit_now(code)
     code, complete = _finish(found, out, counts, code, quiet, place)
+    place.close()
     if report and complete:  # a shard that did not merge leaves the report to the last
         write_report(out, None, None, debug)
     raise typer.Exit(code)

@@ -80,6 +80,11 @@ class Placement:
                 )
             return None
 
+    def close(self) -> None:
+        """Leave the torchrun group (its last collective, the gather, is done)."""
+        if self.group is not None:
+            self.group.close()
+
     def describe(self, processes: int) -> str:
         if self.group is not None:
             return f"{processes} processes: "
