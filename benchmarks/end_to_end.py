@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from photos import make_photos  # noqa: E402
 
 from saliency import load_image, load_model  # noqa: E402
-from saliency.engine.method import MethodOptions  # noqa: E402
+from saliency.engine.options import MethodOptions  # noqa: E402
 from saliency.files.inputs import collect_inputs  # noqa: E402
 from saliency.pictures.paint import RenderOptions, paint  # noqa: E402
 from saliency.pictures.render import prepare  # noqa: E402

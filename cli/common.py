@@ -117,17 +117,37 @@ def target(spec: str, categories: list[str]) -> TargetSpec:
 
 
 def method_options(
-    loaded: LoadedModel, methods: tuple[str, ...], baseline: Enum, **settings: Any
+    loaded: LoadedModel,
+    methods: tuple[str, ...],
+    named: dict[str, Any],
+    pairs: list[str] | None,
+    flags: dict[str, str] | None = None,
+    **run: Any,
 ) -> MethodOptions:
-    """The methods' settings, checked, with the Grad-CAM layer resolved: a usage error now."""
+    """The methods' settings from their named options (those given; ``flags`` spells those
+    whose option is not ``--NAME``) and ``--set`` pairs, with ``run`` (smooth, noise, seed,
+    batch_size); checked, the layer resolved: a usage error now."""
     from saliency import MethodOptions
+    from saliency.engine.options import UnusedSettingError, parse_settings
+    from saliency.engine.registry import get_method
     from saliency.pipeline.options import resolve_method_options
 
+    given = {name: value(v) if isinstance(v, Enum) else v for name, v in named.items()}
+    given = {name: v for name, v in given.items() if v is not None}
+    spelled = {name: (flags or {}).get(name, f"--{name}") for name in named}
     try:
-        options = MethodOptions(baseline=str(baseline.value), **settings)
+        settings = parse_settings([get_method(m) for m in methods], pairs or [])
+        for name in given.keys() & settings.keys():
+            fail(f"{spelled[name]} and --set {name}=... both given: give one")
+        options = MethodOptions(settings={**given, **settings}, **run)
         return resolve_method_options(loaded, methods, options)
+    except UnusedSettingError as exc:
+        flag = spelled.get(exc.name, f"--set {exc.name}")
+        if not exc.users:
+            fail(str(exc))
+        fail(f"{flag} is used only by {' and '.join(exc.users)}; add one with --method")
     except ValueError as exc:
-        fail(str(exc).replace("a layer is used", "--layer is used"))
+        fail(str(exc))
 
 
 def render_options(

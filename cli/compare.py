@@ -28,6 +28,7 @@ from .options import (
     ReduceOpt,
     ReportOpt,
     SeedOpt,
+    SetOpt,
     SignOpt,
     SmoothOpt,
     StepsOpt,
@@ -54,8 +55,9 @@ def compare(
     smooth: SmoothOpt = 0,
     noise: NoiseOpt = 0.15,
     seed: SeedOpt = 0,
-    steps: StepsOpt = 32,
-    baseline: BaselineOpt = "black",
+    steps: StepsOpt = None,
+    baseline: BaselineOpt = None,
+    settings: SetOpt = None,
     fit: FitOpt = None,
     grid: Annotated[bool, typer.Option(help="All images as rows of one figure.")] = False,
     format: FigureFormatOpt = "png",
@@ -79,8 +81,8 @@ def compare(
     if target_spec.kind == "topk":
         common.fail("compare shows one target per image: use top1, a class index or a class name")
     method_options = common.method_options(
-        loaded, methods, baseline, layer=layer, smooth=smooth, noise=noise, seed=seed,
-        steps=steps, batch_size=16,
+        loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,
+        smooth=smooth, noise=noise, seed=seed, batch_size=16,
     )  # fmt: skip
     common.check_writable(out)
 

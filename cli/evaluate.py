@@ -26,6 +26,7 @@ from .options import (
     QuietOpt,
     ReduceOpt,
     ReportOpt,
+    SetOpt,
     WeightsOpt,
 )
 from .report import write as write_report
@@ -69,9 +70,15 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the random map and of ROAD's noise.")] = 0,
     layer: LayerOpt = None,
     ig_steps: Annotated[
-        int, typer.Option(min=1, help="Integrated Gradients: points on the path.")
-    ] = 32,
-    baseline: BaselineOpt = "black",
+        int | None,
+        typer.Option(
+            min=1,
+            help="Integrated Gradients: points on the path. [default: 32]",
+            show_default=False,
+        ),
+    ] = None,
+    baseline: BaselineOpt = None,
+    settings: SetOpt = None,
     fit: FitOpt = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Images per batch, and perturbed copies per forward pass.")
@@ -95,8 +102,9 @@ def evaluate(
     loaded = common.load(model, weights, labels, device, debug)
     fit_mode = common.check_fit(fit, loaded)
     method_options = common.method_options(
-        loaded, methods, baseline, layer=layer, steps=ig_steps, batch_size=batch_size
-    )
+        loaded, methods, {"layer": layer, "steps": ig_steps, "baseline": baseline}, settings,
+        flags={"steps": "--ig-steps"}, batch_size=batch_size,
+    )  # fmt: skip
     contrast_class = None
     if contrast is not None:
         spec = common.target(contrast, loaded.categories)

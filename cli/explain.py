@@ -30,6 +30,7 @@ from .options import (
     ReduceOpt,
     ReportOpt,
     SeedOpt,
+    SetOpt,
     SignOpt,
     SmoothOpt,
     StepsOpt,
@@ -59,8 +60,9 @@ def explain(
     smooth: SmoothOpt = 0,
     noise: NoiseOpt = 0.15,
     seed: SeedOpt = 0,
-    steps: StepsOpt = 32,
-    baseline: BaselineOpt = "black",
+    steps: StepsOpt = None,
+    baseline: BaselineOpt = None,
+    settings: SetOpt = None,
     fit: FitOpt = None,
     batch_size: Annotated[
         int, typer.Option(help="Inputs per pass (images, noisy copies or path points).")
@@ -139,8 +141,8 @@ def explain(
     fit_mode = common.check_fit(fit, loaded)
     target_spec = common.target(target, loaded.categories)
     method_options = common.method_options(
-        loaded, methods, baseline, layer=layer, smooth=smooth, noise=noise, seed=seed,
-        steps=steps, batch_size=batch_size,
+        loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,
+        smooth=smooth, noise=noise, seed=seed, batch_size=batch_size,
     )  # fmt: skip
     common.check_writable(out)
     from saliency.pipeline.drawing import Encoding
@@ -185,10 +187,7 @@ def _run(
     from saliency.pipeline.job import default_writers, run_job
 
     console = common.stderr()
-    mine = place.shard is None or place.shard.first
-    counts: dict[str, float] = {
-        "images": 0, "maps": 0, "failed": len(found.missing) if mine else 0, "done before": 0,
-    }  # fmt: skip
+    counts: dict[str, float] = {"images": 0, "maps": 0, "failed": 0, "done before": 0}
     started = time.perf_counter()
     progress = common.progress(console, quiet)
     prefix = f"[dim]shard {place.shard}:[/] " if place.shard is not None else ""
@@ -216,7 +215,7 @@ def _run(
             reports = run_job(
                 loaded, found.files, out, options, on_image, stopper,
                 writers=default_writers() if workers is None else workers,
-                missing=found.missing, shard=place.shard,
+                missing=found.missing, shard=place.shard, locked=True,
             )  # fmt: skip
             place.wait_for_others(lambda done: progress.update(task, completed=done), stopper)
     except OSError as exc:

@@ -24,13 +24,17 @@ def models(
 
 
 def methods() -> None:
-    """List the methods, what each shows, and what it costs in passes (per batch and target)."""
+    """List the methods, what each shows, what it costs in passes (per batch and target), and
+    its settings with their defaults (give them with --set NAME=VALUE)."""
     from saliency.engine.registry import all_methods
+    from saliency.engine.settings import described
 
     found = all_methods()
     width = max(len(method.name) for method in found)
     for method in found:
         typer.echo(f"{method.name:{width}s}  {method.summary}")
         typer.echo(f"{'':{width}s}  cost: {method.cost}")
+        for setting in method.all_settings:
+            typer.echo(f"{'':{width}s}  --set {described(setting)}")
     typer.echo(f"{'--smooth N':{width}s}  SmoothGrad over any method (Smilkov et al. 2017)")
     typer.echo(f"{'':{width}s}  cost: {SMOOTH_COST}")

@@ -90,13 +90,29 @@ NoiseOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the SmoothGrad noise.")]
 StepsOpt = Annotated[
-    int, typer.Option(min=1, help="Integrated Gradients: points on the path (batched).")
+    int | None,
+    typer.Option(
+        min=1,
+        help="Integrated Gradients: points on the path (batched). [default: 32]",
+        show_default=False,
+    ),
 ]
 BaselineOpt = Annotated[
-    Baseline,
+    Baseline | None,
     typer.Option(
         help="Integrated Gradients baseline: black image, zero input (the mean colour), "
-        "or the photo blurred."
+        "or the photo blurred. [default: black]",
+        show_default=False,
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="NAME=VALUE",
+        help="A method's own setting, repeatable (e.g. --set steps=64); 'saliency methods' "
+        "lists each method's settings, with their defaults.",
+        show_default=False,
     ),
 ]
 TargetOpt = Annotated[

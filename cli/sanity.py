@@ -26,6 +26,7 @@ from .options import (
     PathsArg,
     QuietOpt,
     ReportOpt,
+    SetOpt,
     SmoothOpt,
     StepsOpt,
     WeightsOpt,
@@ -78,8 +79,9 @@ def sanity(
     layer: LayerOpt = None,
     smooth: SmoothOpt = 0,
     noise: NoiseOpt = 0.15,
-    steps: StepsOpt = 32,
-    baseline: BaselineOpt = "black",
+    steps: StepsOpt = None,
+    baseline: BaselineOpt = None,
+    settings: SetOpt = None,
     fit: FitOpt = None,
     batch_size: Annotated[int, typer.Option(help="Inputs per pass.")] = 16,
     format: FigureFormatOpt = "png",
@@ -103,8 +105,8 @@ def sanity(
     loaded = common.load(model, weights, labels, device, debug)
     fit_mode = common.check_fit(fit, loaded)
     method_options = common.method_options(
-        loaded, methods, baseline, layer=layer, smooth=smooth, noise=noise, seed=seed,
-        steps=steps, batch_size=batch_size,
+        loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,
+        smooth=smooth, noise=noise, seed=seed, batch_size=batch_size,
     )  # fmt: skip
     common.check_writable(out)
     found = common.collect(paths, recursive=True)

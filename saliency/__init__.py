@@ -28,7 +28,8 @@ _EXPORTS = {
     "run_sanity": "saliency.checks.sanity",
     "RuleHooks": "saliency.engine.hooks",
     "Method": "saliency.engine.method",
-    "MethodOptions": "saliency.engine.method",
+    "MethodOptions": "saliency.engine.options",
+    "Setting": "saliency.engine.settings",
     "register_method": "saliency.engine.registry",
     "get_method": "saliency.engine.registry",
     "method_names": "saliency.engine.registry",
@@ -53,6 +54,7 @@ __all__ = [
     "RuleError",
     "RuleHooks",
     "SaliencyError",
+    "Setting",
     "evaluate",
     "explain",
     "explain_batch",
@@ -70,8 +72,10 @@ if TYPE_CHECKING:
     from .api import explain, explain_batch
     from .checks.sanity import run_sanity
     from .engine.hooks import RuleHooks
-    from .engine.method import Method, MethodOptions
+    from .engine.method import Method
+    from .engine.options import MethodOptions
     from .engine.registry import get_method, method_names, register_method
+    from .engine.settings import Setting
     from .errors import (
         ImageError,
         ModelError,

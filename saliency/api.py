@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from .engine.method import MethodOptions
+from .engine.options import MethodOptions
 from .engine.planner import Choose, run_plan
 from .engine.registry import get_method
 from .engine.smoothing import smoothed
@@ -44,8 +45,7 @@ def explain_batch(
         normalization = normalization or model.normalization
         model = model.model
     chosen = [get_method(m) for m in methods]
-    options = options or MethodOptions()
-    options.check(chosen)
+    options = (options or MethodOptions()).check(chosen)
     run = smoothed if options.smooth else run_plan
     return run(model, inputs, chosen, choose, options, normalization, should_stop)
 
@@ -56,13 +56,11 @@ def explain(
     method: str = "guided",
     target: Target = None,
     *,
-    layer: str | None = None,
     smooth: int = 0,
     noise: float = 0.15,
-    steps: int = 32,
-    baseline: str | torch.Tensor = "black",
-    batch_size: int = 32,
     seed: int = 0,
+    batch_size: int = 32,
+    **settings: Any,
 ) -> Explanation:
     """Saliency maps of ``model`` for a batch of preprocessed ``inputs`` (B, C, H, W).
 
@@ -71,19 +69,22 @@ def explain(
     ``guided_gradcam``, ``integrated_gradients``, ``gradient_x_input`` or a plugin's.
     ``target`` is ``None`` (top-1 of each sample), an int, or B ints.
 
-    ``layer`` names the Grad-CAM layer (default: the last feature-map stage, found
-    automatically; an unknown name raises ``ValueError`` listing the candidates). ``smooth=N``
-    averages the map over N noisy copies (SmoothGrad; ``noise`` is the noise's standard
-    deviation as a fraction of each input's range; ``seed`` fixes the draws). ``steps`` and
-    ``baseline`` (``black``, ``zero``, ``blurred`` or a tensor) set up Integrated Gradients;
-    ``black`` needs the normalization, so pass the :class:`LoadedModel` from ``load_model``.
+    ``smooth=N`` averages the map over N noisy copies (SmoothGrad; ``noise`` is the noise's
+    standard deviation as a fraction of each input's range; ``seed`` fixes the draws).
     Expanded batches (noisy copies, path points) run ``batch_size`` inputs per pass.
+
+    Every other keyword is one of the method's own settings (``saliency methods`` lists them):
+    ``layer`` for the CAM methods (default: the last feature-map stage, found automatically;
+    an unknown name raises ``ValueError`` listing the candidates); ``steps`` and ``baseline``
+    (``black``, ``zero``, ``blurred`` or a tensor) for Integrated Gradients, whose ``black``
+    needs the normalization, so pass the :class:`LoadedModel` from ``load_model``. A bad value,
+    or a setting the method does not have, raises ``ValueError`` saying what is accepted.
 
     Warns (:class:`RuleCoverageWarning`) when a changing rule found no unit or left other
     activations with their plain gradient.
     """
     chosen = get_method(method)
-    options = MethodOptions(layer, smooth, noise, seed, steps, baseline, batch_size)
+    options = MethodOptions(smooth, noise, seed, batch_size, settings)
     checks: list[Callable[[], None]] = []
 
     def choose(logits: torch.Tensor) -> list[torch.Tensor]:

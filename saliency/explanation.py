@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .engine.hooks import RuleReport
+from .engine.report import RuleReport
 
 if TYPE_CHECKING:
     from PIL import Image

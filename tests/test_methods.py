@@ -254,8 +254,15 @@ def test_unknown_or_unusable_layers_name_the_candidates():
     [
         ({"smooth": -1}, "smooth must be"),
         ({"smooth": 2, "noise": 0.0}, "noise must be"),
-        ({"steps": 0}, "steps must be"),
-        ({"baseline": "white"}, "unknown baseline 'white'; valid baselines: black, zero, blurred"),
+        ({"steps": 0}, "integrated_gradients: steps must be a whole number >= 1, got 0"),
+        ({"steps": 2.5}, "integrated_gradients: steps must be a whole number >= 1, got 2.5"),
+        (
+            {"baseline": "white"},
+            "integrated_gradients: baseline must be one of black, zero, blurred, or a tensor, "
+            "got 'white'",
+        ),
+        ({"layer": "x"}, "layer is used only by gradcam and guided_gradcam, not by integrated"),
+        ({"stepz": 3}, "unknown setting 'stepz'; the methods' settings are baseline, layer, st"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
     ],
 )
@@ -292,7 +299,7 @@ def test_an_expanded_batch_stops_between_passes_when_asked():
         asked.append(1)
         return len(asked) > 2
 
-    options = saliency.MethodOptions(steps=8, baseline="zero", batch_size=2)
+    options = saliency.MethodOptions(batch_size=2, settings={"steps": 8, "baseline": "zero"})
     with pytest.raises(Stopped):
         saliency.explain_batch(
             model, x, ["integrated_gradients"], lambda t: [t.argmax(1)], options, None, stop

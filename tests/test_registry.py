@@ -16,7 +16,7 @@ from torch import nn
 import saliency
 from saliency import explain, explain_batch
 from saliency.engine import registry
-from saliency.engine.method import MethodOptions
+from saliency.engine.options import MethodOptions
 from saliency.engine.registry import all_methods, expand_methods, get_method, method_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +39,23 @@ def method(request):
     return get_method(request.param)
 
 
+def _quick(method) -> dict:
+    """Settings that keep a test fast, for the methods that have them."""
+    names = {s.name for s in method.all_settings}
+    return {k: v for k, v in {"steps": 4, "baseline": "zero"}.items() if k in names}
+
+
 def test_every_registered_method_explains_and_smooths(method):
     model, x = TinyCNN(), torch.randn(2, 3, 8, 8)
-    plain = explain(model, x, method.name, [0, 2], steps=4, baseline="zero")
+    plain = explain(model, x, method.name, [0, 2], **_quick(method))
     assert plain.method == method.name and plain.maps.shape[0] == 2
     assert plain.maps.shape[-2:] == x.shape[-2:] and torch.isfinite(plain.maps).all()
     assert plain.targets.tolist() == [0, 2]
     assert (plain.layer is not None) == method.uses_layer
-    smooth = explain(model, x, method.name, [0, 2], smooth=3, steps=4, baseline="zero")
+    smooth = explain(model, x, method.name, [0, 2], smooth=3, **_quick(method))
     assert smooth.smooth == 3 and smooth.maps.shape == plain.maps.shape
     assert not torch.equal(smooth.maps, plain.maps)  # the noise changed something
-    rows = method.manifest_keys(plain, MethodOptions(steps=4, baseline="zero"))
+    rows = method.manifest_keys(plain, MethodOptions(settings=_quick(method)))
     assert len(rows) == 2 and all(isinstance(row, dict) for row in rows)
 
 

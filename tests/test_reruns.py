@@ -101,7 +101,11 @@ def test_changed_options_redo_exactly_what_they_change(photos: Path, tmp_path: P
     }
     assert rerun() == set()
     assert rerun("--style", "heatmap") == everything
-    assert rerun("--style", "heatmap", "--steps", "8") == set()  # neither method has steps
+    refused = here(*args, "--style", "heatmap", "--steps", "8")  # neither method has steps
+    assert refused.returncode == 2 and "--steps is used only by integrated_gradients" in (
+        refused.stderr
+    )
+    assert rerun("--style", "heatmap") == set()
     gradcam = {name for name in everything if ".gradcam." in name}
     assert rerun("--style", "heatmap", "--layer", "blocks") == gradcam
     assert rerun("--style", "heatmap", "--layer", "blocks", "--fit", "crop") == everything

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from saliency import load_model
-from saliency.engine.method import MethodOptions
+from saliency.engine.options import MethodOptions
 from saliency.files.inputs import collect_inputs
 from saliency.geometry import Geometry
 from saliency.pictures.paint import RenderOptions, paint

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,9 +33,10 @@ from torch import nn
 from ..api import explain_batch
 from ..choices import GRANULARITIES
 from ..choices import SANITY_MODES as MODES
-from ..engine.method import MethodOptions
+from ..engine.options import MethodOptions, resolved
 from ..engine.passes import predict
 from ..engine.registry import get_method
+from ..grouping import by_shape
 from .sanity_metrics import MapFeatures, compare_features
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -207,13 +208,10 @@ def run_sanity(
     options = options or MethodOptions()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     work = copy.deepcopy(model).eval()
-    groups = _groups(inputs)
+    groups = by_shape(tuple(tensor.shape) for tensor in inputs)
     first = inputs[0][None].to(device)
     steps = randomization_steps(work, first, granularity)
-    if any(get_method(m).uses_layer for m in chosen) and options.layer is None:
-        from ..engine.layers import resolve_layer
-
-        options = replace(options, layer=resolve_layer(work, first))
+    options = resolved(options, [get_method(m) for m in chosen], work, first)
 
     result = SanityResult(steps, chosen, list(names), mode)
     original, targets = _maps(work, inputs, groups, chosen, options, normalization, None, device)
@@ -262,14 +260,6 @@ def _row(image: str, method: str, step: int, layer: str, metric: str, value: flo
         "metric": metric,
         "value": value,
     }
-
-
-def _groups(inputs: Sequence[torch.Tensor]) -> list[list[int]]:
-    """Indices of inputs grouped by shape, so that each group runs as one batch."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, tensor in enumerate(inputs):
-        groups.setdefault(tuple(tensor.shape), []).append(i)
-    return list(groups.values())
 
 
 def _maps(

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import RuleError
+from .report import RuleReport
 from .rules import Rule, get_rule
 
 # Activations whose gradient the rules leave alone, by autograd node name.
@@ -107,48 +108,6 @@ def find_units(outputs: torch.Tensor | Iterable[torch.Tensor]) -> GraphUnits:
             found.custom[name] += 1
         stack.extend(next_node for next_node, _ in node.next_functions)
     return found
-
-
-def _plural(count: int, what: str) -> str:
-    return f"{count} {what} unit{'s' if count != 1 else ''}"
-
-
-@dataclass(frozen=True)
-class RuleReport:
-    """Where a rule was applied, and which activations kept their plain gradient."""
-
-    rule: str
-    units: dict[str, int] = field(default_factory=dict)
-    kept: dict[str, int] = field(default_factory=dict)
-    custom: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def applied(self) -> int:
-        """Number of units the rule was applied at."""
-        return sum(self.units.values())
-
-    def warning(self) -> str | None:
-        """One line for the user when a changing rule was incomplete or found nothing; else None."""
-        if get_rule(self.rule).changes_gradient is False:
-            return None
-        if not self.units:
-            head = (
-                f"{self.rule}: no ReLU-family unit in the graph, so the map is the plain gradient"
-            )
-        elif self.kept or self.custom:
-            head = f"{self.rule}: rule applied at " + ", ".join(
-                _plural(n, kind) for kind, n in sorted(self.units.items())
-            )
-        else:
-            return None
-        tails = [
-            f"{_plural(n, kind)} kept the plain gradient" for kind, n in sorted(self.kept.items())
-        ]
-        tails += [
-            f"custom autograd function {name} ({n}x) was backpropagated as it defines"
-            for name, n in sorted(self.custom.items())
-        ]
-        return "; ".join([head, *tails])
 
 
 class RuleHooks:

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from .baselines import baseline_kind
-from .hooks import RuleReport
+from .report import RuleReport
+from .settings import Setting
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
+    from .options import MethodOptions
 
 
 @dataclass(frozen=True)
@@ -44,42 +45,13 @@ LAYER = LayerPass()
 Pass = RulePass | LayerPass
 
 
-@dataclass(frozen=True)
-class MethodOptions:
-    """Settings of the methods beyond the rule: Grad-CAM's ``layer`` (None: the default),
-    SmoothGrad's ``smooth`` samples (0: off), ``noise`` (fraction of each input's range) and
-    ``seed``, Integrated Gradients' ``steps`` and ``baseline``, and ``batch_size``: the most
-    inputs per pass, also when SmoothGrad or Integrated Gradients expand the batch."""
-
-    layer: str | None = None
-    smooth: int = 0
-    noise: float = 0.15
-    seed: int = 0
-    steps: int = 32
-    baseline: str | torch.Tensor = "black"
-    batch_size: int = 32
-
-    def check(self, methods: Sequence[Method]) -> None:
-        """Raise ``ValueError`` for a bad setting, or a layer that no chosen method uses."""
-        smooth, noise = self.smooth, self.noise
-        if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 0:
-            raise ValueError(f"smooth must be a whole number of samples >= 0, got {smooth!r}")
-        if smooth and not (isinstance(noise, (int, float)) and 0.0 < float(noise) < float("inf")):
-            raise ValueError(f"noise must be a positive fraction of the input range, got {noise!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
-            raise ValueError(f"batch_size must be a whole number, got {self.batch_size!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        steps = self.steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
-        if isinstance(self.baseline, str):
-            baseline_kind(self.baseline)  # validates the name
-        if self.layer is not None and not any(m.uses_layer for m in methods):
-            from .registry import all_methods
-
-            users = " and ".join(m.name for m in all_methods() if m.uses_layer)
-            raise ValueError(f"a layer is used only by {users}")
+LAYER_SETTING = Setting(
+    "layer",
+    str,
+    None,
+    "the feature-map layer, a submodule such as layer4; auto: the last feature-map stage",
+    optional=True,
+)
 
 
 @dataclass
@@ -128,9 +100,9 @@ class Method:
     cost: ClassVar[str]  # one line: what it costs in passes, per batch and target
     passes: ClassVar[tuple[Pass, ...]] = ()
     order: ClassVar[int] = 100  # place in listings and in ``all`` (built-ins use 10..70)
-    # The MethodOptions fields its maps depend on beyond ``layer`` (implied by a LAYER pass) and
-    # SmoothGrad's: a folder rerun with another value of one of them redoes its pictures.
-    settings: ClassVar[tuple[str, ...]] = ()
+    # Its own settings (a LAYER pass brings ``layer`` too): keyword arguments of explain(),
+    # options of the CLI, and, where they change the maps, parts of the fingerprint and the row.
+    settings: ClassVar[tuple[Setting, ...]] = ()
 
     @property
     def uses_layer(self) -> bool:
@@ -138,9 +110,14 @@ class Method:
         return LAYER in self.passes
 
     @property
-    def depends_on(self) -> tuple[str, ...]:
-        """Every :class:`MethodOptions` field this method's maps depend on, SmoothGrad aside."""
-        return ("layer",) * self.uses_layer + self.settings
+    def all_settings(self) -> tuple[Setting, ...]:
+        """Every setting of the method: ``layer`` if it has a layer pass, then its own."""
+        return (LAYER_SETTING,) * self.uses_layer + self.settings
+
+    @property
+    def depends_on(self) -> tuple[Setting, ...]:
+        """The settings this method's maps depend on (SmoothGrad's aside)."""
+        return tuple(s for s in self.all_settings if s.changes_maps)
 
     @property
     def rule(self) -> str | None:
@@ -163,9 +140,9 @@ class Method:
     def manifest_keys(
         self, explanation: Explanation, options: MethodOptions
     ) -> list[dict[str, Any]]:
-        """Per sample, the keys this method adds to a manifest row (the Grad-CAM layer here)."""
-        extra = {"layer": explanation.layer} if explanation.layer is not None else {}
-        return [dict(extra) for _ in range(explanation.maps.shape[0])]
+        """Per sample, keys beyond the settings that this method adds to a manifest row (its
+        per-sample numbers, say); none by default. They may not reuse a row's own keys."""
+        return [{} for _ in range(explanation.maps.shape[0])]
 
     def __repr__(self) -> str:
         return f"<method {self.name}>"

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hooks import GraphUnits, RuleHooks, RuleReport, find_units
+from .hooks import GraphUnits, RuleHooks, find_units
 from .layers import LayerCapture, resolve_layer
 from .method import LAYER, Method, RulePass, SharedPasses
 from .registry import get_method
+from .report import RuleReport
 from .rules import Rule, get_rule
 from .state import check_eager, explanation_mode
 

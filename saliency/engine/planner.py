@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ..explanation import Explanation
-from .method import Method, MethodOptions, PathContext
+from .method import Method, PathContext
+from .options import MethodOptions
 from .passes import forward_pass, predict
 
 Choose = Callable[[torch.Tensor], list[torch.Tensor]]

@@ -40,6 +40,8 @@ def register_method(cls: M) -> M:
     for attribute in ("summary", "cost"):
         if not isinstance(getattr(cls, attribute, None), str):
             raise ValueError(f"method {name!r} needs a one-line {attribute} (a str)")
+    method = cls()
+    _check_settings(name, method)
     known = _REGISTRY.get(name)
     same = known is not None and (type(known).__module__, type(known).__qualname__) == (
         cls.__module__,
@@ -47,8 +49,22 @@ def register_method(cls: M) -> M:
     )
     if known is not None and not same:
         raise ValueError(f"method {name!r} is registered already, by {type(known).__module__}")
-    _REGISTRY[name] = cls()
+    _REGISTRY[name] = method
     return cls
+
+
+def _check_settings(name: str, method: Method) -> None:
+    from .settings import RESERVED, Setting
+
+    own = method.settings
+    if not isinstance(own, tuple) or not all(isinstance(s, Setting) for s in own):
+        raise ValueError(f"method {name!r}: settings must be a tuple of saliency.Setting")
+    names = [s.name for s in method.all_settings]
+    for setting in names:
+        if setting in RESERVED:
+            raise ValueError(f"method {name!r}: the setting name {setting!r} is reserved")
+        if names.count(setting) > 1:
+            raise ValueError(f"method {name!r} declares the setting {setting!r} twice")
 
 
 @cache

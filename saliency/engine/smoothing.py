@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from ..explanation import Explanation
-from .hooks import RuleReport
-from .method import Method, MethodOptions
+from .method import Method
+from .options import MethodOptions
 from .passes import expanded, predict
 from .planner import Choose, run_plan
+from .report import RuleReport
 
 
 def noise_samples(shape: tuple[int, ...], count: int, seed: int = 0) -> torch.Tensor:

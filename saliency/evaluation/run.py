@@ -17,7 +17,8 @@ from torch import nn
 
 from ..api import explain_batch
 from ..choices import METRICS
-from ..engine.method import MethodOptions
+from ..engine.options import MethodOptions
+from ..grouping import by_shape
 from ..models.loading import LoadedModel
 from .metrics import (
     FILLS,
@@ -114,10 +115,7 @@ def evaluate(
         steps, fill, tuple(road_fractions), noise, contrast, reduce, seed, batch_size
     )
     device = next(module.parameters()).device
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for index, item in enumerate(items):
-        groups.setdefault(tuple(item.shape), []).append(index)
-    for indices in groups.values():
+    for indices in by_shape(tuple(item.shape) for item in items):
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             batch = torch.stack([items[i] for i in chunk]).to(device)

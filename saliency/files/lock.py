@@ -27,7 +27,7 @@ from ..errors import OutputBusyError
 from .outputs import LOCK_FILE
 
 if TYPE_CHECKING:
-    from ..parallel.shards import Shard
+    from .shard import Shard
 
 try:
     import fcntl

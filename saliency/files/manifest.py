@@ -6,8 +6,9 @@ Each process of a sharded run appends only to its own part (``results.part.00000
 the run's sequence number, then the shard), so no two processes write one file. Parts are read
 in order of their sequence, which each new part takes above every part present, so later runs
 win over earlier ones without trusting clocks. A process's part holds the rows it wrote, and at
-its end a ``"status": "dropped"`` row for each earlier row of its images that no longer holds;
-:func:`merge_parts` folds them all into ``results.jsonl``, which a lone run also does first.
+its end a dropped row (:meth:`~.rows.Row.dropped`) for each earlier row of its images that no
+longer holds; :func:`merge_parts` folds them all into ``results.jsonl``, which a lone run also
+does first.
 """
 
 from __future__ import annotations
@@ -18,66 +19,22 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from .lock import shard_locks
 from .outputs import MANIFEST, remove_partial_files, write_atomic
+from .rows import DROPPED, Row
 
 if TYPE_CHECKING:
-    from ..parallel.shards import Shard
+    from .shard import Shard
 
-MANIFEST_KEYS = (
-    "image",
-    "model",
-    "method",
-    "target",
-    "target_name",
-    "probability",
-    "top5",
-    "outputs",
-    "status",
-    "error",
-    "source",
-    "fingerprint",
-)
-# Keys that only some methods' rows carry, after the base keys: the Grad-CAM layer, SmoothGrad's
-# settings, Integrated Gradients' baseline, steps and completeness check, and where a raw map
-# sits in a container of maps.
-MANIFEST_EXTRA_KEYS = (
-    "layer",
-    "smooth",
-    "noise",
-    "seed",
-    "baseline",
-    "steps",
-    "score_difference",
-    "completeness_error",
-    "raw",
-)
-DROPPED = "dropped"  # the status of a part's row that removes an earlier row with its key
 PART = re.compile(r"results\.part\.(\d+)\.(\d+)-of-(\d+)\.jsonl")
-
-Row = dict[str, Any]
-
-
-def row_key(row: Row) -> str:
-    """What a manifest row is about: its picture (one per image, method and target), or for a
-    row without outputs (an error), its image."""
-    outputs = row.get("outputs")
-    if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
-        return "output:" + outputs[0]
-    return f"image:{row.get('image')}"
-
-
-def dropped_row(row: Row) -> Row:
-    """The row that removes ``row`` when parts are merged."""
-    return {"image": row.get("image"), "outputs": row.get("outputs"), "status": DROPPED}
 
 
 class Manifest:
-    """A run's manifest: ``rows`` holds the latest row per key (:func:`row_key`) of earlier runs
-    and this one; rows are appended as they come (a crash loses at most the line being written)
-    and :meth:`close` compacts the file atomically.
+    """A run's manifest: ``rows`` holds the latest row per key (:attr:`~.rows.Row.key`) of
+    earlier runs and this one; rows are appended as they come (a crash loses at most the line
+    being written) and :meth:`close` compacts the file atomically.
 
     A lone run (``shard`` None) first merges any parts into ``results.jsonl``, then appends to
     it. A shard's process reads ``results.jsonl`` and every part (its ``rows`` only those that
@@ -99,7 +56,7 @@ class Manifest:
         self.kept: list[Row] | None = None  # a lone run's rows, once closed
         if shard is None:
             self.path = folder / MANIFEST
-            self.rows = {row_key(row): row for row in merge_parts(folder).rows}  # read once
+            self.rows = {row.key: row for row in merge_parts(folder).rows}  # read once
         else:
             parts = list_parts(folder)
             sequence = max((number for number, _ in parts), default=0) + 1
@@ -110,20 +67,17 @@ class Manifest:
         self._handle: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, row: Row) -> bool:
-        """Append one row: every key of :data:`MANIFEST_KEYS`, then those of
-        :data:`MANIFEST_EXTRA_KEYS` that the row has. False (nothing written) once closed."""
-        fields = {key: row.get(key) for key in MANIFEST_KEYS}
-        fields.update({key: row[key] for key in MANIFEST_EXTRA_KEYS if key in row})
-        line = json.dumps(fields, ensure_ascii=False)
+        """Append one row, every key of it. False (nothing written) once closed."""
+        line = json.dumps(row.to_dict(), ensure_ascii=False)
         with self._lock:
             if self._closed:
                 return False
             self._handle.write(line + "\n")
             self._handle.flush()
-            key = row_key(fields)
+            key = row.key
             self.rows.pop(key, None)  # the latest goes last
-            self.rows[key] = fields
-            self._written[key] = fields
+            self.rows[key] = row
+            self._written[key] = row
         return True
 
     def close(self, keep: Callable[[Row], bool] | None = None) -> None:
@@ -140,7 +94,7 @@ class Manifest:
                 self.kept = rows
             else:
                 rows = [r for k, r in self.rows.items() if k in self._written and _kept(keep, r)]
-                rows += [dropped_row(r) for r in self.rows.values() if not _kept(keep, r)]
+                rows += [Row.dropped(r) for r in self.rows.values() if not _kept(keep, r)]
         if self.shard is not None and not rows:
             self.path.unlink(missing_ok=True)
             return
@@ -158,7 +112,7 @@ def _kept(keep: Callable[[Row], bool] | None, row: Row) -> bool:
 
 
 def write_rows(path: Path, rows: Iterable[Row]) -> None:
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    text = "".join(json.dumps(row.to_dict(), ensure_ascii=False) + "\n" for row in rows)
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -168,7 +122,7 @@ def read_rows(path: Path, repair: bool = False) -> dict[str, Row]:
     too, so that appended rows start on a line of their own."""
     rows: dict[str, Row] = {}
     apply_rows(rows, path, repair)
-    return {k: r for k, r in rows.items() if r.get("status") != DROPPED}
+    return {k: r for k, r in rows.items() if r.status != DROPPED}
 
 
 def apply_rows(rows: dict[str, Row], path: Path, repair: bool = False) -> None:
@@ -189,9 +143,9 @@ def apply_rows(rows: dict[str, Row], path: Path, repair: bool = False) -> None:
         except json.JSONDecodeError:
             continue
         if isinstance(row, dict):
-            key = row_key(row)
-            rows.pop(key, None)
-            rows[key] = row
+            read = Row.from_dict(row)
+            rows.pop(read.key, None)
+            rows[read.key] = read
 
 
 def fold(paths: Iterable[Path]) -> dict[str, Row]:
@@ -199,7 +153,7 @@ def fold(paths: Iterable[Path]) -> dict[str, Row]:
     rows: dict[str, Row] = {}
     for path in paths:
         apply_rows(rows, path)
-    return {k: r for k, r in rows.items() if r.get("status") != DROPPED}
+    return {k: r for k, r in rows.items() if r.status != DROPPED}
 
 
 def list_parts(folder: Path) -> list[tuple[int, Path]]:
@@ -227,15 +181,15 @@ class Merged:
 
     @property
     def images(self) -> int:
-        return len({row.get("image") for row in self.rows})
+        return len({row.image for row in self.rows})
 
     @property
     def pictures(self) -> int:
-        return sum(1 for row in self.rows if row.get("status") == "ok")
+        return sum(1 for row in self.rows if row.is_ok)
 
     @property
     def failed(self) -> int:
-        return len({row.get("image") for row in self.rows if row.get("status") != "ok"})
+        return len({row.image for row in self.rows if not row.is_ok})
 
 
 def merge_parts(folder: Path) -> Merged:
@@ -263,7 +217,7 @@ CONTAINER = re.compile(r"[0-9a-f]{12}-\d{5}\.safetensors")
 def remove_unnamed_containers(folder: Path, rows: Iterable[Row]) -> int:
     """Remove the containers of raw maps (``maps/*.safetensors``, see :mod:`.raw_maps`) that no
     row names any more: all their maps were redone. Only while holding the folder alone."""
-    named = {name for row in rows for name in row.get("outputs") or []}
+    named = {name for row in rows for name in row.outputs}
     removed = 0
     for path in (folder / "maps").glob("*.safetensors"):
         if CONTAINER.fullmatch(path.name) and f"maps/{path.name}" not in named:

@@ -137,16 +137,16 @@ def read_maps(out_dir: str | Path) -> RawMaps:
     rows = fold(files)
     entries: dict[str, RawEntry] = {}
     for row in rows.values():
-        outputs = row.get("outputs") or []
-        if row.get("status") != "ok" or len(outputs) < 2:
+        outputs = row.outputs
+        if not row.is_ok or len(outputs) < 2 or row.method is None or row.target is None:
             continue
-        name = str(outputs[0]).rsplit(".", 1)[0]
-        image, method, target = str(row["image"]), str(row["method"]), int(row["target"])
+        name = outputs[0].rsplit(".", 1)[0]
+        image, method, target = row.image, row.method, row.target
         if outputs[1].endswith(".npy"):
             geometry = folder / outputs[2] if len(outputs) > 2 else None
             entries[name] = RawEntry(image, method, target, folder / outputs[1], None, geometry)
-        elif row.get("raw"):
+        elif row.extra.get("raw"):
             entries[name] = RawEntry(
-                image, method, target, folder / outputs[1], str(row["raw"]), None
+                image, method, target, folder / outputs[1], str(row.extra["raw"]), None
             )
     return RawMaps(entries)

@@ -15,12 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..choices import BASELINES
 from ..engine.baselines import make_baseline
-from ..engine.hooks import RuleReport
-from ..engine.method import Method, MethodOptions, MethodOutput, PathContext
+from ..engine.method import Method, MethodOutput, PathContext
+from ..engine.options import MethodOptions
 from ..engine.passes import expanded, forward_pass, predict
 from ..engine.registry import register_method
+from ..engine.report import RuleReport
 from ..engine.rules import get_rule
+from ..engine.settings import Setting
 from ..explanation import Explanation
 
 
@@ -39,20 +42,36 @@ class IntegratedGradients(Method):
     summary = "(input - baseline) x gradient averaged along the path (Sundararajan et al. 2017)"
     cost = "STEPS forwards + STEPS backwards, batched, + 2 forwards for the completeness check"
     order = 60
-    settings = ("steps", "baseline")
+    settings = (
+        Setting("steps", int, 32, "points on the path, batched", low=1),
+        Setting(
+            "baseline",
+            str,
+            "black",
+            "where the path starts: a black image, the zero input (the mean colour) or the "
+            "photo blurred",
+            choices=BASELINES,
+            tensor=True,
+        ),
+    )
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
         """Per target set: the attributions, with the score difference and the completeness
         error as values. The B x steps path points run ``batch_size`` a pass; each pass's
         forward serves every target set."""
         inputs, options, target_sets = context.inputs, context.options, context.target_sets
-        baselines = make_baseline(context.clean, options.baseline, context.normalization)
-        alphas, weights = quadrature(options.steps, inputs.device)
+        settings = options.of(self)
+        baselines = make_baseline(context.clean, settings["baseline"], context.normalization)
+        alphas, weights = quadrature(settings["steps"], inputs.device)
         sums = [torch.zeros_like(inputs) for _ in target_sets]
         delta = inputs - baselines
         rule = get_rule("gradient")
         for sample, k in expanded(
-            inputs.shape[0], options.steps, options.batch_size, inputs.device, context.should_stop
+            inputs.shape[0],
+            settings["steps"],
+            options.batch_size,
+            inputs.device,
+            context.should_stop,
         ):
             alpha = alphas[k].to(inputs.dtype).view(-1, 1, 1, 1)
             weight = weights[k].to(inputs.dtype).view(-1, 1, 1, 1)
@@ -79,16 +98,10 @@ class IntegratedGradients(Method):
     def manifest_keys(
         self, explanation: Explanation, options: MethodOptions
     ) -> list[dict[str, Any]]:
-        """The baseline and steps, and each sample's score difference and completeness error."""
-        baseline = options.baseline if isinstance(options.baseline, str) else "tensor"
+        """Each sample's score difference and completeness error (conservation, at a glance)."""
         errors = explanation.values["completeness"].float().cpu().tolist()
         differences = explanation.values["score_difference"].float().cpu().tolist()
         return [
-            {
-                "baseline": baseline,
-                "steps": options.steps,
-                "score_difference": round(difference, 6),
-                "completeness_error": round(error, 6),
-            }
+            {"score_difference": round(difference, 6), "completeness_error": round(error, 6)}
             for error, difference in zip(errors, differences, strict=True)
         ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..api import explain_batch
-from ..engine.method import MethodOptions
+from ..engine.options import MethodOptions
 from ..engine.targets import TargetSpec
 from ..files.images import load_image
 from ..files.inputs import InputFile

@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
-from typing import Any
 
-import torch
-
+from ..engine.options import method_settings
 from ..engine.registry import get_method
+from ..engine.settings import hash_tensor
 from ..models.loading import LoadedModel
 from .options import JobOptions
 
@@ -33,24 +32,15 @@ def model_identity(loaded: LoadedModel) -> str:
     }
     digest.update(json.dumps(head, sort_keys=True).encode())
     for name, tensor in loaded.model.state_dict().items():
-        _hash_tensor(digest, name, tensor)
+        hash_tensor(digest, name, tensor)
     return digest.hexdigest()
-
-
-def _hash_tensor(digest: Any, name: str, tensor: torch.Tensor) -> None:
-    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
-    digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
 
 
 def settings_fingerprint(model: str, method: str, options: JobOptions) -> str:
     """The hash of what ``method``'s pictures depend on under ``options`` with the model whose
     identity is ``model``: equal hashes draw equal pictures from equal inputs."""
-    chosen = get_method(method)
     method_options = options.method_options
-    used: dict[str, Any] = {}
-    for name in chosen.depends_on:
-        used[name] = _plain(getattr(method_options, name))
+    used = method_settings(get_method(method), method_options)
     if method_options.smooth:
         used.update(
             smooth=method_options.smooth, noise=method_options.noise, seed=method_options.seed
@@ -66,12 +56,3 @@ def settings_fingerprint(model: str, method: str, options: JobOptions) -> str:
         "save_raw": options.save_raw and options.raw_format,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _plain(value: Any) -> Any:
-    """A setting as JSON: a tensor (a custom baseline) by the hash of its values."""
-    if isinstance(value, torch.Tensor):
-        digest = hashlib.sha256()
-        _hash_tensor(digest, "value", value)
-        return "tensor:" + digest.hexdigest()
-    return value

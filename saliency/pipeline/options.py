@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ..choices import RAW_FORMATS
-from ..engine.method import MethodOptions
+from ..engine.options import MethodOptions
 from ..engine.targets import TargetSpec
 from ..models.loading import LoadedModel
 from ..pictures.render import RenderOptions
@@ -69,19 +69,13 @@ class JobOptions:
 def resolve_method_options(
     loaded: LoadedModel, methods: Sequence[str], options: MethodOptions
 ) -> MethodOptions:
-    """``options`` checked for ``methods``, with the Grad-CAM layer resolved on a probe input, so
-    that a bad setting or layer name is a ``ValueError`` before any work."""
+    """``options`` checked for ``methods``, the layer resolved on a probe of the model's input
+    size (see :func:`~saliency.engine.options.resolved`)."""
     import torch
 
-    from ..engine.layers import resolve_layer
+    from ..engine.options import resolved
     from ..engine.registry import get_method
-    from ..engine.state import explanation_mode
 
-    chosen = [get_method(m) for m in methods]
-    options.check(chosen)
-    if not any(m.uses_layer for m in chosen):
-        return options
     size = loaded.input_size
     probe = torch.zeros(1, 3, size, size, device=loaded.device)
-    with explanation_mode(loaded.model):
-        return replace(options, layer=resolve_layer(loaded.model, probe, options.layer))
+    return resolved(options, [get_method(m) for m in methods], loaded.model, probe)

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..files.inputs import InputFile
-from ..files.manifest import row_key
+from ..files.rows import Row, row_key
 from ..files.sources import SourceId, unchanged
 from .drawing import is_ours
 from .options import JobOptions
@@ -44,7 +43,7 @@ class Plan:
 def plan_run(
     files: Iterable[InputFile],
     options: JobOptions,
-    rows: dict[str, dict[str, Any]],
+    rows: dict[str, Row],
     fingerprints: dict[str, str],
     out_dir: Path,
 ) -> Plan:
@@ -58,12 +57,12 @@ def plan_run(
         for method in options.methods:
             for suffix in options.target.suffixes():
                 outputs = options.outputs(base, method, suffix)
-                row = rows.get(row_key({"outputs": outputs}))
+                row = rows.get(row_key(file.shown, outputs))
                 if options.overwrite:
                     entries.append((method, suffix))
                     continue
                 if row is not None and _fresh(row, fingerprints[method], out_dir):
-                    recorded = SourceId.from_dict(row.get("source"))
+                    recorded = SourceId.from_dict(row.source)
                     if recorded not in checked:
                         checked[recorded] = unchanged(file.path, recorded)
                     if checked[recorded]:
@@ -84,12 +83,11 @@ def plan_run(
     return plan
 
 
-def _fresh(row: dict[str, Any], fingerprint: str, out_dir: Path) -> bool:
-    outputs = row.get("outputs") or []
+def _fresh(row: Row, fingerprint: str, out_dir: Path) -> bool:
     return (
-        row.get("status") == "ok"
-        and row.get("fingerprint") == fingerprint
-        and all((out_dir / name).is_file() for name in outputs)
+        row.is_ok
+        and row.fingerprint == fingerprint
+        and all((out_dir / name).is_file() for name in row.outputs)
     )
 
 
@@ -107,21 +105,20 @@ class Attempt:
     source: SourceId | None
 
 
-def keep_row(row: dict[str, Any], written: set[str], attempts: dict[str, Attempt]) -> bool:
+def keep_row(row: Row, written: set[str], attempts: dict[str, Attempt]) -> bool:
     """Whether an earlier row still holds after this run (rows written now always do).
 
     An image that failed now loses the rows of the pictures this run meant to make; an image
     read now loses its error row and every row made from other content (any method).
     """
-    key = row_key(row)
-    if key in written:
+    if row.key in written:
         return True
-    attempt = attempts.get(str(row.get("image")))
+    attempt = attempts.get(row.image)
     if attempt is None:
         return True
     if attempt.source is None:
-        return key not in attempt.keys
-    if row.get("status") != "ok":
+        return row.key not in attempt.keys
+    if not row.is_ok:
         return False
-    recorded = SourceId.from_dict(row.get("source"))
+    recorded = SourceId.from_dict(row.source)
     return recorded is not None and recorded.sha256 == attempt.source.sha256

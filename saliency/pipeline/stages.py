@@ -15,15 +15,17 @@ import numpy as np
 import torch
 
 from ..api import explain_batch
-from ..engine.hooks import RuleReport
-from ..engine.method import MethodOptions
+from ..engine.options import MethodOptions, method_settings
 from ..engine.registry import get_method
+from ..engine.report import RuleReport
 from ..errors import ImageError
 from ..explanation import Explanation
 from ..files.inputs import InputFile
 from ..files.raw_maps import RawStore
+from ..files.rows import Prediction, Row
 from ..files.sources import SourceId
 from ..geometry import Geometry
+from ..grouping import by_shape
 from ..models.loading import LoadedModel
 from ..pictures.render import EMPTY_MESSAGE, prepare
 from . import resident
@@ -42,7 +44,7 @@ class ImageOutcome:
     left to do (every output already written in an earlier run)."""
 
     input: InputFile
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     done: bool = False
@@ -60,6 +62,11 @@ class Decoded:
     error: str | None = None
     photo: torch.Tensor | None = None  # uint8 (3, H, W) on the device: the resident path
     cpu_decoded: bool = False  # resident path: decoded by Pillow, not on the device
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The model input's shape: inputs of one shape can share a batch."""
+        return () if self.tensor is None else tuple(self.tensor.shape)
 
 
 @dataclass
@@ -93,22 +100,16 @@ def result_of(
         reason = f"cannot write output: {exc.strerror or exc}" + (
             f": {exc.filename}" if exc.filename else ""
         )
-        return error_outcome(loaded, file, reason)
+        return error_outcome(loaded.name, file, reason)
     except ImageError as exc:
-        return error_outcome(loaded, file, exc.reason)
+        return error_outcome(loaded.name, file, exc.reason)
     except Exception as exc:  # rendering failed unexpectedly: report it as this image's error
-        return error_outcome(loaded, file, f"{type(exc).__name__}: {exc}")
+        return error_outcome(loaded.name, file, f"{type(exc).__name__}: {exc}")
 
 
-def error_row(image: str, model: str, reason: str) -> dict[str, Any]:
-    """The manifest row of an input that produced nothing."""
-    row: dict[str, Any] = {"image": image, "model": model, "top5": [], "outputs": []}
-    row.update(status="error", error=reason)
-    return row
-
-
-def error_outcome(loaded: LoadedModel, file: InputFile, reason: str) -> ImageOutcome:
-    return ImageOutcome(file, rows=[error_row(file.shown, loaded.name, reason)], error=reason)
+def error_outcome(model: str, file: InputFile, reason: str) -> ImageOutcome:
+    """An input that produced nothing with ``model``: its error row."""
+    return ImageOutcome(file, rows=[Row.failed(file.shown, model, reason)], error=reason)
 
 
 def decode(file: InputFile, loaded: LoadedModel, fit: str | None) -> Decoded:
@@ -192,11 +193,9 @@ def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def same_shape(items: Iterable[Decoded]) -> list[list[Decoded]]:
-    groups: dict[tuple[int, ...], list[Decoded]] = {}
-    for item in items:
-        assert item.tensor is not None
-        groups.setdefault(tuple(item.tensor.shape), []).append(item)
-    return list(groups.values())
+    """The decoded inputs in groups of one shape, each to run as one batch."""
+    ready = [item for item in items if item.tensor is not None]
+    return [[ready[i] for i in group] for group in by_shape(item.shape for item in ready)]
 
 
 def explain_group(
@@ -243,12 +242,13 @@ def explain_group(
 
 
 def _extras(result: Explanation, options: MethodOptions) -> list[dict[str, Any]]:
-    """Per image, the manifest keys that ``result``'s method (and SmoothGrad) add."""
-    rows = get_method(result.method).manifest_keys(result, options)
+    """Per image, what ``result``'s row records beyond the base keys: the method's settings
+    that change its maps, SmoothGrad's, then the method's own per-image keys."""
+    method = get_method(result.method)
+    settings = method_settings(method, options)
     if result.smooth:
-        for row in rows:
-            row.update(smooth=result.smooth, noise=options.noise, seed=options.seed)
-    return rows
+        settings.update(smooth=result.smooth, noise=options.noise, seed=options.seed)
+    return [{**settings, **own} for own in method.manifest_keys(result, options)]
 
 
 @dataclass
@@ -257,13 +257,13 @@ class Drawing:
 
     input: InputFile
     task: DrawTask
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     notes: list[str] = field(default_factory=list)  # warnings beyond empty maps
 
     def outcome(self, empty: list[bool]) -> ImageOutcome:
         """The image's outcome once its writer returned ``empty`` (per picture)."""
         pairs = zip(self.rows, empty, strict=True)
-        warnings = [f"{row['method']}: {EMPTY_MESSAGE}" for row, blank in pairs if blank]
+        warnings = [f"{row.method}: {EMPTY_MESSAGE}" for row, blank in pairs if blank]
         warnings += self.notes
         return ImageOutcome(self.input, rows=self.rows, warnings=warnings)
 
@@ -307,21 +307,18 @@ def drawing(
             else:
                 array = pixels.permute(1, 2, 0).contiguous().cpu().numpy()
                 task.pictures.append(Picture(outputs, None, raw, mark, array, None, empty))
+        name, probability = loaded.categories[entry.target], round(entry.probability, 6)
+        prediction = Prediction(entry.target, name, probability, item.top5)
         rows.append(
-            {
-                "image": file.shown,
-                "model": loaded.name,
-                "method": method,
-                "target": entry.target,
-                "target_name": loaded.categories[entry.target],
-                "probability": round(entry.probability, 6),
-                "top5": item.top5,
-                "outputs": outputs,
-                "status": "ok",
-                "error": None,
-                "source": source.to_dict(),
-                "fingerprint": fingerprints[method],
-                **extra,
-            }
+            Row.ok(
+                file.shown,
+                loaded.name,
+                method,
+                prediction,
+                outputs,
+                source.to_dict(),
+                fingerprints[method],
+                extra,
+            )  # fmt: skip
         )
     return Drawing(file, task, rows)

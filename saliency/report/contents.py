@@ -14,8 +14,8 @@ from typing import Any
 
 from ..files.manifest import fold, manifest_files
 
-# the options rows may carry, shown on the cards (see files.manifest.MANIFEST_EXTRA_KEYS)
-OPTION_KEYS = ("layer", "smooth", "noise", "seed", "baseline", "steps")
+# what a row records beyond its base keys is shown on the cards, but for where its raw map sits
+HIDDEN_KEYS = ("raw",)
 PICTURES = (".png", ".jpg", ".webp")
 
 
@@ -98,27 +98,25 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
     bases = [inputs_from or Path.cwd(), folder.resolve().parent]
     cards: dict[str, Card] = {}
     for row in rows:
-        image = str(row.get("image"))
+        image = row.image
         card = cards.get(image)
         if card is None:
-            source = row.get("source") or {}
-            card = cards[image] = Card(
-                image, _find(image, bases), source.get("sha256"), row.get("model"), "ok"
-            )
-        if row.get("status") != "ok":
-            card.status, card.error = "error", str(row.get("error") or "failed")
+            sha256 = (row.source or {}).get("sha256")
+            card = cards[image] = Card(image, _find(image, bases), sha256, row.model, "ok")
+        if not row.is_ok or not row.outputs:
+            card.status, card.error = "error", row.error or "failed"
             continue
         if not card.top5:
-            card.top5 = [(str(t["name"]), float(t["probability"])) for t in row.get("top5") or []]
-        outputs = row.get("outputs") or []
+            card.top5 = [(str(t["name"]), float(t["probability"])) for t in row.top5]
+        shown = {k: v for k, v in row.extra.items() if k not in HIDDEN_KEYS and v is not None}
         card.pictures.append(
             Picture(
-                str(row.get("method")),
-                row.get("target"),
-                str(row.get("target_name") or ""),
-                row.get("probability"),
-                str(outputs[0]),
-                {key: row[key] for key in OPTION_KEYS if row.get(key) is not None},
+                str(row.method),
+                row.target,
+                row.target_name or "",
+                row.probability,
+                row.outputs[0],
+                shown,
             )
         )
     for card in cards.values():
