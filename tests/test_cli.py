@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from saliency.engine.registry import all_methods
-from saliency.files.manifest import MANIFEST_KEYS
+from saliency.files.rows import BASE_KEYS
 from saliency_cli.app import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
@@ -67,7 +67,7 @@ def test_explain_folder_mirrors_tree_all_methods(photos, tmp_path):
         "integrated_gradients": ("baseline", "steps", "score_difference", "completeness_error"),
     }
     for row in rows:
-        assert tuple(row) == MANIFEST_KEYS + extra.get(row["method"], ()), row["method"]
+        assert tuple(row) == BASE_KEYS + extra.get(row["method"], ()), row["method"]
     ig = [r for r in rows if r["method"] == "integrated_gradients"]
     assert all(r["baseline"] == "black" and r["steps"] == 4 for r in ig)
     assert all(r["layer"] == "bn2" for r in rows if "layer" in r)

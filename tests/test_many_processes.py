@@ -19,6 +19,7 @@ from PIL import Image
 
 from saliency.files.inputs import InputFile
 from saliency.files.manifest import fold, manifest_files
+from saliency.files.rows import Row
 from saliency.parallel.shards import Shard, assign, from_environment, parse_shard, select
 from tests.outputs_check import check_nothing_lost, manifest_rows
 
@@ -277,33 +278,33 @@ def test_shards_of_two_counts_never_write_at_once(tmp_path: Path) -> None:
         pass
 
 
-def row(image: str, name: str, status: str = "ok") -> dict[str, object]:
-    return {"image": image, "outputs": [name] if status == "ok" else [], "status": status}
+def row(image: str, name: str, status: str = "ok", model: str | None = None) -> Row:
+    return Row(image, status, (name,) if status == "ok" else (), model)
 
 
 def test_a_shards_part_replaces_and_drops_rows_and_merging_folds_them(tmp_path: Path) -> None:
-    from saliency.files.manifest import Manifest, merge_parts, row_key
+    from saliency.files.manifest import Manifest, merge_parts
 
     lone = Manifest(tmp_path)
     for image in ("a", "b", "c"):
         lone.write(row(image, f"{image}.png"))
     lone.close()
     ours = {"a", "b"}
-    shard = Manifest(tmp_path, Shard(0, 2), mine=lambda r: r["image"] in ours)
-    assert {r["image"] for r in shard.rows.values()} == ours  # the rows of its images only
-    shard.write(row("a", "a.png") | {"model": "new"})
-    shard.close(keep=lambda r: r["image"] != "b")  # b's picture no longer holds
+    shard = Manifest(tmp_path, Shard(0, 2), mine=lambda r: r.image in ours)
+    assert {r.image for r in shard.rows.values()} == ours  # the rows of its images only
+    shard.write(row("a", "a.png", model="new"))
+    shard.close(keep=lambda r: r.image != "b")  # b's picture no longer holds
     part = next(tmp_path.glob("results.part.*.0-of-2.jsonl"))
     statuses = sorted((r["image"], r["status"]) for r in map(json.loads, part.open()))
     assert statuses == [("a", "ok"), ("b", "dropped")]
     # a later part of another count wins over it; a part still being written is read whole
     later = Manifest(tmp_path, Shard(1, 3))
-    later.write(row("c", "c.png") | {"model": "newer"})
+    later.write(row("c", "c.png", model="newer"))
     later.close()
     with (tmp_path / "results.part.000009.2-of-3.jsonl").open("w") as unfinished:
-        unfinished.write(json.dumps(row("d", "d.png")) + "\n" + '{"image": "e", "outp')
+        unfinished.write(json.dumps(row("d", "d.png").to_dict()) + "\n" + '{"image": "e", "outp')
     merged = merge_parts(tmp_path)
-    rows = {row_key(r): r for r in manifest_rows(tmp_path)}
+    rows = {Row.from_dict(r).key: r for r in manifest_rows(tmp_path)}
     assert merged.parts == 3 and set(rows) == {"output:a.png", "output:c.png", "output:d.png"}
     assert rows["output:a.png"]["model"] == "new" and rows["output:c.png"]["model"] == "newer"
     assert not list(tmp_path.glob("results.part.*"))
@@ -329,7 +330,7 @@ def test_raw_maps_in_containers_read_back_with_one_call(folder: Path, tmp_path: 
     image = next(iter(contained.entries.values())).image
     assert contained.find(image, "gradcam").ndim == 3
     rows = read_rows(npy / "results.jsonl").values()
-    assert all(r["outputs"][1].startswith("maps/") for r in rows if r["status"] == "ok")
+    assert all(r.outputs[1].startswith("maps/") for r in rows if r.is_ok)
     # a rerun keeps them; a lost container is noticed and its maps redone
     (next((npy / "maps").iterdir())).unlink()
     again = run(saliency("explain", folder, "--out", npy, "--save-raw", "--raw-format",

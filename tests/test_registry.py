@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -127,6 +128,21 @@ def test_a_method_module_from_outside_registers_and_shares_the_guided_pass(plugi
     torch.testing.assert_close(both["guided_x_input"].maps, both["guided"].maps * x)
 
 
+def test_a_plugin_setting_is_a_keyword_checked_by_its_declaration(plugin_method):
+    model, x = TinyCNN(), torch.randn(2, 3, 8, 8)
+    guided = explain(model, x, "guided", [1, 0])
+    scaled = explain(model, x, "guided_x_input", [1, 0], scale=2.5, chunk=3)
+    torch.testing.assert_close(scaled.maps, guided.maps * x * 2.5)
+    with pytest.raises(ValueError, match=r"guided_x_input: scale must be a number > 0, got -1"):
+        explain(model, x, "guided_x_input", scale=-1)
+    with pytest.raises(ValueError, match=r"guided_x_input: chunk must be a whole number >= 1"):
+        explain(model, x, "guided_x_input", chunk=0)
+    with pytest.raises(ValueError, match="scale is used only by guided_x_input, not by guided"):
+        explain(model, x, "guided", scale=2.0)
+    listed = {s.name: s for s in get_method("guided_x_input").all_settings}
+    assert listed["scale"].default == 1.0 and not listed["chunk"].changes_maps
+
+
 def _plugin_site(tmp_path: Path) -> Path:
     """A site folder holding the plugin module and an installed distribution's metadata whose
     entry point names it: what `pip install` of a plugin package leaves behind."""
@@ -145,29 +161,67 @@ def _plugin_site(tmp_path: Path) -> Path:
     return site
 
 
-def test_an_entry_point_method_is_listed_and_runs_from_the_command(tmp_path):
+def test_an_entry_point_method_with_settings_goes_through_the_command(tmp_path):
+    """Listed with its settings; --set reaches its maps, the manifest, the fingerprint (a rerun
+    redoes only what a map-changing setting changes) and the report; bad values are usage
+    errors naming the method."""
     env = {**os.environ, "PYTHONPATH": str(_plugin_site(tmp_path))}
     command = [sys.executable, "-m", "saliency_cli"]
-    listed = subprocess.run(
-        [*command, "methods"], capture_output=True, text=True, timeout=120, env=env
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *args], capture_output=True, text=True, timeout=300, env=env
+        )
+
+    listed = run("methods")
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"^guided_x_input +Guided Backprop times the input$", listed.stdout, re.M)
+    assert re.search(
+        r"^ +--set scale=1.0  multiplies the map \(a number > 0\)$", listed.stdout, re.M
+    )
+    assert re.search(r"^ +--set chunk=8  rows per step", listed.stdout, re.M)
     photo = tmp_path / "cat.png"
     Image.new("RGB", (40, 30), (200, 120, 40)).save(photo)
     out = tmp_path / "out"
-    done = subprocess.run(
-        [*command, "explain", str(photo), "--out", str(out), "--method", "guided_x_input"]
-        + ["--model", "resnet18", "--weights", "random", "--fit", "resize"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    args = ["explain", str(photo), "--out", str(out), "--method", "guided_x_input"]
+    args += ["--method", "guided", "--fit", "resize", "--save-raw"]  # the offline model
+
+    def rows() -> dict[str, dict]:
+        lines = (out / "results.jsonl").read_text().splitlines()
+        return {row["method"]: row for row in map(json.loads, lines)}
+
+    def stamp() -> int:
+        return (out / "cat.guided_x_input.png").stat().st_mtime_ns
+
+    done = run(*args, "--set", "scale=2")
     assert done.returncode == 0, done.stderr
-    (row,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert row["method"] == "guided_x_input" and row["status"] == "ok"
+    row = rows()["guided_x_input"]
+    assert row["status"] == "ok" and row["scale"] == 2.0 and "chunk" not in row
+    raw, guided = np.load(out / "cat.guided_x_input.npy"), np.load(out / "cat.guided.npy")
+    assert row["peak"] == pytest.approx(float(np.abs(raw).max()), abs=1e-6)
     assert Image.open(out / "cat.guided_x_input.png").size == (40, 30)
+    first = stamp()
+    again = run(*args, "--set", "scale=2", "--set", "chunk=2")  # speed only: nothing redone
+    assert again.returncode == 0 and stamp() == first, again.stderr
+    assert rows()["guided_x_input"]["fingerprint"] == row["fingerprint"]
+    redo = run(*args, "--set", "scale=4", "--report")
+    assert redo.returncode == 0 and stamp() != first, redo.stderr
+    both = rows()
+    assert both["guided_x_input"]["scale"] == 4.0
+    assert both["guided"]["fingerprint"] and "scale" not in both["guided"]
+    np.testing.assert_allclose(np.load(out / "cat.guided_x_input.npy"), 2 * raw, rtol=1e-5)
+    np.testing.assert_array_equal(np.load(out / "cat.guided.npy"), guided)
+    report = (out / "report.html").read_text()
+    assert '"options":{"scale":4.0,"peak":' in report
+    for bad, message in [
+        (["--set", "scale=0"], "guided_x_input: scale must be a number > 0, got 0.0"),
+        (["--set", "scale=big"], "guided_x_input: scale must be a number > 0, got 'big'"),
+        (["--set", "scail=2"], "unknown setting 'scail'"),
+        (["--set", "scale"], "--set takes NAME=VALUE, got 'scale'"),
+        (["--set", "scale=2", "--set", "scale=3"], "the setting scale is given twice"),
+    ]:
+        refused = run(*args, *bad)
+        assert refused.returncode == 2 and message in refused.stderr, (bad, refused.stderr)
     unknown = subprocess.run(
         [*command, "explain", str(photo), "--method", "guided_x_input"],
         capture_output=True,

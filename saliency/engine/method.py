@@ -57,11 +57,19 @@ LAYER_SETTING = Setting(
 @dataclass
 class SharedPasses:
     """What :meth:`Method.combine` reads: the inputs of the pass, each declared rule's gradient
-    (``grads[rule]``, shaped like the inputs) and Grad-CAM's upsampled map ``cam`` (B, 1, H, W)."""
+    (``grads[rule]``, shaped like the inputs), Grad-CAM's upsampled map ``cam`` (B, 1, H, W),
+    and the run's options, from which :meth:`settings` reads a method's own."""
 
     inputs: torch.Tensor
     grads: dict[str, torch.Tensor]
     cam: torch.Tensor | None
+    options: MethodOptions | None = None
+
+    def settings(self, method: Method) -> dict[str, Any]:
+        """``method``'s settings: the values given, or their defaults."""
+        if self.options is None:
+            return {s.name: s.default for s in method.all_settings}
+        return self.options.of(method)
 
 
 @dataclass

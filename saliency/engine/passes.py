@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,9 @@ from .registry import get_method
 from .report import RuleReport
 from .rules import Rule, get_rule
 from .state import check_eager, explanation_mode
+
+if TYPE_CHECKING:
+    from .options import MethodOptions
 
 
 class Stopped(Exception):
@@ -59,9 +63,11 @@ class ForwardPass:
         targets: torch.Tensor,
         *,
         retain_graph: bool = True,
+        options: MethodOptions | None = None,
     ) -> dict[str, tuple[torch.Tensor, RuleReport]]:
         """Per method, its maps for ``targets`` (LongTensor (B,)) and its rule report: every
-        declared pass runs once, then each method combines them. Keeps the graph unless told."""
+        declared pass runs once, then each method combines them (reading its settings from
+        ``options``; defaults without). Keeps the graph unless told."""
         chosen = [get_method(m) for m in methods]
         for method in chosen:
             if not method.passes:
@@ -83,7 +89,7 @@ class ForwardPass:
                 )
             else:
                 cam = self.gradcam(targets, keep)
-        shared = SharedPasses(self.inputs.detach(), grads, cam)
+        shared = SharedPasses(self.inputs.detach(), grads, cam, options)
         return {
             m.name: (m.combine(shared), reports[m.rule] if m.rule else RuleReport("gradient"))
             for m in chosen

@@ -41,7 +41,8 @@ def run_plan(
             target_sets = choose(logits)
             results: list[dict[str, Explanation]] = []
             for n, targets in enumerate(target_sets):
-                found = graph.shared(shared, targets, retain_graph=n < len(target_sets) - 1)
+                keep = n < len(target_sets) - 1
+                found = graph.shared(shared, targets, retain_graph=keep, options=options)
                 result = {}
                 for method in shared:
                     maps, report = found[method.name]
