@@ -86,7 +86,7 @@ def compare(
     )  # fmt: skip
     common.check_writable(out)
 
-    from saliency.pictures.figures import compare_rows
+    from saliency.pipeline.compare import compare_rows
 
     found = common.collect(paths, recursive=True)
     console = common.stderr()
