@@ -43,7 +43,6 @@ class IntegratedGradients(Method):
     cost = "STEPS forwards + STEPS backwards, batched, + 2 forwards for the completeness check"
     order = 60
     settings = (
-        Setting("steps", int, 32, "points on the path, batched", low=1),
         Setting(
             "baseline",
             str,
@@ -53,6 +52,7 @@ class IntegratedGradients(Method):
             choices=BASELINES,
             tensor=True,
         ),
+        Setting("steps", int, 32, "points on the path, batched", low=1),
     )
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
