@@ -24,7 +24,7 @@ from photos import make_photos  # noqa: E402
 
 from saliency import explain, load_image, load_model  # noqa: E402
 from saliency.evaluation.ranking import pixel_values  # noqa: E402
-from saliency.evaluation.run import evaluate  # noqa: E402
+from saliency.evaluation.run import Protocol, evaluate  # noqa: E402
 
 
 def main() -> None:
@@ -40,11 +40,12 @@ def main() -> None:
         xs = [loaded.preprocess(load_image(p), "resize")[0] for p in paths]
     print(f"{loaded.name} on {args.device} ({torch.get_num_threads()} threads), 224x224 inputs, "
           f"guided, 20 steps, forward batches of {args.batch}")  # fmt: skip
-    evaluate(loaded, xs[:2], ["guided"], ["deletion"], steps=20, baselines=())  # warm-up
+    evaluate(loaded, xs[:2], ["guided"], ["deletion"], protocol=Protocol(20), baselines=())
     rates = {}
     for metrics, steps in ((["deletion", "insertion"], 20), (["deletion"], 16)):
         start = time.perf_counter()
-        evaluate(loaded, xs, ["guided"], metrics, steps=steps, baselines=(), batch_size=args.batch)
+        protocol = Protocol(steps, batch_size=args.batch)
+        evaluate(loaded, xs, ["guided"], metrics, protocol=protocol, baselines=())
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         key = "+".join(metrics)

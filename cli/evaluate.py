@@ -122,6 +122,7 @@ def evaluate(
         write_leaderboard,
         write_scores,
     )
+    from saliency.evaluation.run import Protocol
     from saliency.evaluation.run import evaluate as run_evaluation
 
     inputs, files, failed = common.decode_all(found, loaded, fit_mode)
@@ -130,11 +131,13 @@ def evaluate(
     with common.failures(out, debug, usage=(ValueError,)):
         with progress:
             task = progress.add_task("evaluating", total=len(inputs))
+            protocol = Protocol(
+                steps, str(fill.value), contrast=contrast_class, reduce=str(reduce.value),
+                seed=seed, batch_size=batch_size,
+            )  # fmt: skip
             result = run_evaluation(
-                loaded, inputs, methods, metrics, names, steps=steps, fill=str(fill.value),
-                contrast=contrast_class, reduce=str(reduce.value), seed=seed,
-                batch_size=batch_size, options=method_options,
-                on_batch=lambda n: progress.advance(task, n),
+                loaded, inputs, methods, metrics, names, protocol=protocol,
+                options=method_options, on_batch=lambda n: progress.advance(task, n),
             )  # fmt: skip
         write_scores(result, out / "evaluation.csv")
         write_curves(result, out / "curves.csv")

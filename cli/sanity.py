@@ -112,8 +112,7 @@ def sanity(
     found = common.collect(paths, recursive=True)
     console = common.stderr()
 
-    from saliency.checks.sanity import run_sanity, verdicts
-    from saliency.checks.sanity_plots import plot_metrics, plot_strip, write_csv, write_verdicts
+    from saliency.checks.sanity import run_sanity
 
     inputs, files, failed = common.decode_all(found, loaded, fit_mode)
     names = [file.shown for file in files]
@@ -127,24 +126,11 @@ def sanity(
                 progress.update(task, total=total, completed=done, description=f"after {name}")
 
             result = run_sanity(
-                loaded.model,
-                inputs,
-                names,
-                methods,
-                mode=mode.value,
-                granularity=granularity.value,
-                seed=seed,
-                repredict=repredict,
-                options=method_options,
-                normalization=loaded.normalization,
-                on_step=on_step,
-            )
-        write_csv(result, out / "sanity.csv")
-        found_verdicts = verdicts(result, threshold)
-        write_verdicts(found_verdicts, out / "sanity.json")
-        plot_metrics(result, out / f"sanity.{format.value}")
-        for file, name in zip(files, names, strict=True):
-            plot_strip(result, name, out / "strips" / f"{file.base.as_posix()}.{format.value}")
+                loaded.model, inputs, names, methods, mode=mode.value,
+                granularity=granularity.value, seed=seed, repredict=repredict,
+                options=method_options, normalization=loaded.normalization, on_step=on_step,
+            )  # fmt: skip
+        found_verdicts = _write(result, files, out, threshold, str(format.value))
 
     _print_verdicts(found_verdicts, result, threshold)
     if not quiet:
@@ -157,6 +143,21 @@ def sanity(
     if report:
         write_report(out, None, None, debug)
     raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+
+
+def _write(result: Any, files: list[Any], out: Path, threshold: float, suffix: str) -> Any:
+    """The check's files: the CSV, the verdicts, the metric figure and a strip per image;
+    returns the verdicts."""
+    from saliency.checks.sanity import verdicts
+    from saliency.checks.sanity_plots import plot_metrics, plot_strip, write_csv, write_verdicts
+
+    write_csv(result, out / "sanity.csv")
+    found = verdicts(result, threshold)
+    write_verdicts(found, out / "sanity.json")
+    plot_metrics(result, out / f"sanity.{suffix}")
+    for file in files:
+        plot_strip(result, file.shown, out / "strips" / f"{file.base.as_posix()}.{suffix}")
+    return found
 
 
 def _print_verdicts(found: Any, result: Any, threshold: float) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 from saliency.evaluation.metrics import area, deletion_curves, spearman, substrate
 from saliency.evaluation.ranking import centre_map, random_map, ranks, removed
 from saliency.evaluation.road import impute, impute_cg
-from saliency.evaluation.run import evaluate
+from saliency.evaluation.run import Protocol, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_images"
@@ -169,8 +169,8 @@ def test_evaluate_every_metric_and_baseline_deterministically(tmp_path: Path) ->
     model = SmallNet().eval()
     images = [torch.randn(3, 20, 24) for _ in range(5)]
     run = lambda size, seed: evaluate(  # noqa: E731
-        model, images, ["guided", "gradcam"], steps=5, batch_size=size, seed=seed,
-        road_fractions=(0.2, 0.5, 0.8), options=None,
+        model, images, ["guided", "gradcam"],
+        protocol=Protocol(5, batch_size=size, seed=seed, road_fractions=(0.2, 0.5, 0.8)),
     )  # fmt: skip
     first, second, other = run(2, 0), run(5, 0), run(5, 1)
     assert first.methods == ["guided", "gradcam", "random", "centre"]
@@ -193,6 +193,10 @@ def test_evaluate_every_metric_and_baseline_deterministically(tmp_path: Path) ->
     assert sum(s.best for s in standings if s.metric == "deletion") >= 1
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate(model, images, ["guided"], ["pixel_flipping"])
+    with pytest.raises(ValueError, match="unknown fill 'grey'; valid: blur, mean"):
+        Protocol(fill="grey")
+    with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
+        Protocol(steps=0)
 
 
 @pytest.mark.slow

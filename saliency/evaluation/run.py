@@ -52,8 +52,12 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """How the metrics perturb and score (see :func:`evaluate`)."""
+class Protocol:
+    """How the metrics perturb and score: deletion and insertion remove or add pixels in
+    ``steps`` equal fractions, replaced by the ``fill`` substrate; ROAD imputes at
+    ``road_fractions`` with ``noise``; class sensitivity compares the top-1 with ``contrast``
+    (None: the lowest of the top 5); maps become pixel values by ``reduce``; ``seed`` fixes the
+    random map and ROAD's noise; perturbed copies run ``batch_size`` a forward pass."""
 
     steps: int = 20
     fill: str = "blur"
@@ -64,6 +68,13 @@ class Settings:
     seed: int = 0
     batch_size: int = 64
 
+    def __post_init__(self) -> None:
+        if self.fill not in FILLS:
+            raise ValueError(f"unknown fill {self.fill!r}; valid: {', '.join(FILLS)}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        object.__setattr__(self, "road_fractions", tuple(self.road_fractions))
+
 
 def evaluate(
     model: nn.Module | LoadedModel,
@@ -72,34 +83,27 @@ def evaluate(
     metrics: Sequence[str] = METRICS,
     names: Sequence[str] | None = None,
     *,
-    steps: int = 20,
-    fill: str = "blur",
-    road_fractions: Sequence[float] = ROAD_FRACTIONS,
-    noise: float = 0.01,
-    contrast: int | None = None,
-    reduce: str = "max",
-    seed: int = 0,
-    batch_size: int = 64,
+    protocol: Protocol | None = None,
     options: MethodOptions | None = None,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     on_batch: Callable[[int], None] | None = None,
     baselines: Sequence[str] = BASELINES,
 ) -> Evaluation:
     """Evaluate ``methods`` (and the ``random`` and ``centre`` baselines) on ``inputs``
-    (preprocessed, (3, H, W) each, or a batch) with ``metrics`` (see :mod:`.metrics`).
+    (preprocessed, (3, H, W) each, or a batch) with ``metrics`` (see :mod:`.metrics`), as
+    ``protocol`` says (see :class:`Protocol`). ``options`` set the methods.
     Leave out ``baselines`` only to time the methods alone: without them a score has no scale.
 
-    The explained class is each image's top-1; class sensitivity compares it with ``contrast``
-    or else the lowest of the top 5. ``seed`` fixes the random map and ROAD's noise: the same
-    seed gives the same numbers. ``on_batch(n)`` is told of each batch of ``n`` images done.
+    The explained class is each image's top-1. The same ``protocol.seed`` gives the same
+    numbers. ``on_batch(n)`` is told of each batch of ``n`` images done.
     """
+    protocol = protocol or Protocol()
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ValueError(f"unknown metric {unknown}; valid: {', '.join(METRICS)}")
-    if fill not in FILLS:
-        raise ValueError(f"unknown fill {fill!r}; valid: {', '.join(FILLS)}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+    unknown_baselines = [b for b in baselines if b not in BASELINES]
+    if unknown_baselines:
+        raise ValueError(f"unknown baseline {unknown_baselines}; valid: {', '.join(BASELINES)}")
     if isinstance(model, LoadedModel):
         normalization = normalization or model.normalization
         module = model.model
@@ -107,19 +111,14 @@ def evaluate(
         module = model
     items = list(inputs)
     names = list(names) if names is not None else [f"image {i}" for i in range(len(items))]
-    unknown_baselines = [b for b in baselines if b not in BASELINES]
-    if unknown_baselines:
-        raise ValueError(f"unknown baseline {unknown_baselines}; valid: {', '.join(BASELINES)}")
     result = Evaluation(names, [*methods, *baselines], list(metrics))
-    settings = Settings(
-        steps, fill, tuple(road_fractions), noise, contrast, reduce, seed, batch_size
-    )
     device = next(module.parameters()).device
+    size = protocol.batch_size
     for indices in by_shape(tuple(item.shape) for item in items):
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
+        for start in range(0, len(indices), size):
+            chunk = indices[start : start + size]
             batch = torch.stack([items[i] for i in chunk]).to(device)
-            _batch(module, batch, chunk, methods, result, options, normalization, settings)
+            _Batch(module, batch, chunk, result, protocol).score(methods, options, normalization)
             if on_batch is not None:
                 on_batch(len(chunk))
     order = {name: i for i, name in enumerate(result.methods)}
@@ -130,93 +129,118 @@ def evaluate(
     return result
 
 
-def _batch(
-    module: nn.Module,
-    x: torch.Tensor,
-    indices: list[int],
-    methods: Sequence[str],
-    result: Evaluation,
-    options: MethodOptions | None,
-    normalization: tuple[Sequence[float], Sequence[float]] | None,
-    settings: Settings,
-) -> None:
-    metrics, contrast, reduce, seed = (
-        result.metrics,
-        settings.contrast,
-        settings.reduce,
-        settings.seed,
-    )
-    steps, batch_size = settings.steps, settings.batch_size
-    sensitivity = "class_sensitivity" in metrics
+@dataclass
+class _Batch:
+    """One batch of images of one shape, scored on every metric for every method."""
 
-    def choose(logits: torch.Tensor) -> list[torch.Tensor]:
-        top = logits.argmax(1)
-        if not sensitivity:
-            return [top]
-        if contrast is not None:
-            other = torch.full_like(top, contrast)
-        else:
-            other = logits.topk(min(5, logits.shape[1]), dim=1).indices[:, -1]
-        return [top, other]
+    module: nn.Module
+    x: torch.Tensor
+    indices: list[int]
+    result: Evaluation
+    protocol: Protocol
 
-    logits, explained = explain_batch(module, x, list(methods), choose, options, normalization)
-    targets = logits.argmax(1)
-    shape = (x.shape[0], x.shape[2], x.shape[3])
-    values = {m: pixel_values(explained[0][m].maps.detach(), reduce) for m in methods}
-    # baselines: a random map per image from its own seed, and the centred Gaussian
-    if "random" in result.methods:
-        values["random"] = torch.cat([random_map((1, *shape[1:]), seed + i) for i in indices])
-    if "centre" in result.methods:
-        values["centre"] = centre_map(shape)
-    values = {m: v.to(x.device) for m, v in values.items()}
+    def score(
+        self,
+        methods: Sequence[str],
+        options: MethodOptions | None,
+        normalization: tuple[Sequence[float], Sequence[float]] | None,
+    ) -> None:
+        metrics = self.result.metrics
+        targets, values, contrasts = self._maps(methods, options, normalization)
+        base = self.x
+        if {"deletion", "insertion"} & set(metrics):
+            base = substrate(self.x, self.protocol.fill)
+        for number, method in enumerate(self.result.methods):
+            places = ranks(values[method])
+            for name, (curve, xs) in self._curves(places, base, targets, number).items():
+                self._record(method, name, curve, xs)
+            if "class_sensitivity" in metrics:
+                other = contrasts[method].to(self.x.device)
+                correlation = spearman(values[method], other)
+                for row, i in enumerate(self.indices):
+                    _score(self.result, i, method, "class_sensitivity", float(correlation[row]))
+
+    def _maps(
+        self,
+        methods: Sequence[str],
+        options: MethodOptions | None,
+        normalization: tuple[Sequence[float], Sequence[float]] | None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The top-1 targets, each method's (and baseline's) pixel values, and with class
+        sensitivity their values for the contrasting class."""
+        sensitivity = "class_sensitivity" in self.result.metrics
+        contrast, reduce, seed = self.protocol.contrast, self.protocol.reduce, self.protocol.seed
+
+        def choose(logits: torch.Tensor) -> list[torch.Tensor]:
+            top = logits.argmax(1)
+            if not sensitivity:
+                return [top]
+            if contrast is not None:
+                return [top, torch.full_like(top, contrast)]
+            return [top, logits.topk(min(5, logits.shape[1]), dim=1).indices[:, -1]]
+
+        x = self.x
+        logits, explained = explain_batch(self.module, x, list(methods), choose, options,
+                                          normalization)  # fmt: skip
+        shape = (x.shape[0], x.shape[2], x.shape[3])
+        values = {m: pixel_values(explained[0][m].maps.detach(), reduce) for m in methods}
+        contrasts = {}
+        if sensitivity:
+            contrasts = {m: pixel_values(explained[1][m].maps.detach(), reduce) for m in methods}
+        # baselines: a random map per image from its own seed, and the centred Gaussian
+        if "random" in self.result.methods:
+            values["random"] = self._random(shape, seed)
+            contrasts["random"] = self._random(shape, seed + 1_000_003)
+        if "centre" in self.result.methods:
+            values["centre"] = contrasts["centre"] = centre_map(shape)
+        values = {m: v.to(x.device) for m, v in values.items()}
+        return logits.argmax(1), values, contrasts
+
+    def _random(self, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
+        return torch.cat([random_map((1, *shape[1:]), seed + i) for i in self.indices])
 
     @torch.no_grad()
-    def probabilities(copies: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
-        out = []
-        for start in range(0, copies.shape[0], batch_size):
-            part = module(copies[start : start + batch_size]).float().softmax(1)
-            out.append(part.gather(1, wanted[start : start + batch_size, None])[:, 0])
+    def _probabilities(self, copies: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+        """The model's probability of ``wanted`` for each perturbed copy, batched."""
+        out, size = [], self.protocol.batch_size
+        for start in range(0, copies.shape[0], size):
+            part = self.module(copies[start : start + size]).float().softmax(1)
+            out.append(part.gather(1, wanted[start : start + size, None])[:, 0])
         return torch.cat(out)
 
-    base = substrate(x, settings.fill) if {"deletion", "insertion"} & set(metrics) else x
-    for number, method in enumerate(result.methods):
-        places = ranks(values[method])
+    def _curves(
+        self, places: torch.Tensor, base: torch.Tensor, targets: torch.Tensor, number: int
+    ) -> dict[str, tuple[torch.Tensor, list[float]]]:
+        """Each curve metric's curves (B, points) and their x positions, for one method
+        (``number`` in the list, which spreads ROAD's noise seeds)."""
+        metrics, protocol, x = self.result.metrics, self.protocol, self.x
         curves: dict[str, tuple[torch.Tensor, list[float]]] = {}
         for name in ("deletion", "insertion"):
             if name in metrics:
-                curve = deletion_curves(
-                    x, places, base, targets, steps, name == "insertion", probabilities
-                )
-                curves[name] = (curve, fractions(steps))
+                curve = deletion_curves(x, places, base, targets, protocol.steps,
+                                        name == "insertion", self._probabilities)  # fmt: skip
+                curves[name] = (curve, fractions(protocol.steps))
         for name, most_first in (("road_morf", True), ("road_lerf", False)):
             if name in metrics:
-                seeds = [(seed * 7919 + i) * 64 + number * 2 + most_first for i in indices]
-                fractions_ = settings.road_fractions
-                curve = road_curves(
-                    x, places, targets, most_first, probabilities, seeds, fractions_, settings.noise
-                )
-                curves[name] = (curve, list(fractions_))
-        for name, (curve, xs) in curves.items():
-            score = area(curve, xs) if name in ("deletion", "insertion") else curve.mean(1)
-            for row, i in enumerate(indices):
-                _score(result, i, method, name, float(score[row]))
-                image = result.images[i]
-                for fraction, value in zip(xs, curve[row].tolist(), strict=True):
-                    point = {"fraction": fraction, "value": value}
-                    result.curves.append(
-                        {"index": i, "image": image, "method": method, "metric": name, **point}
-                    )
-        if sensitivity:
-            if method == "random":
-                other = torch.cat([random_map((1, *shape[1:]), seed + 1_000_003 + i)
-                                   for i in indices])  # fmt: skip
-            elif method == "centre":
-                other = values["centre"]
-            else:
-                other = pixel_values(explained[1][method].maps.detach(), reduce)
-            correlation = spearman(values[method], other.to(x.device))
-            for row, i in enumerate(indices):
-                _score(result, i, method, "class_sensitivity", float(correlation[row]))
+                seed = protocol.seed
+                seeds = [(seed * 7919 + i) * 64 + number * 2 + most_first for i in self.indices]
+                at = protocol.road_fractions
+                curve = road_curves(x, places, targets, most_first, self._probabilities, seeds,
+                                    at, protocol.noise)  # fmt: skip
+                curves[name] = (curve, list(at))
+        return curves
+
+    def _record(self, method: str, name: str, curve: torch.Tensor, xs: list[float]) -> None:
+        """One metric's score per image (area under the curve, or ROAD's mean) and its points."""
+        result = self.result
+        score = area(curve, xs) if name in ("deletion", "insertion") else curve.mean(1)
+        for row, i in enumerate(self.indices):
+            _score(result, i, method, name, float(score[row]))
+            for fraction, value in zip(xs, curve[row].tolist(), strict=True):
+                result.curves.append(
+                    {"index": i, "image": result.images[i], "method": method, "metric": name,
+                     "fraction": fraction, "value": value}
+                )  # fmt: skip
 
 
 def _score(result: Evaluation, index: int, method: str, metric: str, value: float) -> None:
