@@ -71,7 +71,9 @@ def write_leaderboard(result: Evaluation, path: Path) -> None:
     data = {
         "images": len(result.images),
         "baselines": list(BASELINES),
-        "lower_is_better": {k: LOWER_IS_BETTER[k] for k in {s.metric for s in leaderboard(result)}},
+        "lower_is_better": {
+            k: LOWER_IS_BETTER[k] for k in dict.fromkeys(s.metric for s in leaderboard(result))
+        },
         "leaderboard": [s.__dict__ for s in leaderboard(result)],
     }
     text = json.dumps(data, indent=1)
