@@ -271,3 +271,32 @@ def test_an_explanation_shows_itself_and_renders_one_picture():
     assert over.size == (24, 32)
     heat = result.render(1, photo, style="heatmap")
     assert heat.size == (24, 32) and heat.tobytes() != over.tobytes()
+
+
+def test_a_setting_may_not_take_a_row_key_or_a_run_option_or_come_twice():
+    from saliency import Method, Setting
+    from saliency.engine.method import RulePass
+    from saliency.engine.settings import RESERVED
+    from saliency.files.rows import BASE_KEYS
+
+    assert set(BASE_KEYS) | {"smooth", "noise", "seed", "batch_size", "raw"} <= RESERVED
+    for settings, message in [
+        ((Setting("status", str, "x", "clashes with a row key"),), "'status' is reserved"),
+        ((Setting("seed", int, 0, "clashes with SmoothGrad's"),), "'seed' is reserved"),
+        ((Setting("k", int, 1, "one"), Setting("k", int, 2, "two")), "declares the setting 'k'"),
+        (("k",), "settings must be a tuple of saliency.Setting"),
+    ]:
+
+        class Clashing(Method):
+            name = "clashing"
+            summary = "x"
+            cost = "x"
+            passes = (RulePass("guided"),)
+
+        Clashing.settings = settings  # type: ignore[assignment]
+        with pytest.raises(ValueError, match=message):
+            saliency.register_method(Clashing)
+    with pytest.raises(ValueError, match="the declaration: k must be a whole number >= 1"):
+        Setting("k", int, 0, "a default out of its own bounds", low=1)
+    with pytest.raises(ValueError, match="lowercase identifier"):
+        Setting("Bad Name", int, 0, "x")
