@@ -10,6 +10,10 @@ The planner runs one forward pass per batch and each distinct declared pass once
 whatever the methods, then calls each method's :meth:`Method.combine`. A method that declares no
 shared pass runs passes of its own in :meth:`Method.compute` (Integrated Gradients' path).
 SmoothGrad wraps any method: it runs the same plan on noisy copies and averages.
+
+A method owns its settings (``settings``, a tuple of :class:`~.settings.Setting`); it reads their
+values with ``shared.settings(self)`` in :meth:`Method.combine` or ``context.options.of(self)`` in
+:meth:`Method.compute`, and the run records those that change its maps.
 """
 
 from __future__ import annotations
