@@ -237,7 +237,7 @@ def test_a_rank_killed_mid_run_then_a_rerun_with_another_count(
     assert list(out.glob("results.part.*")), stderr  # merged by no one: a rank died
     # the pictures with a row (a picture whose row the kill prevented is rightly redone)
     recorded = fold(manifest_files(out)).values()
-    names = [r["outputs"][0] for r in recorded if r["status"] == "ok"]
+    names = [r.outputs[0] for r in recorded if r.is_ok]
     before = {name: (out / name).stat().st_mtime_ns for name in names}
     assert len(before) >= 4, stderr
     for index in range(3):  # the rerun: three job-array shards, one after another
