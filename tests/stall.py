@@ -66,7 +66,7 @@ def main() -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        import saliency.pipeline.job as job
+        import saliency.pipeline.executor as executor
 
         os.environ["SALIENCY_STALL_FIFO"] = str(fifo)  # the workers inherit these
         os.environ["SALIENCY_STALL_RUN"] = str(os.getpid())
@@ -76,7 +76,7 @@ def main() -> None:
             context = multiprocessing.get_context("forkserver")
             return ProcessPoolExecutor(count, mp_context=context, initializer=stall_workers)
 
-        job.process_pool = stuck_pool  # type: ignore[assignment]
+        executor.process_pool = stuck_pool  # type: ignore[assignment]
     elif stage in ("read-threads", "write-threads"):
         os.environ["SALIENCY_STALL_FIFO"] = str(fifo)
         os.environ["SALIENCY_STALL_RUN"] = str(os.getpid())
