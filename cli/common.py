@@ -168,16 +168,19 @@ def render_options(
         fail(str(exc))
 
 
-def collect(paths: list[str], recursive: bool, exclude: Path | None = None) -> Inputs:
-    """The inputs (never from ``exclude`` or another output folder); each path that does not
-    exist named on stderr; usage error if none at all."""
+def collect(
+    paths: list[str], recursive: bool, exclude: Path | None = None, name_missing: bool = True
+) -> Inputs:
+    """The inputs (never from ``exclude`` or another output folder); with ``name_missing``,
+    each path that does not exist named on stderr (a run that reports it itself says no);
+    usage error if none at all."""
     from saliency.files.inputs import collect_inputs
 
     found = collect_inputs(paths, recursive=recursive, exclude=[exclude] if exclude else [])
     if not found.files and not found.missing:
         skipped = f" (output folders are not read: {', '.join(found.excluded)})"
         fail("no images found in " + ", ".join(paths) + (skipped if found.excluded else ""))
-    for missing in found.missing:
+    for missing in found.missing if name_missing else ():
         stderr().print(f"[red]error:[/] {escape(missing)}: no such file or folder")
     return found
 

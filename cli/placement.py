@@ -33,10 +33,12 @@ class Placement:
         return self.group is None or self.group.leader
 
     def collect(self, paths: list[str], recursive: bool, out: Path) -> Inputs:
-        """The run's inputs: found by rank 0 and shared, so every rank shards the same list."""
+        """The run's inputs: found by rank 0 and shared, so every rank shards the same list.
+        Missing paths are not named here: the run reports each with its error row."""
         if self.group is None:
-            return common.collect(paths, recursive, exclude=out)
-        found = common.collect(paths, recursive, exclude=out) if self.group.leader else None
+            return common.collect(paths, recursive, exclude=out, name_missing=False)
+        leader = self.group.leader
+        found = common.collect(paths, recursive, out, name_missing=False) if leader else None
         shared = self.group.share(found)
         assert shared is not None
         return shared
