@@ -221,7 +221,11 @@ def _run(
     except OSError as exc:
         if debug:
             raise
-        common.fail(f"cannot write to {out}: {exc.strerror or exc}", common.EXIT_FAILED)
+        common.fail(
+            f"cannot write to {out}: {exc.strerror or exc}; the run stopped, and the pictures "
+            "it finished are kept (rerun to complete)",
+            common.EXIT_FAILED,
+        )
     except KeyboardInterrupt:  # a second signal: stopped at once
         console.print("[yellow]interrupted[/]")
         return common.exit_code_for(stopper.signal), counts
@@ -281,9 +285,10 @@ def _finish(
         manifest_note = f"manifest {manifest}"
     common.stderr().print(
         escape(
-            f"{who}{int(total['images'])} images, {int(total['maps'])} maps, "
-            f"{int(total['failed'])} failed{extra} in {elapsed:.1f} s ({rate:.1f} images/s); "
-            f"outputs in {out}/ ({manifest_note})"
+            f"{who}{common.count(int(total['images']), 'image')} done, "
+            f"{common.count(int(total['maps']), 'map')} written, "
+            f"{common.count(int(total['failed']), 'input')} failed{extra} in {elapsed:.1f} s "
+            f"({rate:.1f} images/s); outputs in {out}/ ({manifest_note})"
         )
     )
     return code, complete

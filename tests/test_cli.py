@@ -213,7 +213,7 @@ def test_installed_command_in_a_subprocess(photos, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (out / "a" / "pic.deconvnet.png").exists() and (out / "b" / "pic.deconvnet.png").exists()
-    assert "3 images, 3 maps, 0 failed" in done.stderr
+    assert "3 images done, 3 maps written, 0 inputs failed" in done.stderr
     bad = subprocess.run(
         [saliency_exe(), "explain", str(photos / "nope.jpg"), "--out", str(out)],
         capture_output=True,

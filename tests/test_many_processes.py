@@ -161,7 +161,7 @@ def test_torchrun_two_ranks_equal_one_process(folder: Path, single: Path, tmp_pa
     assert_same_result(out, single)
     summary = [line for line in result.stderr.splitlines() if "images," in line]
     assert len(summary) == 1, result.stderr  # on rank 0 only, counting both ranks
-    assert summary[0].startswith("2 processes: 13 images, 13 maps, 1 failed")
+    assert summary[0].startswith("2 processes: 13 images done, 13 maps written, 1 input failed")
     assert "shard 1/2: error: broken.jpg" in result.stderr.replace(str(folder) + "/", "")
 
 
@@ -183,7 +183,7 @@ def test_job_array_shards_then_merge(folder: Path, single: Path, tmp_path: Path)
     assert_same_result(out, single)
     # and a rerun of either shard does nothing
     again = run(saliency("explain", folder, "--out", out, "--shard", "0/2", *ARGS))
-    assert "0 images, 0 maps" in again.stderr and "already done" in again.stderr
+    assert "0 images done, 0 maps written" in again.stderr and "already done" in again.stderr
 
 
 def test_merge_after_a_shard_was_killed_and_errors(folder: Path, tmp_path: Path) -> None:
@@ -335,7 +335,7 @@ def test_raw_maps_in_containers_read_back_with_one_call(folder: Path, tmp_path: 
     (next((npy / "maps").iterdir())).unlink()
     again = run(saliency("explain", folder, "--out", npy, "--save-raw", "--raw-format",
                          "safetensors", *both))  # fmt: skip
-    assert "13 images, 26 maps" in again.stderr
+    assert "13 images done, 26 maps written" in again.stderr
     assert len(read_maps(npy)) == 26
     replaced = run(saliency("explain", folder, "--out", npy, "--save-raw", "--raw-format",
                             "safetensors", "--overwrite", *both))  # fmt: skip

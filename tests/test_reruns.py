@@ -70,7 +70,7 @@ def test_a_replaced_photo_is_redone_and_the_rest_kept(photos: Path, tmp_path: Pa
     small("rocket.jpg").save(photos / "cat.png")  # same name, another photo
     second = cli("explain", photos, "--out", out)
     assert second.returncode == 0, second.stderr
-    assert "1 images, 1 maps, 0 failed, 2 already done" in second.stderr
+    assert "1 image done, 1 map written, 0 inputs failed, 2 already done" in second.stderr
     rows, after = by_image(check_nothing_lost(out)), stamps(out)
     assert len(rows) == 3
     assert (out / "cat.guided.png").read_bytes() != old_cat
@@ -148,7 +148,7 @@ def test_pictures_of_ours_without_rows_are_redone(photos: Path, tmp_path: Path) 
     (out / "results.jsonl").unlink()
     result = cli("explain", photos, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert "3 images, 3 maps, 0 failed" in result.stderr
+    assert "3 images done, 3 maps written, 0 inputs failed" in result.stderr
     assert len(check_nothing_lost(out)) == 3
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import stat
@@ -100,11 +101,49 @@ def collect_inputs(
         return found
     root = Path(os.path.commonpath([str(a) for a in anchors]))
     relative = [path.absolute().relative_to(root) for path, _ in unique]
-    stems = Counter((rel.parent, rel.stem) for rel in relative)
-    for (path, shown), rel in zip(unique, relative, strict=True):
-        name = rel.stem if stems[(rel.parent, rel.stem)] == 1 else rel.name
-        found.files.append(InputFile(path, shown, rel.parent / name))
+    for (path, shown), base in zip(unique, output_bases(relative), strict=True):
+        found.files.append(InputFile(path, shown, base))
     return found
+
+
+# The longest last part of an output base, in bytes: file systems take 255, and an output adds
+# its method, target and extension (".integrated_gradients_smooth.top10.webp") and, while it is
+# written, a temporary name's 15 more.
+BASE_NAME_MAX = 180
+
+
+def output_bases(relative: list[Path]) -> list[Path]:
+    """Output bases for inputs at these paths (relative to their common folder), one each and
+    never two alike, also where case is ignored: the stem (``sub/cat``), or the whole name where
+    stems meet (``cat.jpg`` beside ``cat.png``), with a short hash of the path where even that
+    meets another; a last part over :data:`BASE_NAME_MAX` bytes is cut, readably, and given
+    the hash of its whole name (the row's ``image`` keeps the real one)."""
+    stems = Counter((rel.parent, rel.stem) for rel in relative)
+    bases = [
+        rel.parent / _fitted(rel.stem if stems[(rel.parent, rel.stem)] == 1 else rel.name)
+        for rel in relative
+    ]
+    taken = Counter(base.as_posix().casefold() for base in bases)
+    return [
+        base.with_name(_fitted(f"{base.name}~{_digest(rel.as_posix())}"))
+        if taken[base.as_posix().casefold()] > 1
+        else base
+        for base, rel in zip(bases, relative, strict=True)
+    ]
+
+
+def _fitted(name: str) -> str:
+    """``name``, or if longer than :data:`BASE_NAME_MAX` bytes, its start (whole characters)
+    and a hash of all of it."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) <= BASE_NAME_MAX:
+        return name
+    start = encoded[: BASE_NAME_MAX - 13].decode("utf-8", "ignore")
+    return f"{start}~{_digest(name)}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 def _add_found(file: Path, entries: list[tuple[Path, str]], found: Inputs) -> None:

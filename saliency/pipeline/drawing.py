@@ -9,6 +9,7 @@ WebP XMP) naming what made it, so a later run knows its own files from a strange
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from functools import partial
@@ -161,8 +162,12 @@ def draw_and_write(task: DrawTask, partials: PartialFiles | None = None) -> list
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Through a buffer: numpy's own file writes fail without an errno (a full disk would read
+    as one image's fault, not the run's)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
     with open(path, "wb") as handle:
-        np.save(handle, array)
+        handle.write(buffer.getbuffer())
 
 
 def marker_text(fingerprint: str, sha256: str) -> str:

@@ -47,29 +47,17 @@ def plan_run(
     fingerprints: dict[str, str],
     out_dir: Path,
 ) -> Plan:
-    """Which pictures of ``files`` are still to make, given the manifest's latest ``rows``."""
+    """Which pictures of ``files`` are still to make, given the manifest's latest ``rows``. An
+    image whose output paths the file system refuses (a name too long, a folder it may not
+    enter) is refused with the reason, alone: the others go on."""
     plan = Plan()
     for file in files:
-        base = file.base.as_posix()
-        checked: dict[SourceId | None, bool] = {}  # one stat (or hash) per recorded identity
-        entries: list[Entry] = []
-        stranger = None
-        for method in options.methods:
-            for suffix in options.target.suffixes():
-                outputs = options.outputs(base, method, suffix)
-                row = rows.get(row_key(file.shown, outputs))
-                if options.overwrite:
-                    entries.append((method, suffix))
-                    continue
-                if row is not None and _fresh(row, fingerprints[method], out_dir):
-                    recorded = SourceId.from_dict(row.source)
-                    if recorded not in checked:
-                        checked[recorded] = unchanged(file.path, recorded)
-                    if checked[recorded]:
-                        continue
-                entries.append((method, suffix))
-                if row is None and not ours(out_dir / outputs[0]):
-                    stranger = stranger or outputs[0]
+        try:
+            entries, stranger = _entries(file, options, rows, fingerprints, out_dir)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            plan.refused.append((file, f"cannot write its outputs: {exc.strerror or exc}{where}"))
+            continue
         if stranger is not None:
             reason = (
                 f"{out_dir / stranger} exists and was not written by saliency; move it away or "
@@ -81,6 +69,37 @@ def plan_run(
         else:
             plan.done.append(file)
     return plan
+
+
+def _entries(
+    file: InputFile,
+    options: JobOptions,
+    rows: dict[str, Row],
+    fingerprints: dict[str, str],
+    out_dir: Path,
+) -> tuple[list[Entry], str | None]:
+    """The pictures of ``file`` to make, and the first output path a stranger's file holds."""
+    base = file.base.as_posix()
+    checked: dict[SourceId | None, bool] = {}  # one stat (or hash) per recorded identity
+    entries: list[Entry] = []
+    stranger = None
+    for method in options.methods:
+        for suffix in options.target.suffixes():
+            outputs = options.outputs(base, method, suffix)
+            row = rows.get(row_key(file.shown, outputs))
+            if options.overwrite:
+                entries.append((method, suffix))
+                continue
+            if row is not None and _fresh(row, fingerprints[method], out_dir):
+                recorded = SourceId.from_dict(row.source)
+                if recorded not in checked:
+                    checked[recorded] = unchanged(file.path, recorded)
+                if checked[recorded]:
+                    continue
+            entries.append((method, suffix))
+            if row is None and not ours(out_dir / outputs[0]):
+                stranger = stranger or outputs[0]
+    return entries, stranger
 
 
 def _fresh(row: Row, fingerprint: str, out_dir: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -36,6 +37,10 @@ from .resume import Entry
 from .workers import Workers, result
 
 T = TypeVar("T")
+# write errors of the whole output folder, not of one image's outputs: they end the run
+RUN_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EIO") if hasattr(errno, name)
+)
 
 
 @dataclass
@@ -93,10 +98,14 @@ class _Explained:
 def result_of(
     loaded: LoadedModel, file: InputFile, get: Callable[[], ImageOutcome]
 ) -> ImageOutcome:
-    """``get()``, a writer's outcome, with its failure turned into this image's error."""
+    """``get()``, a writer's outcome, with its failure turned into this image's error; a
+    failure that no other image could escape (the disk is full, the file system read-only) is
+    the run's and raised."""
     try:
         return get()
     except OSError as exc:  # could not write: this image failed, the run goes on
+        if exc.errno in RUN_ERRNOS:
+            raise
         reason = f"cannot write output: {exc.strerror or exc}" + (
             f": {exc.filename}" if exc.filename else ""
         )

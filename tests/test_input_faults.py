@@ -1,0 +1,115 @@
+"""A fault of one input stays with that input; only a fault of the run stops it, and says which.
+
+Real files, real processes and a real full disk (a small tmpfs); after every run nothing is lost:
+every ok row's outputs exist and decode, no partial file, the manifest parses line by line, one
+row per picture.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .outputs_check import check_nothing_lost
+
+ROOT = Path(__file__).resolve().parents[1]
+LONG = "x" * 246 + ".jpg"  # 250 bytes: a valid name, but name.guided.png is not
+
+
+def cli(*args: object) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "saliency_cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def photo(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (48, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def test_a_name_too_long_for_its_outputs_is_shortened_and_the_others_go_on(tmp_path: Path):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photo(photos / LONG, (200, 30, 30))
+    photo(photos / "cat.jpg", (30, 200, 30))
+    done = cli("explain", photos, "--out", out, "--save-raw")
+    assert done.returncode == 0, done.stderr
+    assert "2 images done, 2 maps written" in done.stderr
+    rows = {Path(r["image"]).name: r for r in check_nothing_lost(out)}
+    assert set(rows) == {LONG, "cat.jpg"}
+    picture = rows[LONG]["outputs"][0]
+    assert picture.startswith("x" * 160) and picture.endswith(".guided.png")
+    assert len(picture.encode()) < 255 and "~" in picture
+    again = cli("explain", photos, "--out", out, "--save-raw")
+    assert again.returncode == 0 and "2 already done" in again.stderr, again.stderr
+
+
+def test_inputs_whose_names_meet_get_outputs_of_their_own(tmp_path: Path):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    names = ["cat.jpg", "cat.png", "cat.png.jpg", "Dog.jpg", "dog.jpg"]
+    for number, name in enumerate(names):
+        photo(photos / name, (40 * number, 90, 200 - 30 * number))
+    done = cli("explain", photos, "--out", out)
+    assert done.returncode == 0, done.stderr
+    rows = check_nothing_lost(out)
+    assert sorted(Path(r["image"]).name for r in rows) == sorted(names)
+    pictures = [r["outputs"][0] for r in rows]
+    assert len({p.casefold() for p in pictures}) == 5  # distinct even where case is ignored
+    assert len(list(out.glob("*.png"))) == 5
+
+
+def test_a_write_refused_for_one_input_fails_that_input_alone(tmp_path: Path):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photo(photos / "sub" / "blocked.jpg", (10, 10, 200))
+    photo(photos / "open.jpg", (200, 200, 10))
+    photo(photos / "dir.jpg", (10, 200, 200))
+    out.mkdir()
+    (out / "sub").write_text("a file where the mirrored folder would go")
+    (out / "dir.guided.png").mkdir()  # a folder where a picture would go
+    done = cli("explain", photos, "--out", out)
+    assert done.returncode == 1, done.stderr
+    rows = {Path(r["image"]).name: r for r in check_nothing_lost(out)}
+    assert rows["open.jpg"]["status"] == "ok"
+    blocked = rows["blocked.jpg"]
+    assert blocked["status"] == "error" and blocked["error"].startswith("cannot write output: ")
+    assert blocked["error"].endswith(str(out / "sub"))  # says where
+    assert rows["dir.jpg"]["status"] == "error"
+    assert "1 image done, 1 map written, 2 inputs failed" in done.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 700 KiB file system: room for a picture or two, not for the whole run."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_the_run_with_the_reason_and_a_rerun_completes(
+    tmp_path: Path, small_disk: Path
+):
+    photos, out = tmp_path / "photos", small_disk / "out"
+    for number in range(6):
+        photo(photos / f"p{number}.jpg", (30 * number, 120, 90), size=(320, 240))
+    full = cli("explain", photos, "--out", out, "--save-raw", "--batch-size", "2")
+    assert full.returncode == 1, full.stderr
+    assert f"cannot write to {out}: No space left on device; the run stopped" in full.stderr
+    assert full.stderr.count("error:") == 1  # the run's fault, not an error per image
+    rows = check_nothing_lost(out)
+    assert all(r["status"] == "ok" for r in rows) and len(rows) < 6
+    grown = subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)])
+    assert grown.returncode == 0
+    rerun = cli("explain", photos, "--out", out, "--save-raw", "--batch-size", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    rows = check_nothing_lost(out)
+    assert sorted(Path(r["image"]).name for r in rows) == [f"p{n}.jpg" for n in range(6)]
