@@ -135,3 +135,78 @@ def test_same_bytes_whatever_batch_size_and_writers(loaded, photos: Path, tmp_pa
         run(loaded, photos, out, True, batch=batch, writers=writers, fmt="png")
         seen.append({p.name: p.read_bytes() for p in sorted(out.glob("*.png"))})
     assert len(seen[0]) == 6 and seen[0] == seen[1] == seen[2]
+
+
+def _jpeg_variants(folder: Path) -> list[str]:
+    """Every JPEG variant Pillow can write: colour spaces, progressive, subsampling, restart
+    markers, EXIF orientations, odd and tiny sizes."""
+    folder.mkdir()
+    base = Image.open(SAMPLES / "coffee.jpg").convert("RGB").resize((75, 53))
+    variants: dict[str, tuple[Image.Image, dict]] = {
+        "rgb": (base, {}),
+        "gray": (base.convert("L"), {}),
+        "cmyk": (base.convert("CMYK"), {}),
+        "progressive": (base, {"progressive": True}),
+        "444": (base, {"subsampling": 0}),
+        "422": (base, {"subsampling": 1}),
+        "restart": (base, {"restart_marker_blocks": 2}),
+        "odd": (base.resize((17, 9)), {}),
+        "tiny": (base.resize((1, 1)), {}),
+        "tall": (base.resize((3, 61)), {}),
+        "low_quality": (base, {"quality": 5}),
+    }
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        variants[f"exif{orientation}"] = (base, {"exif": exif.tobytes()})
+    for name, (image, settings) in variants.items():
+        image.save(folder / f"{name}.jpg", "JPEG", **settings)
+    return sorted(variants)
+
+
+def test_every_jpeg_variant_runs_on_the_device_path_as_on_the_cpu(loaded, tmp_path: Path):
+    names = _jpeg_variants(tmp_path / "in")
+    cpu = run(loaded, tmp_path / "in", tmp_path / "cpu", False, fmt="png")
+    device = run(loaded, tmp_path / "in", tmp_path / "device", True, fmt="png")
+    assert not [o for o in cpu + device if o.error]
+    assert not [w for o in device for w in o.warnings if "CPU" in w]  # all decoded on the device
+    rows = check_nothing_lost(tmp_path / "device")
+    assert sorted({Path(r["image"]).stem for r in rows}) == names
+    for row in rows:
+        name = row["outputs"][0]
+        ours = np.asarray(Image.open(tmp_path / "device" / name), dtype=float)
+        theirs = np.asarray(Image.open(tmp_path / "cpu" / name), dtype=float)
+        assert ours.shape == theirs.shape, name  # the same orientation and size
+        assert np.abs(ours - theirs).mean() < 12, name
+
+
+def test_what_the_device_fails_on_is_redone_on_the_cpu_with_one_note(
+    loaded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A fault injected into the device's decoder and preprocessing (not the files): the inputs
+    it hits are done on the CPU path, each reason said once, and no input fails."""
+    names = _jpeg_variants(tmp_path / "in")
+    decode, preprocess = resident.decode_jpeg, resident.preprocess
+
+    def refusing(data, *args, **kwargs):
+        if isinstance(data, list):
+            raise RuntimeError("batch refused")
+        if data.numel() % 3 == 0:  # some of the files, by their size
+            raise RuntimeError("unsupported JPEG variant")
+        return decode(data, *args, **kwargs)
+
+    def failing(photo, *args, **kwargs):
+        if photo.shape[-1] == 17:
+            raise RuntimeError("out of memory")
+        return preprocess(photo, *args, **kwargs)
+
+    monkeypatch.setattr(resident, "decode_jpeg", refusing)
+    monkeypatch.setattr(resident, "preprocess", failing)
+    outcomes = run(loaded, tmp_path / "in", tmp_path / "out", True, fmt="png")
+    assert not [o.error for o in outcomes if o.error]
+    notes = [w for o in outcomes for w in o.warnings]
+    refused = resident.REFUSED.format(why="RuntimeError: unsupported JPEG variant")
+    redone = resident.REDONE.format(why="RuntimeError: out of memory")
+    assert sorted(notes) == sorted([refused, redone])  # each reason once
+    rows = check_nothing_lost(tmp_path / "out")
+    assert sorted({Path(r["image"]).stem for r in rows}) == names

@@ -31,7 +31,6 @@ from ..files.raw_maps import RawStore
 from ..models.loading import LoadedModel
 from .drawing import draw_and_write
 from .options import JobOptions
-from .resident import CPU_DECODED
 from .resume import Entry
 from .stages import (
     Decoded,
@@ -78,7 +77,7 @@ class Executor:
         self._threads: Workers | None = None
         self._pending: deque[tuple[InputFile, Drawing | None, Job]] = deque()
         self._error: BaseException | None = None
-        self._warned = False  # that some photo was not decoded on the device
+        self._warned: set[str] = set()  # notes said: why some photo was done on the CPU
 
     def run(
         self, readers: int, writers: int, should_stop: Callable[[], bool], grace: float
@@ -171,9 +170,10 @@ class Executor:
                     self.loaded, done, self.out_dir, self.options, self.todo[file],
                     self.fingerprints, self.raw_store,
                 )  # fmt: skip
-                if done.decoded.cpu_decoded and not self._warned:
-                    work.notes.append(CPU_DECODED)
-                    self._warned = True
+                note = done.decoded.cpu_note
+                if note is not None and note not in self._warned:
+                    work.notes.append(note)
+                    self._warned.add(note)
                 self._pending.append((file, work, self._submit(work)))
 
     def _known(self, file: InputFile, reason: str) -> None:

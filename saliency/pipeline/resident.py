@@ -41,6 +41,8 @@ warnings.filterwarnings(
 )
 
 CPU_DECODED = "not a JPEG: decoded on the CPU (the device decodes JPEG only; said once per run)"
+REFUSED = "decoded on the CPU: the device's JPEG decoder refused it ({why}; said once per run)"
+REDONE = "redone on the CPU path: the device failed on it ({why}; said once per run)"
 _JPEG = b"\xff\xd8\xff"
 
 
@@ -62,10 +64,21 @@ def read(file: InputFile) -> Raw:
     return Raw(file, data, source)
 
 
-def decode_batch(raws: list[Raw], device: torch.device) -> list[torch.Tensor | str]:
-    """Each photo as uint8 (3, H, W) on ``device``, in its displayed orientation, or why not.
-    JPEGs are decoded together on the device; the rest one by one by Pillow."""
+@dataclass
+class Photo:
+    """A decoded photo, uint8 (3, H, W) on the device, and why the CPU decoded it (None: the
+    device did); or, with ``pixels`` None, why it could not be decoded at all."""
+
+    pixels: torch.Tensor | None
+    note: str | None = None
+
+
+def decode_batch(raws: list[Raw], device: torch.device) -> list[Photo]:
+    """Each photo on ``device``, in its displayed orientation, or why not. JPEGs are decoded
+    together on the device; the rest, and any JPEG the device decoder refuses, one by one by
+    Pillow, which then also names a fault that is the file's."""
     out: list[torch.Tensor | str] = [""] * len(raws)
+    refused: dict[int, str] = {}
     jpegs = [i for i, raw in enumerate(raws) if raw.data and raw.data.startswith(_JPEG)]
     if jpegs:
         encoded = [
@@ -83,19 +96,29 @@ def decode_batch(raws: list[Raw], device: torch.device) -> list[torch.Tensor | s
                     out[i] = decode_jpeg(
                         data, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True
                     )
-                except RuntimeError:
-                    out[i] = ""  # left to Pillow below, which names the fault
+                except RuntimeError as exc:  # left to Pillow below, which names a real fault
+                    refused[i] = why(exc)
+    photos = []
     for i, raw in enumerate(raws):
-        if isinstance(out[i], torch.Tensor) or raw.data is None:
+        decoded = out[i]
+        if isinstance(decoded, torch.Tensor) or raw.data is None:
+            photos.append(Photo(decoded if isinstance(decoded, torch.Tensor) else None))
             continue
         try:
             image = load_image(raw.input.path, data=raw.data)
         except Exception as exc:
-            out[i] = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+            photos.append(Photo(None, getattr(exc, "reason", None) or why(exc)))
             continue
-        pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
-        out[i] = pixels.to(device)
-    return out
+        pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).to(device)
+        note = REFUSED.format(why=refused[i]) if i in refused else CPU_DECODED
+        photos.append(Photo(pixels, note))
+    return photos
+
+
+def why(exc: BaseException) -> str:
+    """An exception in one line, for a note: its type and the first line of its message."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
 
 
 def preprocess(

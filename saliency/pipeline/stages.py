@@ -66,7 +66,7 @@ class Decoded:
     source: SourceId | None = None
     error: str | None = None
     photo: torch.Tensor | None = None  # uint8 (3, H, W) on the device: the resident path
-    cpu_decoded: bool = False  # resident path: decoded by Pillow, not on the device
+    cpu_note: str | None = None  # resident path: why it was decoded or done on the CPU
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -177,17 +177,29 @@ def decoded_batches(
         return
     for raws in batches(prefetch(pool, files, resident.read, ahead, stop), size):
         photos = resident.decode_batch(raws, loaded.device)
-        batch: list[Decoded] = []
-        for raw, photo in zip(raws, photos, strict=True):
-            if isinstance(photo, str):
-                batch.append(Decoded(raw.input, error=raw.error or photo))
-                continue
-            tensor, geometry = resident.preprocess(photo, loaded, options.fit)
-            jpeg = (raw.data or b"").startswith(b"\xff\xd8\xff")
-            batch.append(
-                Decoded(raw.input, tensor, geometry, raw.source, photo=photo, cpu_decoded=not jpeg)
-            )
-        yield batch
+        yield [
+            _on_device(raw, photo, loaded, options.fit)
+            for raw, photo in zip(raws, photos, strict=True)
+        ]
+
+
+def _on_device(
+    raw: resident.Raw, photo: resident.Photo, loaded: LoadedModel, fit: str | None
+) -> Decoded:
+    """A photo decoded for the resident path, preprocessed on the device; where the device
+    fails on it, redone on the CPU path (Pillow, CPU preprocessing and drawing), with a note
+    saying why: an input the CPU path can do never fails here."""
+    if raw.error is not None or photo.pixels is None:
+        return Decoded(raw.input, error=raw.error or photo.note)
+    try:
+        tensor, geometry = resident.preprocess(photo.pixels, loaded, fit)
+    except Exception as exc:
+        redone = decode(raw.input, loaded, fit)
+        if redone.tensor is not None:
+            redone.tensor = redone.tensor.to(loaded.device)
+            redone.cpu_note = resident.REDONE.format(why=resident.why(exc))
+        return redone
+    return Decoded(raw.input, tensor, geometry, raw.source, photo=photo.pixels, cpu_note=photo.note)
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
