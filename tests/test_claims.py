@@ -1,0 +1,66 @@
+"""What the README promises about pictures, tested as it is stated: byte-identical whatever
+``--workers`` and from run to run; across ``--batch-size``, equal up to float rounding."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_images"
+
+
+def cli(*args: object) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "saliency_cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def same_size(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six photos of one size, so that batches hold several of them."""
+    folder = tmp_path_factory.mktemp("same")
+    for number, name in enumerate(("coffee.jpg", "astronaut.jpg", "rocket.jpg")):
+        photo = Image.open(SAMPLES / name).convert("RGB").resize((200, 150))
+        for turn in (0, 180):
+            photo.rotate(turn).save(folder / f"p{number}_{turn}.jpg", quality=92)
+    return folder
+
+
+def explained(photos: Path, out: Path, *extra: object) -> dict[str, bytes]:
+    done = cli("explain", photos, "--out", out, "--method", "guided", "--method", "gradcam",
+               "--save-raw", *extra)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*.png"))}
+
+
+@pytest.mark.slow
+def test_pictures_are_byte_identical_whatever_the_workers_and_run_to_run(
+    same_size: Path, tmp_path: Path
+) -> None:
+    threads = explained(same_size, tmp_path / "threads", "--workers", "0", "--batch-size", "4")
+    processes = explained(same_size, tmp_path / "procs", "--workers", "2", "--batch-size", "4")
+    again = explained(same_size, tmp_path / "again", "--workers", "2", "--batch-size", "4")
+    assert len(threads) == 12 and threads == processes == again
+
+
+@pytest.mark.slow
+def test_across_batch_sizes_maps_agree_to_rounding_and_pictures_to_a_few_levels(
+    same_size: Path, tmp_path: Path
+) -> None:
+    alone = explained(same_size, tmp_path / "b1", "--batch-size", "1")
+    together = explained(same_size, tmp_path / "b6", "--batch-size", "6")
+    assert alone.keys() == together.keys() and len(alone) == 12
+    for name in alone:
+        raw = np.load(tmp_path / "b1" / name.replace(".png", ".npy"))
+        other = np.load(tmp_path / "b6" / name.replace(".png", ".npy"))
+        peak = float(np.abs(raw).max())
+        assert np.abs(raw - other).max() <= 1e-5 * peak, name  # as the README states
+        a = np.asarray(Image.open(tmp_path / "b1" / name), dtype=int)
+        b = np.asarray(Image.open(tmp_path / "b6" / name), dtype=int)
+        difference = np.abs(a - b)
+        assert difference.max() <= 8 and (difference > 0).mean() < 0.001, name
