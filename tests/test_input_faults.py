@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from .outputs_check import check_nothing_lost
@@ -113,3 +115,42 @@ def test_a_full_disk_stops_the_run_with_the_reason_and_a_rerun_completes(
     assert rerun.returncode == 0, rerun.stderr
     rows = check_nothing_lost(out)
     assert sorted(Path(r["image"]).name for r in rows) == [f"p{n}.jpg" for n in range(6)]
+
+
+class _FailsOnDark(torch.nn.Module):
+    """The offline model, failing on any batch that holds a black photo: the fault of one
+    input, as a model with input checks of its own would raise."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x.flatten(1).amax(dim=1) < -0.9).any()):
+            raise ValueError("a black photo")
+        return self.model(x)
+
+
+def test_the_model_failing_on_one_input_fails_that_input_not_its_batch(tmp_path: Path):
+    from saliency import load_model
+    from saliency.engine.options import MethodOptions
+    from saliency.files.inputs import collect_inputs
+    from saliency.pipeline.job import run_job
+    from saliency.pipeline.options import JobOptions
+
+    loaded = load_model()
+    loaded = replace(loaded, model=_FailsOnDark(loaded.model).eval())
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    for number, colour in enumerate([(200, 40, 40), (0, 0, 0), (40, 200, 40), (40, 40, 200)]):
+        photo(photos / f"p{number}.png", colour)
+    options = JobOptions(method_options=MethodOptions(batch_size=4))
+    outcomes: list = []
+    run_job(loaded, collect_inputs([str(photos)]).files, out, options, outcomes.append)
+    failed = {o.input.path.name: o.error for o in outcomes if o.error}
+    assert failed == {"p1.png": "model failed: ValueError: a black photo"}
+    rows = check_nothing_lost(out)
+    assert sorted(Path(r["image"]).name for r in rows if r["status"] == "ok") == [
+        "p0.png",
+        "p2.png",
+        "p3.png",
+    ]

@@ -35,6 +35,7 @@ from .resume import Entry
 from .stages import (
     Decoded,
     Drawing,
+    Explained,
     ImageOutcome,
     decoded_batches,
     drawing,
@@ -154,27 +155,34 @@ class Executor:
             if item.error is not None:
                 self._known(item.input, item.error)
         for group in same_shape(batch):
-            try:
-                explained = explain_group(
-                    self.loaded, group, self.options, self.reports, self.stop.is_set
-                )
-            except Stopped:
-                raise
-            except Exception as exc:  # the model failed on this group: report, go on
-                for item in group:
-                    self._known(item.input, f"model failed: {type(exc).__name__}: {exc}")
-                continue
-            for done in explained:
-                file = done.decoded.input
+            for item, done in self._explained(group):
+                if isinstance(done, str):
+                    self._known(item.input, done)
+                    continue
+                file = item.input
                 work = drawing(
                     self.loaded, done, self.out_dir, self.options, self.todo[file],
                     self.fingerprints, self.raw_store,
                 )  # fmt: skip
-                note = done.decoded.cpu_note
+                note = item.cpu_note
                 if note is not None and note not in self._warned:
                     work.notes.append(note)
                     self._warned.add(note)
                 self._pending.append((file, work, self._submit(work)))
+
+    def _explained(self, group: list[Decoded]) -> list[tuple[Decoded, Explained | str]]:
+        """Each input of ``group`` (one shape) explained, or why the model failed on it: a
+        group the model fails on is redone one input at a time, so that the fault stays with
+        the input it belongs to."""
+        try:
+            found = explain_group(self.loaded, group, self.options, self.reports, self.stop.is_set)
+        except Stopped:
+            raise
+        except Exception as exc:
+            if len(group) > 1:
+                return [pair for item in group for pair in self._explained([item])]
+            return [(group[0], f"model failed: {type(exc).__name__}: {exc}")]
+        return list(zip(group, found, strict=True))
 
     def _known(self, file: InputFile, reason: str) -> None:
         self._pending.append((file, None, error_outcome(self.loaded.name, file, reason)))

@@ -87,7 +87,7 @@ class _Map:
 
 
 @dataclass
-class _Explained:
+class Explained:
     """Everything a writer needs for one image."""
 
     decoded: Decoded
@@ -225,7 +225,7 @@ def explain_group(
     options: JobOptions,
     reports: dict[str, RuleReport],
     should_stop: Callable[[], bool] | None = None,
-) -> list[_Explained]:
+) -> list[Explained]:
     batch = torch.stack([item.tensor for item in group])  # type: ignore[misc]
     if batch.device != loaded.device:  # the resident path's inputs are there already
         if loaded.device.type == "cuda":
@@ -258,7 +258,7 @@ def explain_group(
             {"class": int(c), "name": loaded.categories[int(c)], "probability": round(float(p), 6)}
             for p, c in zip(values[i], indices[i], strict=True)
         ]
-        explained.append(_Explained(item, top5, per_image[i]))
+        explained.append(Explained(item, top5, per_image[i]))
     return explained
 
 
@@ -291,7 +291,7 @@ class Drawing:
 
 def drawing(
     loaded: LoadedModel,
-    item: _Explained,
+    item: Explained,
     out_dir: Path,
     options: JobOptions,
     wanted: Collection[Entry],
