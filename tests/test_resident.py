@@ -183,8 +183,8 @@ def test_every_jpeg_variant_runs_on_the_device_path_as_on_the_cpu(loaded, tmp_pa
 def test_what_the_device_fails_on_is_redone_on_the_cpu_with_one_note(
     loaded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """A fault injected into the device's decoder and preprocessing (not the files): the inputs
-    it hits are done on the CPU path, each reason said once, and no input fails."""
+    """Faults injected into the device's decoder, preprocessing and drawing (not the files): the
+    inputs they hit are done on the CPU path, each reason said once, and no input fails."""
     names = _jpeg_variants(tmp_path / "in")
     decode, preprocess = resident.decode_jpeg, resident.preprocess
 
@@ -200,13 +200,21 @@ def test_what_the_device_fails_on_is_redone_on_the_cpu_with_one_note(
             raise RuntimeError("out of memory")
         return preprocess(photo, *args, **kwargs)
 
+    def not_drawing(photo, *args, **kwargs):
+        if photo.shape[-1] == 3:  # the tall photo
+            raise RuntimeError("no kernel image")
+        return paint(photo, *args, **kwargs)
+
+    paint = resident.paint
     monkeypatch.setattr(resident, "decode_jpeg", refusing)
     monkeypatch.setattr(resident, "preprocess", failing)
+    monkeypatch.setattr(resident, "paint", not_drawing)
     outcomes = run(loaded, tmp_path / "in", tmp_path / "out", True, fmt="png")
     assert not [o.error for o in outcomes if o.error]
     notes = [w for o in outcomes for w in o.warnings]
     refused = resident.REFUSED.format(why="RuntimeError: unsupported JPEG variant")
     redone = resident.REDONE.format(why="RuntimeError: out of memory")
-    assert sorted(notes) == sorted([refused, redone])  # each reason once
+    undrawn = resident.REDONE.format(why="RuntimeError: no kernel image")
+    assert sorted(notes) == sorted([refused, redone, undrawn])  # each reason once
     rows = check_nothing_lost(tmp_path / "out")
     assert sorted({Path(r["image"]).stem for r in rows}) == names

@@ -31,6 +31,7 @@ from ..files.raw_maps import RawStore
 from ..models.loading import LoadedModel
 from .drawing import draw_and_write
 from .options import JobOptions
+from .resident import REDONE, why
 from .resume import Entry
 from .stages import (
     Decoded,
@@ -160,15 +161,31 @@ class Executor:
                     self._known(item.input, done)
                     continue
                 file = item.input
-                work = drawing(
-                    self.loaded, done, self.out_dir, self.options, self.todo[file],
-                    self.fingerprints, self.raw_store,
-                )  # fmt: skip
+                try:
+                    work = self._drawing(done)
+                except Exception as exc:  # drawing it failed: this input's fault alone
+                    self._known(file, f"cannot draw: {why(exc)}")
+                    continue
                 note = item.cpu_note
                 if note is not None and note not in self._warned:
                     work.notes.append(note)
                     self._warned.add(note)
                 self._pending.append((file, work, self._submit(work)))
+
+    def _drawing(self, done: Explained) -> Drawing:
+        """The image's pictures prepared for a writer; where the device fails to draw them, drawn
+        on the CPU path instead (the writer re-reads the photo), with a note saying why."""
+        wanted = self.todo[done.decoded.input]
+        make = partial(drawing, self.loaded, done, self.out_dir, self.options, wanted,
+                       self.fingerprints, self.raw_store)  # fmt: skip
+        if done.decoded.photo is None:
+            return make()
+        try:
+            return make()
+        except Exception as exc:
+            done.decoded.photo = None
+            done.decoded.cpu_note = REDONE.format(why=why(exc))
+            return make()  # a raw map the first try stored is stored again, under its name
 
     def _explained(self, group: list[Decoded]) -> list[tuple[Decoded, Explained | str]]:
         """Each input of ``group`` (one shape) explained, or why the model failed on it: a
