@@ -7,6 +7,7 @@ row per picture.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -154,3 +155,18 @@ def test_the_model_failing_on_one_input_fails_that_input_not_its_batch(tmp_path:
         "p2.png",
         "p3.png",
     ]
+
+
+def test_a_file_name_that_is_not_utf8_is_explained_recorded_resumed_and_reported(tmp_path: Path):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    odd = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes: a name UTF-8 cannot decode
+    photo(photos / odd, (120, 60, 30))
+    photo(photos / "plain.jpg", (30, 60, 120))
+    done = cli("explain", photos, "--out", out, "--report")
+    assert done.returncode == 0, done.stderr
+    rows = check_nothing_lost(out)  # the manifest parses: the name is kept as \u escapes
+    assert sorted(Path(r["image"]).name for r in rows) == sorted([odd, "plain.jpg"])
+    assert (out / os.fsdecode(b"caf\xe9.guided.png")).is_file()
+    assert "caf%E9.guided.png" in (out / "report.html").read_text(errors="replace")
+    again = cli("explain", photos, "--out", out)
+    assert again.returncode == 0 and "2 already done" in again.stderr, again.stderr

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from .lock import shard_locks
 from .outputs import MANIFEST, remove_partial_files, write_atomic
@@ -68,7 +68,7 @@ class Manifest:
 
     def write(self, row: Row) -> bool:
         """Append one row, every key of it. False (nothing written) once closed."""
-        line = json.dumps(row.to_dict(), ensure_ascii=False)
+        line = row_line(row)
         with self._lock:
             if self._closed:
                 return False
@@ -111,8 +111,25 @@ def _kept(keep: Callable[[Row], bool] | None, row: Row) -> bool:
     return keep is None or keep(row)
 
 
+def row_line(row: Row) -> str:
+    """A row as one line of JSON (see :func:`json_text`)."""
+    return json_text(row.to_dict())
+
+
+def json_text(data: Any, **options: Any) -> str:
+    """``data`` as JSON that UTF-8 can hold: readable where it can be, and where a name is not
+    valid UTF-8 (a file name's stray bytes, held as surrogates) with \\u escapes throughout,
+    which read back exactly."""
+    text = json.dumps(data, ensure_ascii=False, **options)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, **options)
+    return text
+
+
 def write_rows(path: Path, rows: Iterable[Row]) -> None:
-    text = "".join(json.dumps(row.to_dict(), ensure_ascii=False) + "\n" for row in rows)
+    text = "".join(row_line(row) + "\n" for row in rows)
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 

@@ -207,7 +207,9 @@ def _cell(row: dict[str, Any]) -> tuple[float, float, bool]:
 
 
 def relative_url(target: Path, folder: Path) -> str:
-    """A link from a page in ``folder`` to ``target``, percent-encoded."""
+    """A link from a page in ``folder`` to ``target``, percent-encoded from the name's bytes (so
+    a file name that is not valid UTF-8 is linked as it is on disk)."""
     from urllib.parse import quote
 
-    return quote(Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix())
+    relative = Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix()
+    return quote(os.fsencode(relative))

@@ -4,11 +4,11 @@ script draws only the cards of the page in view, so 10,000 images open as fast a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files.manifest import json_text
 from ..files.outputs import write_atomic
 from .contents import Card, Contents, read_contents, relative_url
 from .thumbnails import Thumbnail, make_thumbnails, prune, thumbnail_name
@@ -41,7 +41,8 @@ def write_report(
     data = [_card(card, i, folder, wanted, made) for i, card in enumerate(contents.cards)]
     html = _render(contents, data, title or folder.resolve().name, (wanted, made))
     path = folder / REPORT
-    write_atomic(path, lambda tmp: tmp.write_text(html, encoding="utf-8"))
+    # a name that is not UTF-8 shows its stray bytes as U+FFFD; its links are percent-encoded
+    write_atomic(path, lambda tmp: tmp.write_text(html, encoding="utf-8", errors="replace"))
     failed = sum(1 for card in contents.cards if card.status != "ok")
     return Written(path, len(contents.cards), failed, len(made))
 
@@ -148,7 +149,7 @@ def _render(
     ]
     # inside <script type="application/json">, a "<" could end the element or open a comment;
     # JSON outside strings has none, and inside strings it may be written \u003c
-    data = json.dumps(cards, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    data = json_text(cards, separators=(",", ":")).replace("<", "\\u003c")
     return environment.get_template("report.html.j2").render(
         title=title,
         data=data,
