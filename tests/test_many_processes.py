@@ -159,7 +159,7 @@ def test_torchrun_two_ranks_equal_one_process(folder: Path, single: Path, tmp_pa
     result = run(torchrun(2, "explain", folder, "--out", out, *ARGS))
     assert result.returncode == 1, result.stderr  # torchrun passes on the failed photo's code
     assert_same_result(out, single)
-    summary = [line for line in result.stderr.splitlines() if "images," in line]
+    summary = [line for line in result.stderr.splitlines() if "images done," in line]
     assert len(summary) == 1, result.stderr  # on rank 0 only, counting both ranks
     assert summary[0].startswith("2 processes: 13 images done, 13 maps written, 1 input failed")
     assert "shard 1/2: error: broken.jpg" in result.stderr.replace(str(folder) + "/", "")
