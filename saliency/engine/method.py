@@ -4,7 +4,8 @@ A method is a :class:`Method` subclass in a module of its own, registered with
 :func:`saliency.register_method`. It declares ``passes``, the shared passes it reads:
 
 * :class:`RulePass` ``(rule)``: d score / d input with that ReLU rule at every unit;
-* :data:`LAYER`: Grad-CAM's map at the chosen feature-map layer, upsampled to the input.
+* :data:`LAYER`: d score / d the chosen feature-map layer's activations, with the activations:
+  what every CAM method weighs (:attr:`SharedPasses.layer`).
 
 The planner runs one forward pass per batch and each distinct declared pass once per target set,
 whatever the methods, then calls each method's :meth:`Method.combine`. A method that declares no
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .report import RuleReport
@@ -59,14 +62,23 @@ LAYER_SETTING = Setting(
 
 
 @dataclass
+class LayerGradients:
+    """A feature-map layer's activations ``A`` (B, K, h, w), detached, and the gradient of the
+    class score with respect to them ``G``, of the same shape."""
+
+    activations: torch.Tensor
+    gradients: torch.Tensor
+
+
+@dataclass
 class SharedPasses:
     """What :meth:`Method.combine` reads: the inputs of the pass, each declared rule's gradient
-    (``grads[rule]``, shaped like the inputs), Grad-CAM's upsampled map ``cam`` (B, 1, H, W),
-    and the run's options, from which :meth:`settings` reads a method's own."""
+    (``grads[rule]``, shaped like the inputs), the layer pass's :class:`LayerGradients`
+    (``layer``), and the run's options, from which :meth:`settings` reads a method's own."""
 
     inputs: torch.Tensor
     grads: dict[str, torch.Tensor]
-    cam: torch.Tensor | None
+    layer: LayerGradients | None = None
     options: MethodOptions | None = None
 
     def settings(self, method: Method) -> dict[str, Any]:
@@ -74,6 +86,20 @@ class SharedPasses:
         if self.options is None:
             return {s.name: s.default for s in method.all_settings}
         return self.options.of(method)
+
+    def upsampled(self, cam: torch.Tensor) -> torch.Tensor:
+        """A class activation map at the layer (B, 1, h, w), negative parts cut (ReLU), then
+        enlarged bilinearly to the inputs' height and width: (B, 1, H, W)."""
+        size = tuple(self.inputs.shape[-2:])
+        return F.interpolate(cam.clamp(min=0), size=size, mode="bilinear", align_corners=False)
+
+    @cached_property
+    def cam(self) -> torch.Tensor:
+        """Grad-CAM's map, upsampled: the layer's channels weighted by their spatially averaged
+        gradient, summed (computed once, for every method that reads it)."""
+        assert self.layer is not None, "no layer pass was declared"
+        weights = self.layer.gradients.mean(dim=(2, 3), keepdim=True)
+        return self.upsampled((weights * self.layer.activations).sum(dim=1, keepdim=True))
 
 
 @dataclass
@@ -141,7 +167,6 @@ class Method:
         (only,) = self.passes
         if isinstance(only, RulePass):
             return shared.grads[only.rule]
-        assert shared.cam is not None
         return shared.cam
 
     def compute(self, context: PathContext) -> list[MethodOutput]:

@@ -11,12 +11,11 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .hooks import GraphUnits, RuleHooks, find_units
 from .layers import LayerCapture, resolve_layer
-from .method import LAYER, Method, RulePass, SharedPasses
+from .method import LAYER, LayerGradients, Method, RulePass, SharedPasses
 from .registry import get_method
 from .report import RuleReport
 from .rules import Rule, get_rule
@@ -80,7 +79,7 @@ class ForwardPass:
         )
         grads: dict[str, torch.Tensor] = {}
         reports: dict[str, RuleReport] = {}
-        cam = None
+        layer = None
         for n, step in enumerate(plan):
             keep = retain_graph or n < len(plan) - 1
             if isinstance(step, RulePass):
@@ -88,8 +87,8 @@ class ForwardPass:
                     get_rule(step.rule), targets, keep
                 )
             else:
-                cam = self.gradcam(targets, keep)
-        shared = SharedPasses(self.inputs.detach(), grads, cam, options)
+                layer = self.layer_pass(targets, keep)
+        shared = SharedPasses(self.inputs.detach(), grads, layer, options)
         return {
             m.name: (m.combine(shared), reports[m.rule] if m.rule else RuleReport("gradient"))
             for m in chosen
@@ -105,16 +104,14 @@ class ForwardPass:
             (maps,) = torch.autograd.grad(score, self.inputs, retain_graph=keep)
         return maps, report
 
-    def gradcam(self, targets: torch.Tensor, keep: bool) -> torch.Tensor:
-        """Grad-CAM at the captured layer, upsampled bilinearly to the input, (B, 1, H, W)."""
+    def layer_pass(self, targets: torch.Tensor, keep: bool) -> LayerGradients:
+        """The captured layer's activations and d score[targets] / d them: one backward pass
+        that stops at the layer."""
         assert self.capture is not None
         activation = self.capture.activation()
         score = self.logits.gather(1, targets.view(-1, 1)).sum()
         (grads,) = torch.autograd.grad(score, activation, retain_graph=keep)
-        weights = grads.mean(dim=(2, 3), keepdim=True)
-        cam = (weights * activation.detach()).sum(dim=1, keepdim=True).clamp(min=0)
-        size = tuple(self.inputs.shape[-2:])
-        return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+        return LayerGradients(activation.detach(), grads)
 
 
 def check_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
