@@ -57,3 +57,37 @@ def test_cams_agree_with_pytorch_grad_cam(arch: str, method: str) -> None:
         assert a.std() > 0 and b.std() > 0, (method, arch, image)  # a map, not a blank
         r = float(np.corrcoef(a, b)[0, 1])
         assert r >= 0.99, (method, arch, image, r)
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "resnet18"])
+def test_eigencam_agrees_with_pytorch_grad_cams_projection_with_its_sign_fixed(arch: str) -> None:
+    """pytorch-grad-cam's EigenCAM projects on the first principal component with whatever sign
+    the SVD returns; ours turns it to agree with the mean activation. With that sign applied to
+    theirs, the projections agree, and explain's map is it, cut at zero and enlarged."""
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    from saliency.engine.method import upsampled
+    from saliency.methods.eigencam import principal_projection
+
+    model, layer = _model(arch)
+    x = torch.randn(3, 3, 160, 192, generator=torch.Generator().manual_seed(5))
+    captured = []
+    handle = dict(model.named_modules())[layer].register_forward_hook(
+        lambda module, args, out: captured.append(out.detach().clone())
+    )
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    (activations,) = captured
+    ours = principal_projection(activations)[:, 0]
+    theirs = torch.from_numpy(get_2d_projection(activations.numpy()))
+    for image in range(3):
+        mean = activations[image].mean(dim=0).flatten()
+        a, b = ours[image].flatten(), theirs[image].flatten()
+        assert float(torch.corrcoef(torch.stack([a, mean]))[0, 1]) > 0  # our sign rule
+        if float(torch.corrcoef(torch.stack([b, mean]))[0, 1]) < 0:
+            b = -b  # their SVD's sign, turned by the same rule
+        assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) >= 0.99, (arch, image)
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()))
+    maps = explain(model, x, "eigencam", layer=layer).maps.detach()
+    torch.testing.assert_close(maps, upsampled(principal_projection(activations), (160, 192)))

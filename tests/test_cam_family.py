@@ -16,7 +16,7 @@ from .outputs_check import check_nothing_lost
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
-CAMS = ("gradcam_plus_plus", "xgradcam", "layercam", "hirescam")
+CAMS = ("gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam")
 METHODS = [arg for name in CAMS for arg in ("--method", name)]
 
 

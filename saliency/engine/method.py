@@ -61,6 +61,12 @@ LAYER_SETTING = Setting(
 )
 
 
+def upsampled(cam: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """A class activation map at a layer (B, 1, h, w), negative parts cut (ReLU), then enlarged
+    bilinearly to ``size`` (H, W): (B, 1, H, W), as every CAM method draws it."""
+    return F.interpolate(cam.clamp(min=0), size=size, mode="bilinear", align_corners=False)
+
+
 @dataclass
 class LayerGradients:
     """A feature-map layer's activations ``A`` (B, K, h, w), detached, and the gradient of the
@@ -88,10 +94,8 @@ class SharedPasses:
         return self.options.of(method)
 
     def upsampled(self, cam: torch.Tensor) -> torch.Tensor:
-        """A class activation map at the layer (B, 1, h, w), negative parts cut (ReLU), then
-        enlarged bilinearly to the inputs' height and width: (B, 1, H, W)."""
-        size = tuple(self.inputs.shape[-2:])
-        return F.interpolate(cam.clamp(min=0), size=size, mode="bilinear", align_corners=False)
+        """A class activation map at the layer, enlarged to the inputs (see :func:`upsampled`)."""
+        return upsampled(cam, tuple(self.inputs.shape[-2:]))
 
     @cached_property
     def cam(self) -> torch.Tensor:
@@ -127,6 +131,7 @@ class MethodOutput:
     maps: torch.Tensor
     report: RuleReport
     values: dict[str, torch.Tensor] = field(default_factory=dict)
+    layer: str | None = None  # the feature-map layer it explained, if any
 
 
 class Method:
@@ -137,7 +142,10 @@ class Method:
     summary: ClassVar[str]  # one line: what the map shows, and the paper
     cost: ClassVar[str]  # one line: what it costs in passes, per batch and target
     passes: ClassVar[tuple[Pass, ...]] = ()
-    order: ClassVar[int] = 100  # place in listings and in ``all`` (built-ins use 10..70)
+    order: ClassVar[int] = 100  # place in listings and in ``all`` (built-ins use 10..99)
+    # True for a method with passes of its own that explains a feature-map layer (``layer``
+    # applies, resolved as for a LAYER pass); a LAYER pass implies it
+    explains_layer: ClassVar[bool] = False
     # Its own settings (a LAYER pass brings ``layer`` too): keyword arguments of explain(),
     # options of the CLI, and, where they change the maps, parts of the fingerprint and the row.
     settings: ClassVar[tuple[Setting, ...]] = ()
@@ -145,7 +153,7 @@ class Method:
     @property
     def uses_layer(self) -> bool:
         """Whether the method explains a feature-map layer (``--layer`` applies)."""
-        return LAYER in self.passes
+        return LAYER in self.passes or self.explains_layer
 
     @property
     def all_settings(self) -> tuple[Setting, ...]:

@@ -69,6 +69,6 @@ def run_plan(
         outputs = method.compute(context)
         for result, output, t in zip(results, outputs, target_sets, strict=True):
             result[method.name] = Explanation(
-                output.maps, t, logits, method.name, output.report, values=output.values
+                output.maps, t, logits, method.name, output.report, output.layer, 0, output.values
             )
     return logits, [{m.name: r[m.name] for m in methods} for r in results]
