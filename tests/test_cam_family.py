@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from .commands import ROOT, cli
 from .outputs_check import check_nothing_lost
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
 CAMS = ("gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam")
 METHODS = [arg for name in CAMS for arg in ("--method", name)]
-
-
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "saliency_cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

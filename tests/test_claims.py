@@ -11,15 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from .commands import ROOT, cli
 from .outputs_check import check_nothing_lost
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
-
-
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "saliency_cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,15 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
+from .commands import cli
 from .outputs_check import check_nothing_lost
 
-ROOT = Path(__file__).resolve().parents[1]
 LONG = "x" * 246 + ".jpg"  # 250 bytes: a valid name, but name.guided.png is not
-
-
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "saliency_cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
 def photo(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (48, 40)) -> Path:

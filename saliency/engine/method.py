@@ -191,3 +191,21 @@ class Method:
 
     def __repr__(self) -> str:
         return f"<method {self.name}>"
+
+
+class CAMMethod(Method):
+    """A class activation map at a feature-map layer, from the shared layer pass: a subclass
+    says in :meth:`layer_map` how the layer's activations and gradients weigh into a map at
+    the layer; it is cut at zero and enlarged to the input as every CAM is."""
+
+    cost = "1 forward + 1 backward down to the layer only"
+    passes = (LAYER,)
+
+    def layer_map(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """The map at the layer (B, 1, h, w) from ``activations`` A and ``gradients`` G, both
+        (B, K, h, w)."""
+        raise NotImplementedError(f"{type(self).__name__} must define layer_map()")
+
+    def combine(self, shared: SharedPasses) -> torch.Tensor:
+        assert shared.layer is not None
+        return shared.upsampled(self.layer_map(shared.layer.activations, shared.layer.gradients))

@@ -7,25 +7,21 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.method import LAYER, Method, SharedPasses
+from ..engine.method import CAMMethod
 from ..engine.registry import register_method
 
 
 @register_method
-class GradCAMPlusPlus(Method):
+class GradCAMPlusPlus(CAMMethod):
     name = "gradcam_plus_plus"
     summary = "Grad-CAM with per-position weights: better for several objects (Chattopadhay 2018)"
-    cost = "1 forward + 1 backward down to the layer only"
-    passes = (LAYER,)
     order = 80
 
-    def combine(self, shared: SharedPasses) -> torch.Tensor:
-        assert shared.layer is not None
-        a, g = shared.layer.activations, shared.layer.gradients
+    def layer_map(self, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         g2 = g * g
         g3 = g2 * g
         totals = a.sum(dim=(2, 3), keepdim=True)
         alpha = g2 / (2 * g2 + totals * g3 + 1e-6)
         alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
         weights = (g.clamp(min=0) * alpha).sum(dim=(2, 3), keepdim=True)
-        return shared.upsampled((weights * a).sum(dim=1, keepdim=True))
+        return (weights * a).sum(dim=1, keepdim=True)

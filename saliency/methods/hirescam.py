@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.method import LAYER, Method, SharedPasses
+from ..engine.method import CAMMethod
 from ..engine.registry import register_method
 
 
 @register_method
-class HiResCAM(Method):
+class HiResCAM(CAMMethod):
     name = "hirescam"
     summary = "gradient x activation at the layer, position by position (Draelos & Carin 2020)"
-    cost = "1 forward + 1 backward down to the layer only"
-    passes = (LAYER,)
     order = 83
 
-    def combine(self, shared: SharedPasses) -> torch.Tensor:
-        assert shared.layer is not None
-        a, g = shared.layer.activations, shared.layer.gradients
-        return shared.upsampled((g * a).sum(dim=1, keepdim=True))
+    def layer_map(self, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return (g * a).sum(dim=1, keepdim=True)

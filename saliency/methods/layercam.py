@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.method import LAYER, Method, SharedPasses
+from ..engine.method import CAMMethod
 from ..engine.registry import register_method
 
 
 @register_method
-class LayerCAM(Method):
+class LayerCAM(CAMMethod):
     name = "layercam"
     summary = "channels weighted position by position by their positive gradient (Jiang 2021)"
-    cost = "1 forward + 1 backward down to the layer only"
-    passes = (LAYER,)
     order = 82
 
-    def combine(self, shared: SharedPasses) -> torch.Tensor:
-        assert shared.layer is not None
-        a, g = shared.layer.activations, shared.layer.gradients
-        return shared.upsampled((g.clamp(min=0) * a).sum(dim=1, keepdim=True))
+    def layer_map(self, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return (g.clamp(min=0) * a).sum(dim=1, keepdim=True)

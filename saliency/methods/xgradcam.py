@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.method import LAYER, Method, SharedPasses
+from ..engine.method import CAMMethod
 from ..engine.registry import register_method
 
 
 @register_method
-class XGradCAM(Method):
+class XGradCAM(CAMMethod):
     name = "xgradcam"
     summary = "Grad-CAM with activation-weighted gradient averages (Fu et al. 2020)"
-    cost = "1 forward + 1 backward down to the layer only"
-    passes = (LAYER,)
     order = 81
 
-    def combine(self, shared: SharedPasses) -> torch.Tensor:
-        assert shared.layer is not None
-        a, g = shared.layer.activations, shared.layer.gradients
+    def layer_map(self, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         totals = a.sum(dim=(2, 3), keepdim=True)
         weights = (g * a / (totals + 1e-7)).sum(dim=(2, 3), keepdim=True)
-        return shared.upsampled((weights * a).sum(dim=1, keepdim=True))
+        return (weights * a).sum(dim=1, keepdim=True)
