@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from saliency import explain
@@ -91,3 +91,20 @@ def test_eigencam_agrees_with_pytorch_grad_cams_projection_with_its_sign_fixed(a
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()))
     maps = explain(model, x, "eigencam", layer=layer).maps.detach()
     torch.testing.assert_close(maps, upsampled(principal_projection(activations), (160, 192)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["vgg11", "resnet18"])
+def test_scorecam_agrees_with_pytorch_grad_cam(arch: str) -> None:
+    """One forward per channel (512 here): one small input keeps it quick."""
+    model, layer = _model(arch)
+    x = torch.randn(1, 3, 64, 80, generator=torch.Generator().manual_seed(5))
+    result = explain(model, x, "scorecam", layer=layer, batch_size=64)
+    ours, classes = result.maps.detach()[:, 0].numpy(), result.targets.tolist()
+    with ScoreCAM(model=model, target_layers=[dict(model.named_modules())[layer]]) as peer:
+        peer.batch_size = 64
+        theirs = peer(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
+    for image, (a, b) in enumerate(zip(_scaled(ours), _scaled(theirs), strict=True)):
+        assert a.std() > 0 and b.std() > 0, (arch, image)
+        r = float(np.corrcoef(a, b)[0, 1])
+        assert r >= 0.99, (arch, image, r)

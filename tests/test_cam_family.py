@@ -59,3 +59,24 @@ def test_the_cams_compare_evaluate_and_sanity(photos: Path, tmp_path: Path) -> N
     assert checked.returncode == 0, checked.stderr
     verdicts = json.loads((tmp_path / "sanity" / "sanity.json").read_text())
     assert set(CAMS) <= {v["method"] for v in verdicts["verdicts"]}
+
+
+@pytest.mark.slow
+def test_scorecam_runs_through_every_command_at_a_narrow_layer(photos: Path, tmp_path: Path):
+    """Score-CAM costs a forward per channel: at blocks.0 (16 channels) it is quick enough to
+    take through every command."""
+    args = ["--method", "scorecam", "--set", "layer=blocks.0"]
+    done = cli("explain", photos, "--out", tmp_path / "explain", *args, "--report")
+    assert done.returncode == 0, done.stderr
+    rows = check_nothing_lost(tmp_path / "explain")
+    assert [r["layer"] for r in rows] == ["blocks.0", "blocks.0"]
+    assert '"method":"scorecam"' in (tmp_path / "explain" / "report.html").read_text()
+    compared = cli("compare", photos, "--out", tmp_path / "compare", *args)
+    assert compared.returncode == 0, compared.stderr
+    evaluated = cli("evaluate", photos, "--out", tmp_path / "evaluate", *args,
+                    "--metric", "deletion", "--steps", "4", "--fit", "resize")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    checked = cli("sanity", photos, "--out", tmp_path / "sanity", *args, "--fit", "crop")
+    assert checked.returncode == 0, checked.stderr
+    verdicts = json.loads((tmp_path / "sanity" / "sanity.json").read_text())["verdicts"]
+    assert [v["method"] for v in verdicts] == ["scorecam"]
