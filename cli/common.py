@@ -145,7 +145,7 @@ def method_options(
         flag = spelled.get(exc.name, f"--set {exc.name}")
         if not exc.users:
             fail(str(exc))
-        fail(f"{flag} is used only by {' and '.join(exc.users)}; add one with --method")
+        fail(f"{flag} is used only by {exc.described_users}; add one with --method")
     except ValueError as exc:
         fail(str(exc))
 

@@ -20,6 +20,13 @@ X = torch.tensor([[[[1.0, -2.0], [3.0, 0.0]]]])  # (1, 1, 2, 2)
 W = torch.tensor([[2.0, 1.0], [-1.0, 3.0]])
 
 
+# the methods that explain a feature-map layer, as messages list them
+LAYER_USERS = (
+    "gradcam, guided_gradcam, gradcam_plus_plus, xgradcam, layercam, hirescam, eigencam "
+    "and scorecam"
+)
+
+
 class TwoChannels(nn.Module):
     """x -> 1x1 conv to (x, -x) -> ReLU -> global average -> linear W, no biases."""
 
@@ -244,7 +251,10 @@ def test_unknown_or_unusable_layers_name_the_candidates():
         explain(model, x, "gradcam", layer="layer4.0.relu")
     with pytest.raises(ValueError, match="'avgpool' is a pooling"):
         explain(model, x, "gradcam", layer="avgpool")
-    with pytest.raises(ValueError, match="used only by gradcam and guided_gradcam"):
+    with pytest.raises(
+        ValueError,
+        match=f"used only by {LAYER_USERS}, not by guided",
+    ):
         explain(model, x, "guided", layer="layer4")
     assert explain(model, x, "gradcam", layer="layer3").layer == "layer3"
 
@@ -261,7 +271,7 @@ def test_unknown_or_unusable_layers_name_the_candidates():
             "integrated_gradients: baseline must be one of black, zero, blurred, or a tensor, "
             "got 'white'",
         ),
-        ({"layer": "x"}, "layer is used only by gradcam and guided_gradcam, not by integrated"),
+        ({"layer": "x"}, f"layer is used only by {LAYER_USERS}, not by integrated_gradients"),
         ({"stepz": 3}, "unknown setting 'stepz'; the methods' settings are baseline, layer, st"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
     ],

@@ -13,6 +13,8 @@ from saliency.engine.registry import get_method
 from saliency.engine.settings import plain
 from saliency.files.rows import BASE_KEYS, Prediction, Row
 
+from .test_methods import LAYER_USERS
+
 
 def test_a_setting_parses_the_command_line_and_checks_python_values() -> None:
     steps = Setting("steps", int, 32, "points", low=1)
@@ -48,7 +50,10 @@ def test_options_give_each_method_its_own_values_and_defaults() -> None:
     options = MethodOptions(settings={"steps": 4, "layer": "layer4"}).check([ig, gradcam])
     assert options.of(ig) == {"baseline": "black", "steps": 4}
     assert options.of(gradcam) == {"layer": "layer4"} and options.layer == "layer4"
-    with pytest.raises(ValueError, match="layer is used only by gradcam and guided_gradcam"):
+    with pytest.raises(
+        ValueError,
+        match=f"layer is used only by {LAYER_USERS}, not by integrated_gradients$",
+    ):
         options.check([ig])
 
 

@@ -69,12 +69,22 @@ class UnusedSettingError(ValueError):
     def __init__(self, name: str, methods: Sequence[str]) -> None:
         self.name = name
         self.users = setting_users(name)
-        chosen = ", ".join(methods) or "no method"
+        chosen = listed(list(methods)) or "no method"
         if self.users:
-            hint = f"{name} is used only by {' and '.join(self.users)}, not by {chosen}"
+            hint = f"{name} is used only by {self.described_users}, not by {chosen}"
         else:
             hint = f"unknown setting {name!r}; " + _known_settings()
         super().__init__(hint)
+
+    @property
+    def described_users(self) -> str:
+        """The methods that have the setting, as a sentence lists them."""
+        return listed(self.users)
+
+
+def listed(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``: names as a sentence lists them."""
+    return " and ".join(filter(None, [", ".join(names[:-1]), *names[-1:]]))
 
 
 def owners(methods: Sequence[Method], name: str) -> list[tuple[Method, Setting]]:
