@@ -183,3 +183,11 @@ class LayerCapture:
                 else f"layer {self.name!r} gave no feature map (B, C, h, w)"
             )
         return self.output
+
+
+def captured(model: nn.Module, name: str, inputs: torch.Tensor) -> torch.Tensor:
+    """The feature map (B, K, h, w) of layer ``name`` for ``inputs``: one forward pass whose
+    output is discarded, for the methods that read a layer without a gradient."""
+    with LayerCapture(model, name) as capture:
+        model(inputs)
+        return capture.activation()

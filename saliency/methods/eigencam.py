@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.layers import LayerCapture, resolve_layer
+from ..engine.layers import captured, resolve_layer
 from ..engine.method import Method, MethodOutput, PathContext, upsampled
 from ..engine.registry import register_method
 from ..engine.report import RuleReport
@@ -47,11 +47,9 @@ class EigenCAM(Method):
         model, inputs, size = context.model, context.inputs, context.options.batch_size
         with torch.no_grad(), explanation_mode(model):
             layer = resolve_layer(model, inputs[:1], context.options.layer)
-            parts = []
-            for part in inputs.split(size):
-                with LayerCapture(model, layer) as capture:
-                    model(part)
-                    parts.append(principal_projection(capture.activation()))
+            parts = [
+                principal_projection(captured(model, layer, part)) for part in inputs.split(size)
+            ]
         maps = upsampled(torch.cat(parts), tuple(inputs.shape[-2:]))
         return [
             MethodOutput(maps, RuleReport("gradient"), layer=layer) for _ in context.target_sets

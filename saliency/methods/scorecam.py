@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..engine.layers import LayerCapture, resolve_layer
+from ..engine.layers import captured, resolve_layer
 from ..engine.method import Method, MethodOutput, PathContext, upsampled
 from ..engine.passes import Stopped
 from ..engine.registry import register_method
@@ -35,9 +35,7 @@ class ScoreCAM(Method):
             maps: list[list[torch.Tensor]] = [[] for _ in context.target_sets]
             for index in range(inputs.shape[0]):
                 photo = inputs[index : index + 1]
-                with LayerCapture(model, layer) as capture:
-                    model(photo)
-                    activations = capture.activation()[0]  # (K, h, w)
+                activations = captured(model, layer, photo)[0]  # (K, h, w)
                 logits = self._masked_scores(context, photo, activations)  # (K, classes)
                 for found, targets in zip(maps, context.target_sets, strict=True):
                     weights = logits[:, targets[index]].float().softmax(dim=0)
