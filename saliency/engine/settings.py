@@ -77,16 +77,18 @@ class Setting:
             text += ", or a tensor"
         return text
 
-    def check(self, value: Any, owner: str) -> Any:
+    def check(self, value: Any, owner: str, tensors: bool = True) -> Any:
         """``value`` as this setting holds it (an int for a float setting becomes a float);
-        ``ValueError`` naming ``owner`` (the method) and what is accepted, otherwise."""
+        ``ValueError`` naming ``owner`` (the method) and what is accepted, otherwise (a tensor
+        offered too only where ``tensors``: not on the command line)."""
         if value is None and self.optional:
             return None
         if self.tensor and isinstance(value, torch.Tensor):
             return value
         checked = self._converted(value)
         if checked is None or not self._in_range(checked):
-            raise ValueError(f"{owner}: {self.name} must be {self.accepts()}, got {_shown(value)}")
+            accepted = self.accepts(tensors)
+            raise ValueError(f"{owner}: {self.name} must be {accepted}, got {_shown(value)}")
         return checked
 
     def parse(self, text: str, owner: str) -> Any:
@@ -102,11 +104,7 @@ class Setting:
                 value = int(text) if self.kind is int else float(text)
             except ValueError:
                 value = text
-        if self.tensor and isinstance(value, str) and value not in self.choices:
-            raise ValueError(
-                f"{owner}: {self.name} must be {self.accepts(tensors=False)}, got {text!r}"
-            )
-        return self.check(value, owner)
+        return self.check(value, owner, tensors=False)
 
     def _converted(self, value: Any) -> Any:
         if self.kind is bool:
