@@ -78,7 +78,12 @@ def run_job(
             if ledger.record(outcome):
                 on_image(outcome)
 
-        todo = replace(options, methods=ledger.plan.methods)
+        redo = [get_method(m) for m in ledger.plan.methods]
+        todo = replace(
+            options,
+            methods=ledger.plan.methods,
+            method_options=options.method_options.only_for(redo),
+        )
         executor = Executor(
             loaded, out_dir, todo, ledger.plan.todo, fingerprints, record, ledger.raw_store
         )
