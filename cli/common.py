@@ -63,6 +63,13 @@ def methods_from(
         fail(str(exc))
 
 
+def quick_methods() -> tuple[str, ...]:
+    """Every method but the slow ones (see ``saliency methods``): compare's default."""
+    from saliency.engine.registry import quick_methods as quick
+
+    return tuple(m.name for m in quick())
+
+
 def alone(command: str) -> None:
     """Refuse to run ``command`` as one of many torchrun processes: it does not split its work,
     so every process would do all of it."""

@@ -71,8 +71,9 @@ def compare(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """One figure per image: the photo, then each method side by side (every method by default)."""
-    methods = common.methods_from(method, default=("all",))
+    """One figure per image: the photo, then each method side by side (by default every method
+    but those that run a forward pass per channel, window or mask: add them with --method)."""
+    methods = common.methods_from(method, default=common.quick_methods())
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     common.alone("compare")
     loaded = common.load(model, weights, labels, device, debug)

@@ -67,7 +67,9 @@ def evaluate(
         ),
     ] = None,
     reduce: ReduceOpt = "max",
-    seed: Annotated[int, typer.Option(help="Seed of the random map and of ROAD's noise.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the random map, ROAD's noise and RISE's masks.")
+    ] = 0,
     layer: LayerOpt = None,
     ig_steps: Annotated[
         int | None,

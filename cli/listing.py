@@ -33,7 +33,10 @@ def methods() -> None:
     width = max(len(method.name) for method in found)
     for method in found:
         typer.echo(f"{method.name:{width}s}  {method.summary}")
-        typer.echo(f"{'':{width}s}  cost: {method.cost}")
+        slow = " (slow: compare leaves it out unless asked)" if method.slow else ""
+        typer.echo(f"{'':{width}s}  cost: {method.cost}{slow}")
+        if method.random:
+            typer.echo(f"{'':{width}s}  random: drawn from --seed")
         for setting in method.all_settings:
             typer.echo(f"{'':{width}s}  --set {described(setting)}")
     typer.echo(f"{'--smooth N':{width}s}  SmoothGrad over any method (Smilkov et al. 2017)")

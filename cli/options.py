@@ -88,7 +88,7 @@ NoiseOpt = Annotated[
     float,
     typer.Option(help="SmoothGrad noise: standard deviation as a fraction of the input's range."),
 ]
-SeedOpt = Annotated[int, typer.Option(help="Seed of the SmoothGrad noise.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the SmoothGrad noise and of RISE's masks.")]
 StepsOpt = Annotated[
     int | None,
     typer.Option(
@@ -100,8 +100,8 @@ StepsOpt = Annotated[
 BaselineOpt = Annotated[
     Baseline | None,
     typer.Option(
-        help="Integrated Gradients baseline: black image, zero input (the mean colour), "
-        "or the photo blurred. [default: black]",
+        help="Integrated Gradients' path start and what occlusion hides with: black image, "
+        "zero input (the mean colour), or the photo blurred. [default: black]",
         show_default=False,
     ),
 ]

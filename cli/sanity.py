@@ -62,7 +62,9 @@ def sanity(
         Granularity,
         typer.Option(help="A step per stage (top-level block) or per layer (conv, linear, norm)."),
     ] = "stage",
-    seed: Annotated[int, typer.Option(help="Seed of the re-initialization (and SmoothGrad).")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the re-initialization (and of SmoothGrad and RISE).")
+    ] = 0,
     repredict: Annotated[
         bool,
         typer.Option(

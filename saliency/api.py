@@ -66,19 +66,24 @@ def explain(
 
     ``method`` is a registered method's name (case-insensitive; see
     :func:`saliency.method_names`): ``gradient``, ``deconvnet``, ``guided``, ``gradcam``,
-    ``guided_gradcam``, ``integrated_gradients``, ``gradient_x_input`` or a plugin's.
+    ``guided_gradcam``, ``integrated_gradients``, ``gradient_x_input``, the CAM family
+    (``gradcam_plus_plus``, ``xgradcam``, ``layercam``, ``hirescam``, ``eigencam``,
+    ``scorecam``), ``occlusion``, ``rise`` or a plugin's.
     ``target`` is ``None`` (top-1 of each sample), an int, or B ints.
 
     ``smooth=N`` averages the map over N noisy copies (SmoothGrad; ``noise`` is the noise's
-    standard deviation as a fraction of each input's range; ``seed`` fixes the draws).
-    Expanded batches (noisy copies, path points) run ``batch_size`` inputs per pass.
+    standard deviation as a fraction of each input's range; ``seed`` fixes the draws, and
+    RISE's masks). Expanded batches (noisy copies, path points, masked or occluded copies) run
+    ``batch_size`` inputs per pass.
 
     Every other keyword is one of the method's own settings (``saliency methods`` lists them):
     ``layer`` for the CAM methods (default: the last feature-map stage, found automatically;
     an unknown name raises ``ValueError`` listing the candidates); ``steps`` and ``baseline``
     (``black``, ``zero``, ``blurred`` or a tensor) for Integrated Gradients, whose ``black``
-    needs the normalization, so pass the :class:`LoadedModel` from ``load_model``. A bad value,
-    or a setting the method does not have, raises ``ValueError`` saying what is accepted.
+    needs the normalization, so pass the :class:`LoadedModel` from ``load_model`` (as does
+    occlusion's, with ``window`` and ``stride``); ``masks``, ``cells`` and ``p`` for RISE. A
+    bad value, or a setting the method does not have, raises ``ValueError`` saying what is
+    accepted.
 
     Warns (:class:`RuleCoverageWarning`) when a changing rule found no unit or left other
     activations with their plain gradient.

@@ -43,7 +43,8 @@ def method(request):
 def _quick(method) -> dict:
     """Settings that keep a test fast, for the methods that have them."""
     names = {s.name for s in method.all_settings}
-    return {k: v for k, v in {"steps": 4, "baseline": "zero"}.items() if k in names}
+    quick = {"steps": 4, "baseline": "zero", "window": 4, "stride": 2, "masks": 8}
+    return {k: v for k, v in quick.items() if k in names}
 
 
 def test_every_registered_method_explains_and_smooths(method):

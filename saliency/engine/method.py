@@ -146,6 +146,12 @@ class Method:
     # True for a method with passes of its own that explains a feature-map layer (``layer``
     # applies, resolved as for a LAYER pass); a LAYER pass implies it
     explains_layer: ClassVar[bool] = False
+    # True for a method that draws at random from the run's ``seed`` (which its maps, fingerprint
+    # and rows then depend on, as SmoothGrad's do)
+    random: ClassVar[bool] = False
+    # True for a method that runs a forward pass per channel, window or mask (hundreds or
+    # thousands an image): ``compare`` leaves it out unless it is asked for
+    slow: ClassVar[bool] = False
     # Its own settings (a LAYER pass brings ``layer`` too): keyword arguments of explain(),
     # options of the CLI, and, where they change the maps, parts of the fingerprint and the row.
     settings: ClassVar[tuple[Setting, ...]] = ()
@@ -181,6 +187,10 @@ class Method:
         """The maps of a method with passes of its own, one :class:`MethodOutput` per target
         set. Only called for methods that declare no shared pass."""
         raise NotImplementedError(f"{self.name} declares no shared pass and no compute()")
+
+    def check_settings(self, values: dict[str, Any]) -> None:
+        """Raise ``ValueError`` for settings that are each valid but not together (``values``:
+        every setting of the method, checked one by one already); none by default."""
 
     def manifest_keys(
         self, explanation: Explanation, options: MethodOptions

@@ -46,7 +46,10 @@ class MethodOptions:
         for name, value in self.settings.items():
             for method, setting in owners(methods, name):
                 checked[name] = setting.check(value, method.name)
-        return replace(self, settings=checked)
+        checked_options = replace(self, settings=checked)
+        for method in methods:
+            method.check_settings(checked_options.of(method))
+        return checked_options
 
     def of(self, method: Method) -> dict[str, Any]:
         """Every setting of ``method``: the value given, or its default."""
@@ -57,6 +60,12 @@ class MethodOptions:
         """The feature-map layer asked for (None: found automatically)."""
         layer = self.settings.get("layer")
         return layer if isinstance(layer, str) else None
+
+    def only_for(self, methods: Sequence[Method]) -> MethodOptions:
+        """A copy without the settings that none of ``methods`` has: for running some of the
+        methods these options were given for (a rerun redoing only those whose maps changed)."""
+        own = {s.name for m in methods for s in m.all_settings}
+        return replace(self, settings={k: v for k, v in self.settings.items() if k in own})
 
     def with_settings(self, **values: Any) -> MethodOptions:
         """A copy with these settings given too."""
@@ -123,10 +132,14 @@ def resolved(
 
 
 def method_settings(method: Method, options: MethodOptions) -> dict[str, Any]:
-    """What ``method``'s maps depend on among its settings, as JSON (a tensor by its hash): the
-    part of a folder run's fingerprint and of its manifest rows that the method owns."""
+    """What ``method``'s maps depend on among its settings, as JSON (a tensor by its hash), and
+    the run's seed if it draws at random: the part of a folder run's fingerprint and of its
+    manifest rows that the method owns."""
     values = options.of(method)
-    return {s.name: plain(values[s.name]) for s in method.depends_on}
+    used = {s.name: plain(values[s.name]) for s in method.depends_on}
+    if method.random:
+        used["seed"] = options.seed
+    return used
 
 
 def parse_settings(methods: Sequence[Method], pairs: Sequence[str]) -> dict[str, Any]:

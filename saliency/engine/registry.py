@@ -136,6 +136,12 @@ def all_methods() -> list[Method]:
     return sorted(_REGISTRY.values(), key=lambda m: (m.order, m.name))
 
 
+def quick_methods() -> list[Method]:
+    """Every method but the slow ones (a forward per channel, window or mask): what a look at
+    every method in a few seconds can take."""
+    return [m for m in all_methods() if not m.slow]
+
+
 def expand_methods(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Method names with ``all`` expanded to every method, checked, duplicates dropped."""
     chosen: list[str] = []

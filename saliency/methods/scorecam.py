@@ -25,6 +25,7 @@ class ScoreCAM(Method):
     name = "scorecam"
     summary = "channels weighted by the score of the photo each one masks (Wang et al. 2020)"
     cost = "1 forward + 1 forward per channel of the layer (hundreds), batched; no backward"
+    slow = True
     order = 85
     explains_layer = True
 
