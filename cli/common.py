@@ -279,6 +279,24 @@ def exit_code_for(signum: int | None) -> int:
     return 128 + signum if signum is not None else EXIT_INTERRUPTED
 
 
+@contextmanager
+def passes_shown(progress: Progress) -> Iterator[None]:
+    """A second bar, under the images, for the passes of the batch being explained (SmoothGrad's
+    copies, Integrated Gradients' points, Score-CAM's channels, Occlusion's windows, RISE's
+    masks): a Score-CAM or RISE image can take minutes. Added once a batch has passes."""
+    from saliency.engine.progress import watching_passes
+
+    tasks: list[Any] = []
+
+    def watch(done: int, total: int) -> None:
+        if not tasks:
+            tasks.append(progress.add_task("  passes", total=total, unit="pass"))
+        progress.update(tasks[0], completed=done, total=total)
+
+    with watching_passes(watch):
+        yield
+
+
 def exit_now(code: int) -> NoReturn:
     """End the process after a signal: a thread the run left stuck in a read or in the model
     cannot delay it, nor can the seconds of module teardown. The run has closed its files."""
@@ -302,7 +320,8 @@ def progress(console: Console, quiet: bool) -> Progress:
     class RateColumn(ProgressColumn):
         def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f} img/s" if speed else "- img/s")
+            unit = task.fields.get("unit", "img")
+            return Text(f"{speed:.1f} {unit}/s" if speed else f"- {unit}/s")
 
     return Progress(
         TextColumn("[bold]{task.description}"),

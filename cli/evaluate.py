@@ -131,7 +131,7 @@ def evaluate(
     names = [file.shown for file in files]
     progress = common.progress(console, quiet)
     with common.failures(out, debug, usage=(ValueError,)):
-        with progress:
+        with progress, common.passes_shown(progress):
             task = progress.add_task("evaluating", total=len(inputs))
             protocol = Protocol(
                 steps, str(fill.value), contrast=contrast_class, reduce=str(reduce.value),

@@ -210,7 +210,7 @@ def _run(
         progress.update(task, completed=place.advance())
 
     try:
-        with progress, common.Stopper() as stopper:
+        with progress, common.Stopper() as stopper, common.passes_shown(progress):
             task = progress.add_task("explaining", total=len(found.files))
             reports = run_job(
                 loaded, found.files, out, options, on_image, stopper,

@@ -121,7 +121,7 @@ def sanity(
 
     progress = common.progress(console, quiet)
     with common.failures(out, debug, failing=(ValueError,)):
-        with progress:
+        with progress, common.passes_shown(progress):
             task = progress.add_task("randomizing", total=None)
 
             def on_step(done: int, total: int, name: str) -> None:

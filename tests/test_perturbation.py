@@ -180,3 +180,28 @@ def test_rise_inserts_better_than_a_random_map_on_photos(photos: Path, tmp_path:
     for row in rows:
         scores.setdefault(row["method"], {})[row["image"]] = float(row["value"])
     assert all(scores["rise"][image] > scores["random"][image] for image in scores["random"])
+
+
+def test_the_passes_inside_a_batch_are_told_as_they_run() -> None:
+    """Score-CAM's channels, RISE's masks: an image can take minutes, so a caller can show the
+    passes as they run."""
+    from saliency.engine.progress import watching_passes
+
+    model, x = _model("resnet18"), torch.randn(2, 3, 32, 32)
+    told: list[tuple[int, int]] = []
+    with watching_passes(lambda done, total: told.append((done, total))):
+        explain(model, x, "rise", masks=10, batch_size=4)
+        rise, told[:] = list(told), []
+        explain(model, x[:1], "scorecam", layer="layer1", batch_size=48)
+    assert rise == [(4, 20), (8, 20), (12, 20), (16, 20), (20, 20)]
+    assert told == [(48, 64), (64, 64)]  # layer1 of ResNet-18 has 64 channels
+    explain(model, x, "rise", masks=10)
+    assert len(rise) == 5  # no watcher outside the block
+
+
+def test_the_command_shows_the_passes_on_a_terminal(photos: Path, tmp_path: Path) -> None:
+    shown = cli("explain", photos / "coffee.jpg", "--out", tmp_path, "--method", "rise",
+                "--set", "masks=12", "--batch-size", "4",
+                env={"TTY_COMPATIBLE": "1", "COLUMNS": "120"})  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "passes" in shown.stderr and "12/12" in shown.stderr and "pass/s" in shown.stderr

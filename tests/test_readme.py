@@ -20,3 +20,15 @@ def test_readme_python_examples_run(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Egyptian cat" in done.stdout and "examples ran" in done.stdout
     assert (tmp_path / "cat.png").is_file() and (tmp_path / "cat.heatmap.png").is_file()
+
+
+def test_every_built_in_method_has_a_row_in_the_readme_and_its_pictures_exist():
+    """The three rules have a section of their own; every other method a row of the table."""
+    from saliency.engine.registry import all_methods
+
+    text = (ROOT / "README.md").read_text()
+    rows = set(re.findall(r"^\| `(\w+)` \|", text, re.M))
+    built_in = {m.name for m in all_methods() if type(m).__module__.startswith("saliency.")}
+    assert built_in - {"gradient", "deconvnet", "guided"} <= rows, built_in - rows
+    pictures = re.findall(r"!\[[^\]]*\]\((docs/[^)]+)\)", text)
+    assert pictures and all((ROOT / p).is_file() for p in pictures)

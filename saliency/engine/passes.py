@@ -16,6 +16,7 @@ from torch import nn
 from .hooks import GraphUnits, RuleHooks, find_units
 from .layers import LayerCapture, resolve_layer
 from .method import LAYER, LayerGradients, Method, RulePass, SharedPasses
+from .progress import passed
 from .registry import get_method
 from .report import RuleReport
 from .rules import Rule, get_rule
@@ -174,10 +175,13 @@ def expanded(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The ``batch`` x ``copies`` rows of an expanded batch, ``size`` rows a pass: for each pass,
     the input each row copies and the row's copy number. Raises :class:`Stopped` between passes
-    once ``should_stop()`` turns true."""
+    once ``should_stop()`` turns true, and tells the pass watchers (:mod:`.progress`) after each.
+    """
     total = batch * copies
     for start in range(0, total, size):
         if should_stop is not None and should_stop():
             raise Stopped
-        rows = torch.arange(start, min(start + size, total), device=device)
+        end = min(start + size, total)
+        rows = torch.arange(start, end, device=device)
         yield rows // copies, rows % copies
+        passed(end, total)

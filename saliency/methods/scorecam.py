@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..engine.layers import captured, resolve_layer
 from ..engine.method import Method, MethodOutput, PathContext, upsampled
 from ..engine.passes import Stopped
+from ..engine.progress import passed
 from ..engine.registry import register_method
 from ..engine.report import RuleReport
 from ..engine.state import explanation_mode
@@ -64,4 +65,5 @@ class ScoreCAM(Method):
             if context.should_stop is not None and context.should_stop():
                 raise Stopped
             scores.append(context.model(photo * part[:, None]))
+            passed(sum(len(s) for s in scores), len(masks))
         return torch.cat(scores)
