@@ -205,3 +205,24 @@ def test_the_command_shows_the_passes_on_a_terminal(photos: Path, tmp_path: Path
                 env={"TTY_COMPATIBLE": "1", "COLUMNS": "120"})  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "passes" in shown.stderr and "12/12" in shown.stderr and "pass/s" in shown.stderr
+
+
+@pytest.mark.slow
+def test_two_shards_draw_the_same_pictures_as_one_process(photos: Path, tmp_path: Path) -> None:
+    """RISE's masks come from the seed in every process; one pass a photo and one thread, so
+    the float sums run in the same order everywhere."""
+    args = [*CHEAP, "--batch-size", "1", "--workers", "1"]
+    one = {"OMP_NUM_THREADS": "1"}
+    single = cli("explain", photos, "--out", tmp_path / "single", *args, env=one)
+    assert single.returncode == 0, single.stderr
+    for index in range(2):
+        shard = cli("explain", photos, "--out", tmp_path / "shards", *args,
+                    "--shard", f"{index}/2", env=one)  # fmt: skip
+        assert shard.returncode == 0, shard.stderr
+
+    def pictures(out: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in out.glob("*.png")}
+
+    assert len(pictures(tmp_path / "single")) == 4
+    assert pictures(tmp_path / "shards") == pictures(tmp_path / "single")
+    assert len(check_nothing_lost(tmp_path / "shards")) == 4
