@@ -69,10 +69,11 @@ class Explanation:
         model's preprocessing) or, without them, at the model's input size. ``options`` are
         those of :class:`saliency.pictures.render.RenderOptions` (``style``, ``sign``, ...);
         the style defaults to ``overlay`` with a photo and ``heatmap`` without."""
+        from .engine.registry import get_method
         from .geometry import Geometry
         from .pictures.render import RenderOptions, render
 
-        maps = self.maps[index]
+        maps = get_method(self.method).shown(self.maps[index])
         if geometry is None:
             height, width = maps.shape[-2:]
             size = photo.size if photo is not None else (width, height)

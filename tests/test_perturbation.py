@@ -226,3 +226,16 @@ def test_two_shards_draw_the_same_pictures_as_one_process(photos: Path, tmp_path
     assert len(pictures(tmp_path / "single")) == 4
     assert pictures(tmp_path / "shards") == pictures(tmp_path / "single")
     assert len(check_nothing_lost(tmp_path / "shards")) == 4
+
+
+def test_rise_pictures_start_from_the_maps_minimum_while_its_maps_stay_as_defined() -> None:
+    """Every pixel carries about the mean probability: drawn from zero, the picture would be
+    one colour."""
+    import numpy as np
+
+    x = torch.ones(1, 3, 32, 32)
+    found = explain(_Quadrant(), x, "rise", target=1, masks=300, cells=4)
+    assert float(found.maps.min()) > 0.3  # the offset is in the maps
+    picture = np.asarray(found.render(0, style="grayscale"), dtype=float)
+    assert picture[:12, :12].mean() > 100 + picture[20:, 20:].mean()  # and not in the picture
+    assert picture[20:, 20:].mean() < 100  # drawn from zero it would be about 190

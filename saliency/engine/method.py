@@ -188,6 +188,12 @@ class Method:
         set. Only called for methods that declare no shared pass."""
         raise NotImplementedError(f"{self.name} declares no shared pass and no compute()")
 
+    def shown(self, maps: torch.Tensor) -> torch.Tensor:
+        """One image's maps (C, H, W) as its pictures draw them; as they are by default. A
+        method whose maps carry an offset that means nothing overrides it (the maps themselves,
+        as saved, evaluated and checked, stay as defined)."""
+        return maps
+
     def check_settings(self, values: dict[str, Any]) -> None:
         """Raise ``ValueError`` for settings that are each valid but not together (``values``:
         every setting of the method, checked one by one already); none by default."""

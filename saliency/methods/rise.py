@@ -70,6 +70,11 @@ class RISE(Method):
         Setting("p", float, 0.5, "chance that a cell is kept", low=0.0, high=1.0, low_open=True),
     )
 
+    def shown(self, maps: torch.Tensor) -> torch.Tensor:
+        """Above the map's minimum: every pixel carries about the mean probability, so drawn as
+        it is the map would be one colour; the paper's figures scale from the minimum too."""
+        return maps - maps.amin()
+
     def compute(self, context: PathContext) -> list[MethodOutput]:
         inputs, options = context.inputs, context.options
         settings = options.of(self)

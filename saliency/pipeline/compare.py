@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from ..api import explain_batch
 from ..engine.options import MethodOptions
+from ..engine.registry import get_method
 from ..engine.targets import TargetSpec
 from ..files.images import load_image
 from ..files.inputs import InputFile
@@ -55,7 +56,7 @@ def compare_rows(
             index = int(result.targets[0])
             probability = float(probabilities[index])
             title = method + (f" (smooth {result.smooth})" if result.smooth else "")
-            picture, _ = draw(photo, result.maps[0], small, options)
+            picture, _ = draw(photo, get_method(method).shown(result.maps[0]), small, options)
             name = loaded.categories[index]
             panels.append((f"{title}\n{name} ({probability:.1%})", picture))
         yield file, CompareRow(photo, panels)

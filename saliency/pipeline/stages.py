@@ -318,10 +318,11 @@ def drawing(
             raw, extra["raw"] = None, name
             outputs = [*outputs, container]
         mark = marker_text(fingerprints[method], source.sha256)
+        shown = get_method(method).shown(entry.maps)
         if decoded.photo is None:
-            task.pictures.append(Picture(outputs, prepare(entry.maps, options.render), raw, mark))
+            task.pictures.append(Picture(outputs, prepare(shown, options.render), raw, mark))
         else:  # drawn on the device, encoded there too for jpg
-            pixels, empty = resident.paint(decoded.photo, entry.maps, geometry, options.render)
+            pixels, empty = resident.paint(decoded.photo, shown, geometry, options.render)
             if options.encoding.format == "jpg":
                 encoded = resident.encode(pixels, options.encoding.quality, mark)
                 task.pictures.append(Picture(outputs, None, raw, mark, None, encoded, empty))
