@@ -9,7 +9,7 @@ offline model (112 channels), keeps a CPU run to minutes; ``--layer bn2`` (1280)
 default layer of ``saliency explain``.
 
     python benchmarks/perturbation.py [--count 16] [--layer blocks.4] [--window 56]
-        [--stride 28] [--device cpu] [--batch 32]
+        [--stride 28] [--device cpu] [--batch 16]
 """
 
 from __future__ import annotations
@@ -118,8 +118,8 @@ def occlusion(
 
 
 def report(name: str, count: int, ours: float, theirs: float, limit: float, peer: str) -> None:
-    print(f"{name}: saliency {count / ours:.2f} images/s, {peer} {count / theirs:.2f} images/s, "
-          f"bare model loop {count / limit:.2f} images/s; ours / peer = {theirs / ours:.2f}x, "
+    print(f"{name}: saliency {count / ours:.3f} images/s, {peer} {count / theirs:.3f} images/s, "
+          f"bare model loop {count / limit:.3f} images/s; ours / peer = {theirs / ours:.2f}x, "
           f"ours / bare loop = {limit / ours:.2f}")  # fmt: skip
 
 
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=56)
     parser.add_argument("--stride", type=int, default=28)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)  # the command's --batch-size
     parser.add_argument("--only", choices=("scorecam", "occlusion"))
     args = parser.parse_args()
     loaded = load_model(device=torch.device(args.device))

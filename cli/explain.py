@@ -65,7 +65,11 @@ def explain(
     settings: SetOpt = None,
     fit: FitOpt = None,
     batch_size: Annotated[
-        int, typer.Option(help="Inputs per pass (images, noisy copies or path points).")
+        int,
+        typer.Option(
+            help="Inputs per pass (images, noisy copies, path points, or masked and occluded "
+            "copies)."
+        ),
     ] = 16,
     recursive: Annotated[bool, typer.Option(help="Descend into subfolders.")] = True,
     style: StyleOpt = "overlay",

@@ -173,7 +173,7 @@ def test_bad_method_and_inputs():
     valid = (
         "valid methods: gradient, deconvnet, guided, gradcam, guided_gradcam, "
         "integrated_gradients, gradient_x_input, gradcam_plus_plus, xgradcam, layercam, hirescam, "
-        "eigencam, scorecam$"
+        "eigencam, scorecam, occlusion, rise$"
     )
     with pytest.raises(ValueError, match=valid):
         explain(SmallCNN(), torch.randn(1, 3, 8, 8), method="lrp")

@@ -14,7 +14,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from saliency import explain
+from saliency import MethodOptions, explain
 from saliency.engine.baselines import make_baseline
 from saliency.methods.rise import rise_masks
 
@@ -239,3 +239,26 @@ def test_rise_pictures_start_from_the_maps_minimum_while_its_maps_stay_as_define
     picture = np.asarray(found.render(0, style="grayscale"), dtype=float)
     assert picture[:12, :12].mean() > 100 + picture[20:, 20:].mean()  # and not in the picture
     assert picture[20:, 20:].mean() < 100  # drawn from zero it would be about 190
+
+
+def test_layer_reading_methods_read_it_in_the_pass_every_method_shares() -> None:
+    """Eigen-CAM costs no pass of its own, Score-CAM one per channel and no more, beside a
+    method with a backward pass or alone (the layers probed once per model before)."""
+    from saliency import explain_batch
+
+    model, x = _model("resnet18"), torch.randn(3, 3, 32, 32)
+    calls: list[int] = []
+    model.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
+    explain(model, x[:1], "eigencam", layer="layer3")
+    assert calls == [1, 1]  # the probe, then the shared forward
+    calls.clear()
+    alone = explain(model, x, "eigencam", layer="layer3", batch_size=2)
+    assert calls == [2, 1]  # the shared forward, in batches of 2
+    calls.clear()
+    _, (found,) = explain_batch(
+        model, x, ["guided", "eigencam", "scorecam"], lambda logits: [logits.argmax(1)],
+        MethodOptions(settings={"layer": "layer3"}, batch_size=64),
+    )  # fmt: skip
+    assert calls[0] == 3  # one shared forward, then a masked copy per channel and image:
+    assert calls[1:] == [64] * 12  # 3 x 256 (layer3 of ResNet-18) in passes of 64
+    torch.testing.assert_close(found["eigencam"].maps, alone.maps, rtol=1e-4, atol=1e-4)

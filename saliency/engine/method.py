@@ -111,7 +111,9 @@ class PathContext:
     """What :meth:`Method.compute` gets: the model, the inputs (noisy copies under SmoothGrad),
     ``clean``, the inputs before any noise (baselines come from them), one LongTensor (B,) per
     target set, the logits of ``inputs`` when already computed, the options, the input
-    normalization (mean, std) if known, and ``should_stop`` to ask between passes."""
+    normalization (mean, std) if known, ``should_stop`` to ask between passes, and ``read``:
+    the feature-map layer's name and activations (B, K, h, w), read by the forward pass that
+    made ``logits`` when a chosen method explains a layer (see :meth:`layer_activations`)."""
 
     model: nn.Module
     inputs: torch.Tensor
@@ -121,6 +123,22 @@ class PathContext:
     options: MethodOptions
     normalization: tuple[Sequence[float], Sequence[float]] | None = None
     should_stop: Callable[[], bool] | None = None
+    read: tuple[str, torch.Tensor] | None = None
+
+    def layer_activations(self) -> tuple[str, torch.Tensor]:
+        """The layer to explain (``options.layer``, or found) and its activations for
+        ``inputs``: those the logits' forward pass read, else from one forward pass now."""
+        from .layers import captured, resolve_layer
+        from .state import explanation_mode
+
+        wanted = self.options.layer
+        if self.read is not None and wanted in (None, self.read[0]):
+            return self.read
+        model, size = self.model, self.options.batch_size
+        with torch.no_grad(), explanation_mode(model):
+            layer = resolve_layer(model, self.inputs[:1], wanted)
+            parts = [captured(model, layer, part) for part in self.inputs.split(size)]
+            return layer, torch.cat(parts)
 
 
 @dataclass

@@ -166,6 +166,22 @@ def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> tor
         )
 
 
+def predict_reading(
+    model: nn.Module, inputs: torch.Tensor, batch_size: int, layer: str | None
+) -> tuple[torch.Tensor, tuple[str, torch.Tensor]]:
+    """As :func:`predict`, reading the feature-map ``layer`` (None: found) in the same passes:
+    the logits, and the layer's name and activations (B, K, h, w)."""
+    check_inputs(model, inputs)
+    with torch.no_grad(), explanation_mode(model):
+        name = resolve_layer(model, inputs[:1], layer)
+        logits, activations = [], []
+        for part in inputs.detach().split(batch_size):
+            with LayerCapture(model, name) as capture:
+                logits.append(_check_logits(model(part), len(part)))
+                activations.append(capture.activation())
+    return torch.cat(logits), (name, torch.cat(activations))
+
+
 def expanded(
     batch: int,
     copies: int,

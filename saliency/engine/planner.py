@@ -11,7 +11,7 @@ from torch import nn
 from ..explanation import Explanation
 from .method import Method, PathContext
 from .options import MethodOptions
-from .passes import forward_pass, predict
+from .passes import forward_pass, predict, predict_reading
 
 Choose = Callable[[torch.Tensor], list[torch.Tensor]]
 
@@ -34,10 +34,14 @@ def run_plan(
     ``inputs``), from which baselines are made."""
     shared = [m for m in methods if m.passes]
     own = [m for m in methods if not m.passes]
+    read = None  # the layer's activations, read in the logits' pass for the methods that need it
+    reads = any(m.uses_layer for m in own)
     if shared:
-        capture = any(m.uses_layer for m in shared)
+        capture = reads or any(m.uses_layer for m in shared)
         with forward_pass(model, inputs, options.layer, capture=capture) as graph:
             logits = graph.logits.detach()
+            if reads and graph.capture is not None:
+                read = (graph.capture.name, graph.capture.activation().detach())
             target_sets = choose(logits)
             results: list[dict[str, Explanation]] = []
             for n, targets in enumerate(target_sets):
@@ -51,6 +55,10 @@ def run_plan(
                         maps, targets, logits, method.name, report, layer
                     )
                 results.append(result)
+    elif reads:
+        logits, read = predict_reading(model, inputs, options.batch_size, options.layer)
+        target_sets = choose(logits)
+        results = [{} for _ in target_sets]
     else:
         logits = predict(model, inputs, options.batch_size)
         target_sets = choose(logits)
@@ -64,6 +72,7 @@ def run_plan(
         options,
         normalization,
         should_stop,
+        read,
     )
     for method in own:
         outputs = method.compute(context)

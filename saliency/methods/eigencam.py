@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from ..engine.layers import captured, resolve_layer
 from ..engine.method import Method, MethodOutput, PathContext, upsampled
 from ..engine.registry import register_method
 from ..engine.report import RuleReport
-from ..engine.state import explanation_mode
 
 
 def principal_projection(activations: torch.Tensor) -> torch.Tensor:
@@ -39,18 +37,15 @@ def principal_projection(activations: torch.Tensor) -> torch.Tensor:
 class EigenCAM(Method):
     name = "eigencam"
     summary = "first principal component of the layer's activations, class-agnostic (Muhammad 2020)"
-    cost = "1 forward (no backward), batched; the same map for every target"
+    cost = "nothing beyond the forward pass every method shares; the same map for every target"
     order = 84
     explains_layer = True
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
-        model, inputs, size = context.model, context.inputs, context.options.batch_size
-        with torch.no_grad(), explanation_mode(model):
-            layer = resolve_layer(model, inputs[:1], context.options.layer)
-            parts = [
-                principal_projection(captured(model, layer, part)) for part in inputs.split(size)
-            ]
-        maps = upsampled(torch.cat(parts), tuple(inputs.shape[-2:]))
+        """The layer as the logits' forward pass read it: no pass of its own."""
+        layer, activations = context.layer_activations()
+        with torch.no_grad():
+            maps = upsampled(principal_projection(activations), tuple(context.inputs.shape[-2:]))
         return [
             MethodOutput(maps, RuleReport("gradient"), layer=layer) for _ in context.target_sets
         ]

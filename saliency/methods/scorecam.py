@@ -3,10 +3,10 @@ class score of the photo masked by that channel (enlarged to the photo, scaled t
 scores are turned into weights by a softmax over the channels. No gradient at all.
 
 It costs one forward pass per channel of the layer (hundreds, or 1280 at the offline model's
-default layer), plus one for the whole batch to read the layer. The masked copies of all the
-batch's images run ``batch_size`` a pass, each made when its pass comes (never all at once);
-one set of passes serves every target. A copy's score does not depend on its pass, so a map does
-not depend on its batch.
+default layer); the layer itself is read by the forward pass that every method shares. The
+masked copies of all the batch's images run ``batch_size`` a pass, each made when its pass
+comes (never all at once); one set of passes serves every target. A copy's score does not
+depend on its pass, so a map does not depend on its batch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..engine.layers import captured, resolve_layer
 from ..engine.method import Method, MethodOutput, PathContext, upsampled
 from ..engine.passes import expanded
 from ..engine.registry import register_method
@@ -26,16 +25,15 @@ from ..engine.state import explanation_mode
 class ScoreCAM(Method):
     name = "scorecam"
     summary = "channels weighted by the score of the photo each one masks (Wang et al. 2020)"
-    cost = "1 forward + 1 forward per channel of the layer (hundreds), batched; no backward"
+    cost = "1 forward per channel of the layer (hundreds), batched; no backward"
     slow = True
     order = 85
     explains_layer = True
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
         model, inputs = context.model, context.inputs
+        layer, activations = context.layer_activations()  # (B, K, h, w), read with the logits
         with torch.no_grad(), explanation_mode(model):
-            layer = resolve_layer(model, inputs[:1], context.options.layer)
-            activations = captured(model, layer, inputs)  # (B, K, h, w)
             scores = self._masked_scores(context, activations)
         maps = []
         for found in scores:  # per target set: (B, K)
