@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,3 +20,18 @@ def cli(
     return subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=environment
     )
+
+
+def compare_evaluate_and_sanity(photos: Path, out: Path, *args: str) -> list[str]:
+    """``compare``, ``evaluate`` (deletion, 4 steps) and ``sanity`` on ``photos`` with ``args``
+    (the methods and their settings), each asserted to succeed, writing under ``out``; the
+    methods that sanity judged."""
+    compared = cli("compare", photos, "--out", out / "compare", *args)
+    assert compared.returncode == 0, compared.stderr
+    evaluated = cli("evaluate", photos, "--out", out / "evaluate", *args,
+                    "--metric", "deletion", "--steps", "4", "--fit", "resize")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    checked = cli("sanity", photos, "--out", out / "sanity", *args, "--fit", "crop")
+    assert checked.returncode == 0, checked.stderr
+    verdicts = json.loads((out / "sanity" / "sanity.json").read_text())["verdicts"]
+    return [v["method"] for v in verdicts]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .commands import ROOT, cli
+from .commands import ROOT, cli, compare_evaluate_and_sanity
 from .outputs_check import check_nothing_lost
 
 SAMPLES = ROOT / "sample_images"
@@ -71,12 +71,4 @@ def test_scorecam_runs_through_every_command_at_a_narrow_layer(photos: Path, tmp
     rows = check_nothing_lost(tmp_path / "explain")
     assert [r["layer"] for r in rows] == ["blocks.0", "blocks.0"]
     assert '"method":"scorecam"' in (tmp_path / "explain" / "report.html").read_text()
-    compared = cli("compare", photos, "--out", tmp_path / "compare", *args)
-    assert compared.returncode == 0, compared.stderr
-    evaluated = cli("evaluate", photos, "--out", tmp_path / "evaluate", *args,
-                    "--metric", "deletion", "--steps", "4", "--fit", "resize")  # fmt: skip
-    assert evaluated.returncode == 0, evaluated.stderr
-    checked = cli("sanity", photos, "--out", tmp_path / "sanity", *args, "--fit", "crop")
-    assert checked.returncode == 0, checked.stderr
-    verdicts = json.loads((tmp_path / "sanity" / "sanity.json").read_text())["verdicts"]
-    assert [v["method"] for v in verdicts] == ["scorecam"]
+    assert compare_evaluate_and_sanity(photos, tmp_path, *args) == ["scorecam"]

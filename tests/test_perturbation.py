@@ -5,7 +5,6 @@ command."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from saliency import MethodOptions, explain
 from saliency.engine.baselines import make_baseline
 from saliency.methods.rise import rise_masks
 
-from .commands import ROOT, cli
+from .commands import ROOT, cli, compare_evaluate_and_sanity
 from .outputs_check import check_nothing_lost
 
 captum_attr = pytest.importorskip("captum.attr")
@@ -147,15 +146,7 @@ def test_occlusion_and_rise_run_through_every_command(photos: Path, tmp_path: Pa
     again = check_nothing_lost(out)
     assert sorted(r["seed"] for r in again if r["method"] == "rise") == [1, 1]
     assert (out / "coffee.occlusion.png").stat().st_mtime_ns == kept
-    compared = cli("compare", photos, "--out", tmp_path / "compare", *CHEAP)
-    assert compared.returncode == 0, compared.stderr
-    evaluated = cli("evaluate", photos, "--out", tmp_path / "evaluate", *CHEAP,
-                    "--metric", "deletion", "--steps", "4", "--fit", "resize")  # fmt: skip
-    assert evaluated.returncode == 0, evaluated.stderr
-    checked = cli("sanity", photos, "--out", tmp_path / "sanity", *CHEAP, "--fit", "crop")
-    assert checked.returncode == 0, checked.stderr
-    verdicts = json.loads((tmp_path / "sanity" / "sanity.json").read_text())["verdicts"]
-    assert {v["method"] for v in verdicts} == {"occlusion", "rise"}
+    assert set(compare_evaluate_and_sanity(photos, tmp_path, *CHEAP)) == {"occlusion", "rise"}
 
 
 def test_a_stride_past_the_window_is_a_usage_error(photos: Path, tmp_path: Path) -> None:
