@@ -15,7 +15,7 @@ from torch import nn
 
 from .hooks import GraphUnits, RuleHooks, find_units
 from .layers import LayerCapture, resolve_layer
-from .method import LAYER, LayerGradients, Method, RulePass, SharedPasses
+from .method import LAYER, LayerGradients, Method, PathContext, RulePass, SharedPasses
 from .progress import passed
 from .registry import get_method
 from .report import RuleReport
@@ -180,6 +180,30 @@ def predict_reading(
                 logits.append(_check_logits(model(part), len(part)))
                 activations.append(capture.activation())
     return torch.cat(logits), (name, torch.cat(activations))
+
+
+def copy_scores(
+    context: PathContext,
+    copies: int,
+    make: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> list[torch.Tensor]:
+    """Per target set, the target's logit (B, copies) for ``copies`` variants of every input,
+    forward only, ``batch_size`` a pass: ``make(sample, k)`` builds a pass's variants, variant
+    ``k`` of input ``sample``. The loop of the methods that perturb the input (Occlusion,
+    Score-CAM)."""
+    inputs = context.inputs
+    scores = [inputs.new_zeros(inputs.shape[0], copies) for _ in context.target_sets]
+    batches = expanded(
+        inputs.shape[0], copies, context.options.batch_size, inputs.device, context.should_stop
+    )
+    with torch.no_grad(), explanation_mode(context.model):
+        for sample, k in batches:
+            logits = context.model(make(sample, k))
+            for found, targets in zip(scores, context.target_sets, strict=True):
+                found[sample, k] = logits.gather(1, targets[sample].view(-1, 1))[:, 0].to(
+                    found.dtype
+                )
+    return scores
 
 
 def expanded(

@@ -19,11 +19,10 @@ import torch.nn.functional as F
 from ..choices import BASELINES
 from ..engine.baselines import make_baseline
 from ..engine.method import Method, MethodOutput, PathContext
-from ..engine.passes import expanded, predict
+from ..engine.passes import copy_scores, predict
 from ..engine.registry import register_method
 from ..engine.report import RuleReport
 from ..engine.settings import Setting
-from ..engine.state import explanation_mode
 
 
 def window_starts(side: int, window: int, stride: int) -> list[int]:
@@ -75,32 +74,25 @@ class Occlusion(Method):
         at_input = context.logits
         if at_input is None:
             at_input = predict(context.model, inputs, options.batch_size)
-        count = len(rows) * len(columns)
-        drops = [inputs.new_zeros(inputs.shape[0], count) for _ in context.target_sets]
         top = torch.tensor(rows, device=inputs.device).repeat_interleave(len(columns))
         left = torch.tensor(columns, device=inputs.device).repeat(len(rows))
         y = torch.arange(height, device=inputs.device)
         x = torch.arange(width, device=inputs.device)
-        batches = expanded(
-            inputs.shape[0], count, options.batch_size, inputs.device, context.should_stop
-        )
-        with torch.no_grad(), explanation_mode(context.model):
-            for sample, k in batches:
-                inside_rows = (y >= top[k, None]) & (y < top[k, None] + window)
-                inside_columns = (x >= left[k, None]) & (x < left[k, None] + window)
-                hidden = (inside_rows[:, :, None] & inside_columns[:, None, :])[:, None]
-                logits = context.model(torch.where(hidden, baselines[sample], inputs[sample]))
-                for found, targets in zip(drops, context.target_sets, strict=True):
-                    column = targets[sample].view(-1, 1)
-                    drop = at_input[sample].gather(1, column) - logits.gather(1, column)
-                    found[sample, k] = drop[:, 0].to(found.dtype)
+
+        def occluded(sample: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+            inside_rows = (y >= top[k, None]) & (y < top[k, None] + window)
+            inside_columns = (x >= left[k, None]) & (x < left[k, None] + window)
+            hidden = (inside_rows[:, :, None] & inside_columns[:, None, :])[:, None]
+            return torch.where(hidden, baselines[sample], inputs[sample])
+
+        scores = copy_scores(context, len(rows) * len(columns), occluded)
         shape = (len(rows), len(columns))
-        return [
-            MethodOutput(
-                spread(found, shape, window, stride, (height, width)), RuleReport("gradient")
-            )
-            for found in drops
-        ]
+        outputs = []
+        for found, targets in zip(scores, context.target_sets, strict=True):
+            drops = at_input.gather(1, targets.view(-1, 1)).to(found.dtype) - found
+            maps = spread(drops, shape, window, stride, (height, width))
+            outputs.append(MethodOutput(maps, RuleReport("gradient")))
+        return outputs
 
 
 def spread(

@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.method import Method, MethodOutput, PathContext, upsampled
-from ..engine.passes import expanded
+from ..engine.passes import copy_scores
 from ..engine.registry import register_method
 from ..engine.report import RuleReport
-from ..engine.state import explanation_mode
 
 
 @register_method
@@ -31,30 +30,11 @@ class ScoreCAM(Method):
     explains_layer = True
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
-        model, inputs = context.model, context.inputs
-        layer, activations = context.layer_activations()  # (B, K, h, w), read with the logits
-        with torch.no_grad(), explanation_mode(model):
-            scores = self._masked_scores(context, activations)
-        maps = []
-        for found in scores:  # per target set: (B, K)
-            weights = found.float().softmax(dim=1).to(activations.dtype)
-            maps.append((weights[:, :, None, None] * activations).sum(dim=1, keepdim=True))
-        size = tuple(inputs.shape[-2:])
-        return [
-            MethodOutput(upsampled(found, size), RuleReport("gradient"), layer=layer)
-            for found in maps
-        ]
-
-    @staticmethod
-    def _masked_scores(context: PathContext, activations: torch.Tensor) -> list[torch.Tensor]:
-        """Per target set, the score (B, K) of each photo masked by each of its channels,
-        enlarged and scaled to [0, 1]."""
         inputs = context.inputs
-        batch, channels = activations.shape[:2]
-        scores = [inputs.new_zeros(batch, channels) for _ in context.target_sets]
-        for sample, k in expanded(
-            batch, channels, context.options.batch_size, inputs.device, context.should_stop
-        ):
+        layer, activations = context.layer_activations()  # (B, K, h, w), read with the logits
+
+        def masked(sample: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+            """The photos masked by their channels, enlarged and scaled to [0, 1]."""
             masks = F.interpolate(
                 activations[sample, k][:, None],
                 size=tuple(inputs.shape[-2:]),
@@ -64,8 +44,14 @@ class ScoreCAM(Method):
             flat = masks.flatten(1)
             low, high = flat.amin(dim=1), flat.amax(dim=1)
             masks = (masks - low.view(-1, 1, 1, 1)) / (high - low + 1e-8).view(-1, 1, 1, 1)
-            logits = context.model(inputs[sample] * masks)
-            for found, targets in zip(scores, context.target_sets, strict=True):
-                column = targets[sample].view(-1, 1)
-                found[sample, k] = logits.gather(1, column)[:, 0].to(found.dtype)
-        return scores
+            return inputs[sample] * masks
+
+        maps = []
+        for found in copy_scores(context, activations.shape[1], masked):  # per target set
+            weights = found.float().softmax(dim=1).to(activations.dtype)
+            maps.append((weights[:, :, None, None] * activations).sum(dim=1, keepdim=True))
+        size = tuple(inputs.shape[-2:])
+        return [
+            MethodOutput(upsampled(found, size), RuleReport("gradient"), layer=layer)
+            for found in maps
+        ]
