@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .rules import get_rule
+from .rules import RULES, get_rule
 
 
 def _plural(count: int, what: str) -> str:
@@ -20,6 +20,8 @@ class RuleReport:
     units: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)
     custom: dict[str, int] = field(default_factory=dict)
+    # a method's own warning, for a report that is not a ReLU rule's (LRP's layers without one)
+    note: str | None = None
 
     @property
     def applied(self) -> int:
@@ -28,6 +30,8 @@ class RuleReport:
 
     def warning(self) -> str | None:
         """One line for the user when a changing rule was incomplete or found nothing; else None."""
+        if self.rule not in RULES:
+            return self.note
         if get_rule(self.rule).changes_gradient is False:
             return None
         if not self.units:

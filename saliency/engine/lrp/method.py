@@ -1,0 +1,68 @@
+"""The template of the LRP methods: composites of rules, with zennit's names and defaults
+(Montavon et al. 2019; Kohlbrenner et al. 2020): ``epsilon`` at linear layers, a rule for
+convolutions, and a first-layer rule.
+
+* ``lrp_epsilon_plus``: z-plus at convolutions
+* ``lrp_epsilon_plus_flat``: z-plus at convolutions, flat at the first layer
+* ``lrp_epsilon_gamma_box``: gamma at convolutions, z-box at the first layer
+* ``lrp_epsilon_alpha2_beta1_flat``: alpha-beta (2, 1) at convolutions, flat at the first layer
+
+The starting relevance is the target's logit, so a map's sum approximates it; both are in the
+manifest row (``relevance_sum``, ``logit``), for conservation at a glance.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..method import Method, MethodOutput, PathContext
+from ..report import RuleReport
+from ..settings import Setting
+from .plan import RuleSet
+from .propagate import relevance
+
+if TYPE_CHECKING:
+    from ...explanation import Explanation
+    from ..options import MethodOptions
+
+EPSILON = Setting(
+    "epsilon", float, 1e-6, "LRP-epsilon's stabilizer at linear layers (0: LRP-0)", low=0.0
+)
+
+
+class LRPMethod(Method):
+    """A composite of LRP rules: one forward pass, one backward pass per target set, with a
+    rule at every convolution and linear layer."""
+
+    cost = "1 forward + 1 backward, with each layer's rule (a few of its forward passes)"
+    settings: ClassVar[tuple[Setting, ...]] = (EPSILON,)
+
+    def rules(self, settings: dict[str, Any], context: PathContext) -> RuleSet:
+        """The rules of this composite under ``settings``."""
+        raise NotImplementedError
+
+    def compute(self, context: PathContext) -> list[MethodOutput]:
+        settings = context.options.of(self)
+        logits, maps, coverage = relevance(
+            context.model, context.inputs, context.target_sets, self.rules(settings, context)
+        )
+        report = RuleReport(self.name, note=coverage.warning(self.name))
+        outputs = []
+        for found, targets in zip(maps, context.target_sets, strict=True):
+            values = {
+                "relevance_sum": found.flatten(1).sum(dim=1),
+                "logit": logits.gather(1, targets.view(-1, 1))[:, 0],
+            }
+            outputs.append(MethodOutput(found, report, values))
+        return outputs
+
+    def manifest_keys(
+        self, explanation: Explanation, options: MethodOptions
+    ) -> list[dict[str, Any]]:
+        """Each sample's relevance sum and the target's logit it started from."""
+        sums = explanation.values["relevance_sum"].float().cpu().tolist()
+        logits = explanation.values["logit"].float().cpu().tolist()
+        return [
+            {"relevance_sum": round(total, 6), "logit": round(logit, 6)}
+            for total, logit in zip(sums, logits, strict=True)
+        ]
