@@ -68,7 +68,9 @@ def explain(
     :func:`saliency.method_names`): ``gradient``, ``deconvnet``, ``guided``, ``gradcam``,
     ``guided_gradcam``, ``integrated_gradients``, ``gradient_x_input``, the CAM family
     (``gradcam_plus_plus``, ``xgradcam``, ``layercam``, ``hirescam``, ``eigencam``,
-    ``scorecam``), ``occlusion``, ``rise`` or a plugin's.
+    ``scorecam``), ``occlusion``, ``rise``, the LRP composites (``lrp_epsilon_plus``,
+    ``lrp_epsilon_plus_flat``, ``lrp_epsilon_gamma_box``, ``lrp_epsilon_alpha2_beta1_flat``) or
+    a plugin's.
     ``target`` is ``None`` (top-1 of each sample), an int, or B ints.
 
     ``smooth=N`` averages the map over N noisy copies (SmoothGrad; ``noise`` is the noise's
@@ -81,12 +83,14 @@ def explain(
     an unknown name raises ``ValueError`` listing the candidates); ``steps`` and ``baseline``
     (``black``, ``zero``, ``blurred`` or a tensor) for Integrated Gradients, whose ``black``
     needs the normalization, so pass the :class:`LoadedModel` from ``load_model`` (as does
-    occlusion's, with ``window`` and ``stride``); ``masks``, ``cells`` and ``p`` for RISE. A
-    bad value, or a setting the method does not have, raises ``ValueError`` saying what is
-    accepted.
+    occlusion's, with ``window`` and ``stride``); ``masks``, ``cells`` and ``p`` for RISE;
+    ``epsilon`` and ``bias`` for LRP, with ``gamma``, ``low`` and ``high`` (the z-box bounds,
+    from the normalization unless given) or ``alpha`` and ``beta``. A bad value, or a setting
+    the method does not have, raises ``ValueError`` saying what is accepted.
 
     Warns (:class:`RuleCoverageWarning`) when a changing rule found no unit or left other
-    activations with their plain gradient.
+    activations with their plain gradient, and when LRP found layers without a rule (saying
+    what was done with them).
     """
     chosen = get_method(method)
     options = MethodOptions(smooth, noise, seed, batch_size, settings)

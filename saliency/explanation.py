@@ -29,7 +29,9 @@ class Explanation:
     ``layer`` is the Grad-CAM layer, ``smooth`` the number of SmoothGrad samples (0: none).
     ``values`` holds a method's per-sample numbers (B,): for ``integrated_gradients``,
     ``score_difference`` is score(input) - score(baseline) and ``completeness`` the sum of the
-    attributions minus that difference (averaged over the noisy copies under SmoothGrad).
+    attributions minus that difference (averaged over the noisy copies under SmoothGrad); for
+    the LRP methods, ``relevance_sum`` is the relevance that reached the input and ``logit``
+    the target's logit it started from.
 
     In a notebook an explanation shows itself as a row of heatmaps; :meth:`render` draws one.
     """

@@ -65,6 +65,9 @@ def test_explain_folder_mirrors_tree_all_methods(photos, tmp_path):
     extra["integrated_gradients"] = ("baseline", "steps", "score_difference", "completeness_error")
     extra["occlusion"] = ("window", "stride", "baseline")
     extra["rise"] = ("masks", "cells", "p", "seed")
+    for method in all_methods():
+        if method.name.startswith("lrp_"):
+            extra[method.name] = (*(s.name for s in method.depends_on), "relevance_sum", "logit")
     for row in rows:
         assert tuple(row) == BASE_KEYS + extra.get(row["method"], ()), row["method"]
     ig = [r for r in rows if r["method"] == "integrated_gradients"]

@@ -62,19 +62,23 @@ def _lrp(model: nn.Module, x: torch.Tensor, method: str, targets: torch.Tensor, 
     return results[method]
 
 
-def _zennit(model: nn.Module, x: torch.Tensor, method: str, targets: torch.Tensor, canonizer):
+def _zennit(
+    model: nn.Module, x: torch.Tensor, method: str, targets: torch.Tensor, canonizer, **kwargs
+):
     composites = pytest.importorskip("zennit.composites")
     attribution = pytest.importorskip("zennit.attribution")
     low = ((0 - torch.tensor(MEAN)) / torch.tensor(STD)).view(1, 3, 1, 1).expand_as(x)
     high = ((1 - torch.tensor(MEAN)) / torch.tensor(STD)).view(1, 3, 1, 1).expand_as(x)
     composite = {
-        "lrp_epsilon_plus": lambda: composites.EpsilonPlus(canonizers=[canonizer()]),
-        "lrp_epsilon_plus_flat": lambda: composites.EpsilonPlusFlat(canonizers=[canonizer()]),
+        "lrp_epsilon_plus": lambda: composites.EpsilonPlus(canonizers=[canonizer()], **kwargs),
+        "lrp_epsilon_plus_flat": lambda: composites.EpsilonPlusFlat(
+            canonizers=[canonizer()], **kwargs
+        ),
         "lrp_epsilon_gamma_box": lambda: composites.EpsilonGammaBox(
-            low=low, high=high, canonizers=[canonizer()]
+            low=low, high=high, canonizers=[canonizer()], **kwargs
         ),
         "lrp_epsilon_alpha2_beta1_flat": lambda: composites.EpsilonAlpha2Beta1Flat(
-            canonizers=[canonizer()]
+            canonizers=[canonizer()], **kwargs
         ),
     }[method]()
     column = targets.view(-1, 1)
@@ -101,6 +105,81 @@ def test_equals_zennits_composites_with_canonizers(arch: str, method: str) -> No
     error = ((ours - theirs).norm() / theirs.norm()).item()
     assert error <= 1e-3, error
     assert not torch.equal(ours, torch.zeros_like(ours))
+
+
+@pytest.mark.parametrize("first", ["flat", "w_square", "z_box"])
+@pytest.mark.parametrize("same", [False, True])
+def test_first_layer_rules_equal_zennits(first: str, same: bool) -> None:
+    """The first-layer rules against zennit's, also on a TensorFlow-style "same" convolution
+    (timm's ``Conv2dSame``, which pads before its call): the padding gets no relevance."""
+    core = pytest.importorskip("zennit.core")
+    zennit_rules = pytest.importorskip("zennit.rules")
+    zennit_types = pytest.importorskip("zennit.types")
+    from timm.layers import Conv2dSame
+
+    from saliency.engine.lrp import rules as ours
+    from saliency.engine.lrp.plan import RuleSet
+    from saliency.engine.lrp.propagate import relevance
+
+    torch.manual_seed(9)
+    conv = Conv2dSame(3, 6, 3, stride=2) if same else nn.Conv2d(3, 6, 3, stride=2, padding=1)
+    net = nn.Sequential(conv, nn.ReLU(), nn.Conv2d(6, 4, 3), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 7 * 7, 5)).eval()  # fmt: skip
+    x = torch.randn(2, 3, 17, 17)
+    targets = torch.tensor([1, 3])
+    low, high = torch.full((3,), -2.0), torch.full((3,), 2.5)
+    theirs_first = {
+        "flat": zennit_rules.Flat(),
+        "w_square": zennit_rules.WSquare(),
+        "z_box": zennit_rules.ZBox(low=low.view(1, 3, 1, 1), high=high.view(1, 3, 1, 1)),
+    }[first]
+    ours_first = {"flat": ours.flat_rule, "w_square": ours.w_square_rule,
+                  "z_box": ours.z_box_rule(low, high)}[first]  # fmt: skip
+    layers = [
+        (zennit_types.Convolution, zennit_rules.ZPlus()),
+        (nn.Linear, zennit_rules.Epsilon()),
+        (zennit_types.Activation, zennit_rules.Pass()),
+    ]
+    composite = core.Composite(
+        module_map=lambda ctx, name, module: theirs_first if name == "0" else next(
+            (rule for kind, rule in layers if isinstance(module, kind)), None
+        )
+    )  # fmt: skip
+    column = targets.view(-1, 1)
+    with composite.context(net):
+        inputs = x.clone().requires_grad_(True)
+        out = net(inputs)
+        (theirs,) = torch.autograd.grad(
+            out, inputs, torch.zeros_like(out).scatter_(1, column, out.gather(1, column))
+        )
+    rules = RuleSet(ours.alpha_beta_rule(1.0, 0.0), ours.epsilon_rule(1e-6), ours_first)
+    _, (found,), _ = relevance(net, x, [targets], rules)
+    error = ((found - theirs).norm() / theirs.norm()).item()
+    assert error <= 1e-4, error
+
+
+@pytest.mark.parametrize("method", LRP)
+def test_without_biases_equals_zennits_zero_params(method: str) -> None:
+    """``RuleSet(bias=False)`` (the Python API's) is zennit's ``zero_params=["bias"]``."""
+    canonizers = pytest.importorskip("zennit.torchvision")
+    from dataclasses import replace
+
+    from saliency.engine.lrp.propagate import relevance
+    from saliency.engine.method import PathContext
+    from saliency.engine.registry import get_method
+
+    torch.manual_seed(10)
+    model = _trained_looking(torchvision.models.resnet18(num_classes=10))
+    x = torch.randn(2, 3, 48, 48)
+    targets = torch.tensor([4, 1])
+    chosen = get_method(method)
+    context = PathContext(model, x, x, [targets], None, MethodOptions(), (MEAN, STD))
+    defaults = {s.name: s.default for s in chosen.all_settings}
+    rules = replace(chosen.rules(defaults, context), bias=False)  # type: ignore[attr-defined]
+    _, (found,), _ = relevance(model, x, [targets], rules)
+    theirs = _zennit(model, x, method, targets, canonizers.ResNetCanonizer, zero_params=["bias"])
+    error = ((found - theirs).norm() / theirs.norm()).item()
+    assert error <= 1e-3, error
 
 
 def _lite0(**kwargs) -> nn.Module:

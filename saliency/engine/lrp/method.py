@@ -43,8 +43,9 @@ class LRPMethod(Method):
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
         settings = context.options.of(self)
+        rules = self.rules(settings, context)
         logits, maps, coverage = relevance(
-            context.model, context.inputs, context.target_sets, self.rules(settings, context)
+            context.model, context.inputs, context.target_sets, rules
         )
         report = RuleReport(self.name, note=coverage.warning(self.name))
         outputs = []

@@ -93,12 +93,15 @@ def _node_name(node: Any) -> str:
 @dataclass(frozen=True)
 class RuleSet:
     """The rules of a composite: for convolutions, for linear layers, and for the first layer
-    (``first``, None: as the others; ``first_dense``: a linear first layer takes it too)."""
+    (``first``, None: as the others; ``first_dense``: a linear first layer takes it too).
+    Without ``bias``, the rules leave every layer's bias out (zennit's ``zero_params=["bias"]``),
+    so no relevance is absorbed there."""
 
     conv: Rule
     dense: Rule
     first: Rule | None = None
     first_dense: bool = True
+    bias: bool = True
 
     def rule(self, kind: str, first: bool) -> Rule:
         if first and self.first is not None and (kind == "conv" or self.first_dense):
@@ -186,6 +189,9 @@ class Plan:
             if below in layers and self.readers[below] == 1 and _foldable(call):
                 _fold(layers[below], call.extra)
                 call.extra["folded"] = True
+        if not self.rules.bias:
+            for layer in layers.values():
+                layer.left_out, layer.bias = layer.bias, None
         return layers
 
     def _plan(self, node: Any) -> None:

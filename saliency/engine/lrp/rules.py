@@ -45,6 +45,9 @@ class Affine:
     bias: torch.Tensor | None
     conv: dict[str, Any] | None  # stride, padding, dilation, groups; None for a linear layer
     pad: tuple[int, ...] | None = None
+    # a bias the rules leave out (``bias=False``): still part of the output whose sign the
+    # gamma rule reads, as in zennit
+    left_out: torch.Tensor | None = None
 
     def run(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The layer's operation on ``x`` with other parameters."""
@@ -125,7 +128,7 @@ def gamma_rule(gamma: float) -> Rule:
         up, down = w + gamma * wp, w + gamma * wn  # weights favouring positive, negative
         b_up = None if b is None or bp is None else b + gamma * bp
         b_down = None if b is None or bn is None else b + gamma * bn
-        z = layer.run(x, w, b)
+        z = layer.run(x, w, b if layer.left_out is None else layer.left_out)
         rising = layer.run(xp, up, b_up) + layer.run(xn, down, None)
         falling = layer.run(xp, down, b_down) + layer.run(xn, up, None)
         s_up = (z > 0) * relevance / stabilized(rising)
