@@ -272,7 +272,10 @@ def test_unknown_or_unusable_layers_name_the_candidates():
             "got 'white'",
         ),
         ({"layer": "x"}, f"layer is used only by {LAYER_USERS}, not by integrated_gradients"),
-        ({"stepz": 3}, "unknown setting 'stepz'; the methods' settings are baseline, cells, layer"),
+        (
+            {"stepz": 3},
+            "unknown setting 'stepz'; the methods' settings are alpha, baseline, beta, cells",
+        ),
         ({"batch_size": 0}, "batch_size must be at least 1"),
     ],
 )
