@@ -23,6 +23,7 @@ from PIL import Image
 from saliency import RenderOptions, load_image
 from saliency.geometry import Geometry
 from saliency.pictures.render import draw
+from saliency.pipeline.png import fast_png
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 
@@ -84,6 +85,13 @@ def candidates() -> dict[str, Callable[[np.ndarray], bytes] | str]:
                 found[f"OpenCV level {level}{label}"] = encode
     except ImportError:
         found["OpenCV"] = "not installed"
+    try:
+        import fpng
+
+        found["fpng"] = fpng.from_ndarray
+        found["fpng, with our marker (what we write)"] = lambda a: fast_png(a, "saliency", "{}")
+    except ImportError:
+        found["fpng"] = "not installed"
     return found
 
 
