@@ -253,6 +253,27 @@ def test_cuda(method):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(
+    "method",
+    ["gradcam", "integrated_gradients", "occlusion", "rise", "lrp_epsilon_plus",
+     "lrp_epsilon_alpha2_beta1_flat"],
+)  # fmt: skip
+def test_cuda_other_methods(method):
+    """Methods with passes of their own give on the GPU what they give on the CPU."""
+    torch.manual_seed(0)
+    model, x = SmallCNN(), torch.randn(2, 3, 8, 8)
+    settings = {
+        "occlusion": {"window": 4, "stride": 2, "baseline": "zero"},
+        "rise": {"masks": 64},
+        "integrated_gradients": {"baseline": "zero", "steps": 8},
+    }
+    expected = explain(model, x, method, **settings.get(method, {})).maps
+    result = explain(model.cuda(), x.cuda(), method, **settings.get(method, {}))
+    assert result.maps.device.type == "cuda"
+    torch.testing.assert_close(result.maps.cpu(), expected, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_target_tensor_out_of_range_is_a_value_error():
     model, x = SmallCNN().cuda(), torch.randn(2, 3, 8, 8, device="cuda")
     with pytest.raises(ValueError, match=r"out of range: valid classes are 0\.\.4"):

@@ -24,11 +24,13 @@ from saliency.pipeline.options import JobOptions
 from tests.outputs_check import check_nothing_lost
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+# Every test here runs on the GPU too where there is one (benchmarks/gpu.sh runs them there)
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
-@pytest.fixture(scope="module")
-def loaded():
-    return load_model()
+@pytest.fixture(scope="module", params=DEVICES, ids=DEVICES)
+def loaded(request: pytest.FixtureRequest):
+    return load_model(device=request.param)
 
 
 @pytest.fixture

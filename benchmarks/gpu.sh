@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The device path's first GPU run, in one script (under 8 minutes on one GPU): the CUDA tests,
+# then end to end, head to head and memory over 10,000 photos on the device; one table at the
+# end. Logs go to $OUT (the device tool's folder) or /tmp/saliency-gpu.
+#
+#     bash benchmarks/gpu.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+LOGS=${OUT:-/tmp/saliency-gpu}
+mkdir -p "$LOGS"
+export PYTHONWARNINGS=ignore
+
+card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)
+echo "card: $card" | tee "$LOGS/card.txt"
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" | tee -a "$LOGS/card.txt"
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, keep going on failure
+  local name=$1 limit=$2; shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" > "$LOGS/$name.txt" 2>&1
+  local rc=$?
+  echo "$name: exit $rc in $((SECONDS - start)) s" | tee -a "$LOGS/steps.txt"
+}
+
+step tests 120 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+  tests/test_explain_api.py tests/test_resident.py tests/test_many_processes.py
+step end_to_end 90 "$PY" benchmarks/end_to_end.py --device cuda --batch 64 --count 1024 \
+  --small 256 --skip-three --skip-rss
+step head_to_head 150 "$PY" benchmarks/head_to_head.py --device cuda --batch 64 --count 96 \
+  --small 32 --repeat 2
+step memory 80 "$PY" benchmarks/memory_growth.py --device cuda --count 10000 --every 2000
+
+echo
+echo "=== saliency on $card ==="
+printf '%-34s %s\n' "CUDA tests" "$(tail -1 "$LOGS/tests.txt")"
+grep -E "x bare loop" "$LOGS/end_to_end.txt" | sed 's/^ */end to end: /'
+grep -E "÷" "$LOGS/head_to_head.txt" | sed 's/^ */head to head: /'
+grep -E "photos on|growth" "$LOGS/memory.txt" | sed 's/^/memory: /'
+cat "$LOGS/steps.txt"
