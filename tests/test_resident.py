@@ -220,3 +220,45 @@ def test_what_the_device_fails_on_is_redone_on_the_cpu_with_one_note(
     assert sorted(notes) == sorted([refused, redone, undrawn])  # each reason once
     rows = check_nothing_lost(tmp_path / "out")
     assert sorted({Path(r["image"]).stem for r in rows}) == names
+
+
+def test_deferred_normalization_equals_the_cpu_paths() -> None:
+    """The device path scales maps without reading anything back, to the same bits."""
+    from saliency.pictures.render import normalize, normalize_deferred
+
+    torch.manual_seed(1)
+    for n in (1, 2, 7, 100, 224 * 224):
+        for k in range(20):
+            values = torch.randn(1, n) * 10 * torch.rand(1)
+            if k % 4 == 0:
+                values[torch.rand(1, n) < 0.7] = 0
+            for percentile in (0.0, 50.0, 99.0, 100.0):
+                expected = normalize(values, percentile)
+                found, empty = normalize_deferred(values, percentile)
+                if expected is None:  # all zero
+                    assert empty and not found.any()
+                else:
+                    assert not empty and torch.equal(found, expected)
+    found, empty = normalize_deferred(torch.zeros(1, 9))
+    assert empty and not found.any()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_painting_makes_the_host_wait_for_nothing() -> None:
+    photo = torch.randint(0, 256, (3, 120, 160), dtype=torch.uint8, device="cuda")
+    maps = torch.randn(3, 24, 32, device="cuda")
+    geometry = Geometry((160, 120), (20.0, 10.0, 140.0, 100.0), (32, 24))
+    for style, sign in (
+        ("overlay", "abs"),
+        ("heatmap", "all"),
+        ("rgb", "abs"),
+        ("grayscale", "positive"),
+    ):
+        options = RenderOptions(style=style, sign=sign)
+        resident.paint(photo, maps, geometry, options)  # constants made once, before the check
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            resident.paint(photo, maps, geometry, options)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")

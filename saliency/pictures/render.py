@@ -16,6 +16,7 @@ frame) with an :class:`EmptyMapWarning`: never a division by zero, never a frame
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -32,7 +33,9 @@ __all__ = [
     "colormap_lut",
     "draw",
     "normalize",
+    "normalize_deferred",
     "prepare",
+    "prepare_deferred",
     "prepare_tensor",
     "reduce_map",
     "render",
@@ -74,6 +77,26 @@ def normalize(values: torch.Tensor, clip_percentile: float = 99.0) -> torch.Tens
     if scale <= 0:
         scale = float(magnitude.max())
     return (values / scale).clamp(-1.0, 1.0)
+
+
+def normalize_deferred(
+    values: torch.Tensor, clip_percentile: float = 99.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`normalize`, without asking the device anything: the scaled values (zeros for
+    an empty map) and a boolean tensor that is true for an empty map, both where ``values`` are,
+    to be read with the picture (a GPU is never made to wait here)."""
+    magnitude = values.abs().flatten()
+    if magnitude.numel() == 0:
+        return values.float(), torch.ones((), dtype=torch.bool, device=values.device)
+    empty = ~(magnitude > 0).any()
+    # torch.quantile's linear interpolation, written out: its argument checks read the device
+    ordered = magnitude.double().sort().values
+    rank = clip_percentile / 100.0 * (magnitude.numel() - 1)
+    below, above = math.floor(rank), math.ceil(rank)
+    scale = torch.lerp(ordered[below], ordered[above], rank - below)
+    scale = torch.where(scale > 0, scale, magnitude.max().double())
+    scale = torch.where(empty, torch.ones_like(scale), scale).float()
+    return (values / scale).clamp(-1.0, 1.0), empty
 
 
 def render(
@@ -120,6 +143,22 @@ def prepare_tensor(maps: torch.Tensor, options: RenderOptions | None = None) -> 
         reduced = reduce_map(maps, options.reduce, options.sign)
         values = normalize(reduced[None], options.clip_percentile)
     return None if values is None else values.float()
+
+
+def prepare_deferred(
+    maps: torch.Tensor, options: RenderOptions | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`prepare_tensor`, on the maps' device without waiting for it: the planes (zeros
+    for an empty map) and whether the map was empty, as a boolean tensor there."""
+    options = options or RenderOptions()
+    if options.style == "rgb":
+        values, empty = normalize_deferred(_finite(maps), options.clip_percentile)
+        if values.shape[0] == 1:  # a one-channel map (Grad-CAM): gray
+            values = values.expand(3, -1, -1)
+    else:
+        reduced = reduce_map(maps, options.reduce, options.sign)
+        values, empty = normalize_deferred(reduced[None], options.clip_percentile)
+    return values.float(), empty
 
 
 def draw(

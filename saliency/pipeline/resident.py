@@ -14,6 +14,7 @@ at a reduced DCT scale, and the decoders' and resamplers' rounding differ.
 
 from __future__ import annotations
 
+import functools
 import struct
 import warnings
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from ..files.sources import SourceId, read_regular
 from ..geometry import Geometry
 from ..models.loading import LoadedModel
 from ..pictures.paint import RenderOptions, colormap_lut
-from ..pictures.render import prepare_tensor
+from ..pictures.render import prepare_deferred
 from .drawing import MARKER
 
 # torchvision 0.29 deprecates its image codecs for TorchCodec's, warning at every call; they
@@ -138,41 +139,62 @@ def preprocess(
     else:
         resized = F.interpolate(region, size=size, mode=mode, align_corners=False, antialias=True)
     pixels = resized[0].round_().clamp_(0, 255).div_(255.0)  # as Pillow: 8-bit pixels
-    mean = torch.tensor(prep.mean, device=photo.device).view(3, 1, 1)
-    std = torch.tensor(prep.std, device=photo.device).view(3, 1, 1)
-    return pixels.sub_(mean).div_(std), geometry
+    mean, std = (
+        _on_device(tuple(prep.mean), photo.device),
+        _on_device(tuple(prep.std), photo.device),
+    )
+    return pixels.sub_(mean.view(3, 1, 1)).div_(std.view(3, 1, 1)), geometry
+
+
+@functools.cache
+def _on_device(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Constants made on the device once per run, not copied from the host for every photo
+    (a copy from pageable memory makes the host wait for the device)."""
+    return torch.tensor(values, device=device)
+
+
+@functools.cache
+def _lut(colormap: str, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(colormap_lut(colormap)).to(device).long()  # (256, 3)
 
 
 def paint(
     photo: torch.Tensor, maps: torch.Tensor, geometry: Geometry, options: RenderOptions
-) -> tuple[torch.Tensor, bool]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The picture, uint8 (3, H, W) on the photo's device, as :func:`~..pictures.paint.paint`
-    draws it, and whether the map was empty."""
+    draws it, and whether the map was empty, as a boolean tensor there: nothing here makes the
+    host wait for the device (read the flag once the picture is read)."""
     device = photo.device
-    values = prepare_tensor(maps.to(device), options)
-    if values is None:
-        if options.style == "overlay":
-            return photo.clone(), True
-        fill = 128 if options.style == "rgb" else 0
-        return torch.full_like(photo, fill), True
+    values, empty = prepare_deferred(maps.to(device), options)
     signed = options.style == "rgb" or options.sign == "all"
     index = _to_index(_upsample(values, geometry), signed)  # (P, H, W) int64
     if options.style == "rgb":
-        return index.to(torch.uint8), False
-    magnitude = torch.arange(256, device=device)
-    if signed:
-        magnitude = ((magnitude - 128).abs() * 255 / 127).round().clamp(max=255).long()
+        drawn = index.to(torch.uint8)
+        return torch.where(empty, torch.full_like(drawn, 128), drawn), empty
+    magnitude = _magnitudes(signed, device)
     if options.style == "grayscale":
-        return magnitude[index[0]].to(torch.uint8).expand(3, -1, -1).contiguous(), False
-    lut = torch.from_numpy(colormap_lut(options.colormap)).to(device).long()  # (256, 3)
-    heat = lut[index[0]].permute(2, 0, 1)  # (3, H, W)
+        drawn = magnitude[index[0]].to(torch.uint8).expand(3, -1, -1).contiguous()
+        return torch.where(empty, torch.zeros_like(drawn), drawn), empty
+    heat = _lut(options.colormap, device)[index[0]].permute(2, 0, 1)  # (3, H, W)
     if options.style == "heatmap":
-        return heat.to(torch.uint8), False
+        drawn = heat.to(torch.uint8)
+        return torch.where(empty, torch.zeros_like(drawn), drawn), empty
     weight = (options.alpha * magnitude.double()).round().clamp(max=255).long()
     mask = weight[index[0]][None]
     # Pillow's paste with a mask, exactly: (photo * (255 - m) + heat * m) / 255, rounded
     blended = photo.long() * (255 - mask) + heat * mask + 128
-    return ((blended + (blended >> 8)) >> 8).to(torch.uint8), False
+    drawn = ((blended + (blended >> 8)) >> 8).to(torch.uint8)
+    return torch.where(empty, photo, drawn), empty
+
+
+@functools.cache
+def _magnitudes(signed: bool, device: torch.device) -> torch.Tensor:
+    """Each of the 256 picture levels' magnitude (0..255): the level itself, or its distance
+    from the middle (128) for signed maps."""
+    magnitude = torch.arange(256, device=device)
+    if signed:
+        magnitude = ((magnitude - 128).abs() * 255 / 127).round().clamp(max=255).long()
+    return magnitude
 
 
 def _upsample(values: torch.Tensor, geometry: Geometry) -> torch.Tensor:
