@@ -18,6 +18,7 @@ from saliency.geometry import Geometry
 from saliency.pictures.paint import RenderOptions, paint
 from saliency.pictures.render import prepare
 from saliency.pipeline import resident
+from saliency.pipeline.codecs import CodecError
 from saliency.pipeline.drawing import Encoding, is_ours
 from saliency.pipeline.job import run_job
 from saliency.pipeline.options import JobOptions
@@ -188,14 +189,14 @@ def test_what_the_device_fails_on_is_redone_on_the_cpu_with_one_note(
     """Faults injected into the device's decoder, preprocessing and drawing (not the files): the
     inputs they hit are done on the CPU path, each reason said once, and no input fails."""
     names = _jpeg_variants(tmp_path / "in")
-    decode, preprocess = resident.decode_jpeg, resident.preprocess
+    decode, preprocess = resident.decode_jpegs, resident.preprocess
 
-    def refusing(data, *args, **kwargs):
-        if isinstance(data, list):
-            raise RuntimeError("batch refused")
-        if data.numel() % 3 == 0:  # some of the files, by their size
-            raise RuntimeError("unsupported JPEG variant")
-        return decode(data, *args, **kwargs)
+    def refusing(data, device):
+        if len(data) > 1:
+            raise CodecError("batch refused")
+        if data[0].numel() % 3 == 0:  # some of the files, by their size
+            raise CodecError("refused") from RuntimeError("unsupported JPEG variant")
+        return decode(data, device)
 
     def failing(photo, *args, **kwargs):
         if photo.shape[-1] == 17:
@@ -208,7 +209,7 @@ def test_what_the_device_fails_on_is_redone_on_the_cpu_with_one_note(
         return paint(photo, *args, **kwargs)
 
     paint = resident.paint
-    monkeypatch.setattr(resident, "decode_jpeg", refusing)
+    monkeypatch.setattr(resident, "decode_jpegs", refusing)
     monkeypatch.setattr(resident, "preprocess", failing)
     monkeypatch.setattr(resident, "paint", not_drawing)
     outcomes = run(loaded, tmp_path / "in", tmp_path / "out", True, fmt="png")
@@ -262,3 +263,29 @@ def test_cuda_painting_makes_the_host_wait_for_nothing() -> None:
             resident.paint(photo, maps, geometry, options)
         finally:
             torch.cuda.set_sync_debug_mode("default")
+
+
+def test_torchcodec_decodes_every_variant_as_torchvision_does(tmp_path: Path) -> None:
+    """The device path's codec: TorchCodec where it works, with torchvision's pixels (and its
+    EXIF orientation), for every JPEG variant; its encoder's JPEGs decode back closely."""
+    from saliency.pipeline import codecs
+
+    if codecs.codec_name() != "TorchCodec":
+        pytest.skip("TorchCodec is not installed or does not work with this torch")
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    for name in _jpeg_variants(tmp_path / "in"):
+        data = (tmp_path / "in" / f"{name}.jpg").read_bytes()
+        data = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        (ours,) = codecs.decode_jpegs([data], torch.device("cpu"))
+        theirs = decode_jpeg(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        assert torch.equal(ours, theirs), name
+    with pytest.raises(codecs.CodecError):
+        codecs.decode_jpegs(
+            [torch.tensor([255, 216, 255, 0, 1, 2], dtype=torch.uint8)], torch.device("cpu")
+        )
+    picture = torch.from_numpy(np.asarray(Image.open(SAMPLES / "coffee.jpg").convert("RGB")).copy())
+    picture = picture.permute(2, 0, 1).contiguous()
+    encoded = codecs.encode_jpeg(picture, 95)
+    back = decode_jpeg(encoded, mode=ImageReadMode.RGB)
+    assert back.shape == picture.shape and (back.int() - picture.int()).abs().float().mean() < 3

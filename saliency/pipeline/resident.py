@@ -2,9 +2,9 @@
 
 On a GPU, decoding and drawing in CPU threads starve the model (the engine explains thousands of
 images a second; Pillow draws tens). Here reader threads only read bytes; JPEGs are decoded on
-the model's device in batches (``torchvision.io.decode_jpeg``), preprocessed there, and the
-pictures are drawn there too (upsample, colormap by lookup table, blend), then JPEGs are encoded
-there (``torchvision.io.encode_jpeg``); PNG and WebP pictures go to the writer processes as
+the model's device in batches (TorchCodec's decoder, or torchvision's: see :mod:`.codecs`),
+preprocessed there, and the pictures are drawn there too (upsample, colormap by lookup table,
+blend), then JPEGs are encoded there; PNG and WebP pictures go to the writer processes as
 pixels. Other formats (and JPEGs the decoder refuses) are decoded by Pillow on the CPU.
 
 The same code runs on the CPU (that is how it is tested without a GPU). Pictures match the CPU
@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import functools
 import struct
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from ..files.images import load_image
 from ..files.inputs import InputFile
@@ -31,15 +29,8 @@ from ..geometry import Geometry
 from ..models.loading import LoadedModel
 from ..pictures.paint import RenderOptions, colormap_lut
 from ..pictures.render import prepare_deferred
+from .codecs import CodecError, decode_jpegs, encode_jpeg
 from .drawing import MARKER
-
-# torchvision 0.29 deprecates its image codecs for TorchCodec's, warning at every call; they
-# work and are what the supported torchvision offers, so our users are spared that one notice.
-warnings.filterwarnings(
-    "ignore",
-    message="The image decoding and encoding capabilities of TorchVision are deprecated",
-    category=DeprecationWarning,
-)
 
 CPU_DECODED = "not a JPEG: decoded on the CPU (the device decodes JPEG only; said once per run)"
 REFUSED = "decoded on the CPU: the device's JPEG decoder refused it ({why}; said once per run)"
@@ -86,19 +77,14 @@ def decode_batch(raws: list[Raw], device: torch.device) -> list[Photo]:
             torch.frombuffer(bytearray(raws[i].data or b""), dtype=torch.uint8) for i in jpegs
         ]
         try:
-            decoded = decode_jpeg(
-                encoded, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True
-            )
-            for i, image in zip(jpegs, decoded, strict=True):
-                out[i] = image
-        except RuntimeError:  # one bad JPEG fails the batch: decode them one at a time
+            for i, pixels in zip(jpegs, decode_jpegs(encoded, device), strict=True):
+                out[i] = pixels
+        except CodecError:  # one bad JPEG fails the batch: decode them one at a time
             for i, data in zip(jpegs, encoded, strict=True):
                 try:
-                    out[i] = decode_jpeg(
-                        data, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True
-                    )
-                except RuntimeError as exc:  # left to Pillow below, which names a real fault
-                    refused[i] = why(exc)
+                    (out[i],) = decode_jpegs([data], device)
+                except CodecError as exc:  # left to Pillow below, which names a real fault
+                    refused[i] = why(exc.__cause__ or exc)
     photos = []
     for i, raw in enumerate(raws):
         decoded = out[i]
@@ -224,6 +210,6 @@ def _to_index(values: torch.Tensor, signed: bool) -> torch.Tensor:
 def encode(picture: torch.Tensor, quality: int, marker: str) -> bytes:
     """A JPEG of ``picture`` (uint8 (3, H, W), encoded where it is), with our marker as its
     comment (a COM segment after the start of image)."""
-    data = bytes(encode_jpeg(picture, quality=quality).cpu().numpy().tobytes())
+    data = bytes(encode_jpeg(picture, quality).cpu().numpy().tobytes())
     text = f"{MARKER} {marker}".encode()
     return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
