@@ -110,7 +110,7 @@ def stage_shares(loaded, photos: list[Path], options: JobOptions) -> dict[str, f
         for fmt in ("png", "jpg"):
             buffer = io.BytesIO()
             start = time.perf_counter()
-            Encoding(fmt).save(picture, buffer, "overlay", "{}")  # type: ignore[arg-type]
+            Encoding(fmt).save(picture, buffer, "overlay", "{}")
             times[f"encode {fmt}"] += time.perf_counter() - start
         data = buffer.getvalue()
         target = Path(tempfile.gettempdir()) / "saliency-bench-write.bin"

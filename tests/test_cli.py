@@ -189,7 +189,7 @@ def test_compare_figures(photos, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert Image.open(out / "cat.compare.png").size[0] < 3 * 500  # photo + one panel
-    result = run("compare", photos, "--out", out, "--grid", "--format", "pdf")
+    result = run("compare", photos, "--out", out, "--grid", "--format", "pdf", "--method", "guided")
     assert result.exit_code == 0, result.output
     assert (out / "compare.pdf").read_bytes().startswith(b"%PDF")
 

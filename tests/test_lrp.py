@@ -400,9 +400,8 @@ def test_lrp_runs_through_every_command(photos: Path, tmp_path: Path) -> None:
     assert "warning" not in done.stderr.lower()  # the offline model: every layer has a rule
     report = (tmp_path / "explain" / "report.html").read_text()
     assert all(f'"method":"{name}"' in report for name in LRP)
-    judged = compare_evaluate_and_sanity(photos, tmp_path, "--method", "lrp_epsilon_plus",
-                                         "--method", "lrp_epsilon_gamma_box")  # fmt: skip
-    assert judged == ["lrp_epsilon_plus", "lrp_epsilon_gamma_box"]
+    judged = compare_evaluate_and_sanity(photos, tmp_path, "--method", "lrp_epsilon_gamma_box")
+    assert judged == ["lrp_epsilon_gamma_box"]
 
 
 def test_alpha_and_beta_must_differ_by_one(photos: Path, tmp_path: Path) -> None:

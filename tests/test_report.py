@@ -272,7 +272,7 @@ def test_a_report_shows_the_sanity_check_and_comparisons(browser: Any, tmp_path:
     out = tmp_path / "checks"
     photo = SAMPLES / "chelsea.png"
     for command in (["sanity", photo, "--method", "guided", "--method", "gradcam"],
-                    ["compare", photo]):  # fmt: skip
+                    ["compare", photo, "--method", "guided", "--method", "gradcam"]):  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", "saliency_cli", *map(str, command), "--out", str(out),
              "--report", "--quiet"],

@@ -232,8 +232,17 @@ def many(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("stage", ["read", "read-threads", "model", "write", "write-threads"])
+@pytest.mark.parametrize(
+    ("stage", "sig"),
+    [
+        ("read", signal.SIGINT),
+        ("read-threads", signal.SIGTERM),
+        ("model", signal.SIGINT),
+        ("model", signal.SIGTERM),
+        ("write", signal.SIGTERM),
+        ("write-threads", signal.SIGINT),
+    ],
+)  # every stage, each signal at several: the two signals take the same way out
 def test_a_signal_ends_a_stuck_run(many: Path, tmp_path: Path, stage: str, sig: int) -> None:
     os.mkfifo(tmp_path / "fifo")
     out = tmp_path / "out"

@@ -47,7 +47,8 @@ def _torchcodec() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
         probe = torch.arange(3 * 16 * 24, dtype=torch.int64).reshape(3, 16, 24).mul(7) % 256
         data = _tv_encode(probe.to(torch.uint8), quality=95)
         expected = _tv_decode(data, mode=ImageReadMode.RGB)
-        if not torch.equal(decode_jpeg(data, mode="RGB"), expected):
+        decoded = decode_jpeg(data, mode="RGB")
+        if not isinstance(decoded, torch.Tensor) or not torch.equal(decoded, expected):
             return None
 
         def encode(picture: torch.Tensor, quality: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -55,14 +56,17 @@ class Encoding:
         if not 0 <= self.png_compression <= 9:
             raise ValueError(f"PNG compression must be 0 to 9, got {self.png_compression}")
 
-    def save(self, picture: Image.Image, path: Path, style: str, marker: str) -> None:
-        """Encode ``picture`` into ``path`` with ``marker`` embedded."""
+    def save(self, picture: Image.Image, path: Path | BinaryIO, style: str, marker: str) -> None:
+        """Encode ``picture`` into ``path`` (or a binary file) with ``marker`` embedded."""
         text = f"{MARKER} {marker}"
         if self.format == "png":
             if picture.mode in ("RGB", "RGBA"):
                 fast = fast_png(np.asarray(picture), MARKER, marker)
                 if fast is not None:
-                    path.write_bytes(fast)
+                    if isinstance(path, Path):
+                        path.write_bytes(fast)
+                    else:  # a binary file, as Pillow's save takes
+                        path.write(fast)
                     return
             info = PngInfo()
             info.add_text(MARKER, marker)
