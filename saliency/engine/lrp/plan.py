@@ -157,6 +157,7 @@ class Plan:
         self.rules = rules
         self.coverage = Coverage()
         self.nodes, self.readers = _walk(logits)
+        self.inside = set(self.nodes)  # membership in O(1): calls outside the graph are skipped
         opaque = sorted(
             {_OPAQUE[type(n).__name__] for n in self.nodes if type(n).__name__ in _OPAQUE}
         )
@@ -174,7 +175,7 @@ class Plan:
         """The affine calls by node, with batch norms folded in where one follows alone."""
         layers: dict[Any, Affine] = {}
         for node, call in self.calls.items():
-            if call.kind in ("conv", "linear") and node in self.nodes:
+            if call.kind in ("conv", "linear") and node in self.inside:
                 if _slot(node, call.edges[0]) is None:
                     continue  # a linear layer on an N-d input: its node is a reshape
                 x = call.operands[0]
@@ -183,7 +184,7 @@ class Plan:
                     x, call.extra["weight"], call.extra["bias"], call.extra["conv"], pad
                 )
         for node, call in self.calls.items():
-            if call.kind != "batch_norm" or node not in self.nodes:
+            if call.kind != "batch_norm" or node not in self.inside:
                 continue
             below = call.edges[0].node if call.edges[0] is not None else None
             if below in layers and self.readers[below] == 1 and _foldable(call):
