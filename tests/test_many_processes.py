@@ -350,10 +350,11 @@ def test_raw_maps_in_containers_read_back_with_one_call(folder: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_the_readme_distributed_sampler_job_under_torchrun(tmp_path: Path) -> None:
+def test_the_docs_distributed_sampler_job_under_torchrun(tmp_path: Path) -> None:
     import re
 
-    blocks = re.findall(r"```python\n(# job\.py\n.*?)```", (ROOT / "README.md").read_text(), re.S)
+    page = (ROOT / "docs" / "scaling.md").read_text()
+    blocks = re.findall(r"```python\n(# job\.py\n.*?)```", page, re.S)
     assert len(blocks) == 1
     (tmp_path / "job.py").write_text(blocks[0])
     (tmp_path / "sample_images").symlink_to(SAMPLES)

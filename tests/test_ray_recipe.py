@@ -1,4 +1,4 @@
-"""The README's Ray Data recipe runs as written, where Ray is installed (the ``ray`` extra)."""
+"""The Ray Data recipe of docs/scaling.md runs as written where Ray is installed (``ray`` extra)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def recipe() -> str:
-    """The README's only ``py`` block (``python`` blocks run in tests/test_readme.py)."""
-    blocks = re.findall(r"```py\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    """The page's only ``py`` block (``python`` blocks run in tests/test_docs.py)."""
+    blocks = re.findall(r"```py\n(.*?)```", (ROOT / "docs" / "scaling.md").read_text(), re.S)
     assert len(blocks) == 1 and "ray.data" in blocks[0]
     return str(blocks[0])
 
