@@ -31,15 +31,30 @@ def explain_batch(
 ) -> tuple[torch.Tensor, list[dict[str, Explanation]]]:
     """Every method for every target set of a batch, sharing passes wherever they can be shared.
 
-    ``choose`` turns the clean logits into target sets (LongTensors (B,)); returns the logits
-    and, per target set, the explanation of each method. Without SmoothGrad one forward pass
-    serves every method with shared passes; methods with passes of their own (Integrated
-    Gradients) run them ``options.batch_size`` inputs a pass, shared by all target sets. With
-    SmoothGrad every method runs on the noisy copies, batched, and their maps are averaged.
-    ``normalization`` (mean, std) defines the black baseline (taken from a
-    :class:`LoadedModel` when one is given). ``should_stop`` is asked between the passes of an
-    expanded batch; when it turns true the work is dropped and
-    :class:`saliency.engine.passes.Stopped` raised.
+    This is the engine the command uses. Without SmoothGrad one forward pass serves every
+    method with shared passes; methods with passes of their own (Integrated Gradients, the
+    perturbation methods) run them ``options.batch_size`` inputs a pass, shared by all target
+    sets. With SmoothGrad every method runs on the noisy copies, batched, and their maps are
+    averaged.
+
+    Args:
+        model: A classifier returning logits (B, K), or a ``LoadedModel`` (whose normalization
+            then defines the black baseline).
+        inputs: The preprocessed batch (B, C, H, W).
+        methods: Registered methods' names (see [saliency.method_names][]).
+        choose: Turns the clean logits into target sets, each a LongTensor (B,).
+        options: SmoothGrad, the batch size of expanded passes, and the methods' settings.
+        normalization: (mean, std) of the model's preprocessing, for the black baseline.
+        should_stop: Asked between the passes of an expanded batch; when it turns true the work
+            is dropped.
+
+    Returns:
+        The clean logits, and per target set a dict of each method's ``Explanation``.
+
+    Raises:
+        ValueError: An unknown method, or a setting that is bad or that none of the methods has.
+        RuleError: A compiled or scripted graph, where a rule cannot reach the units.
+        saliency.engine.passes.Stopped: ``should_stop`` turned true.
     """
     if isinstance(model, LoadedModel):
         normalization = normalization or model.normalization
@@ -62,35 +77,60 @@ def explain(
     batch_size: int = 32,
     **settings: Any,
 ) -> Explanation:
-    """Saliency maps of ``model`` for a batch of preprocessed ``inputs`` (B, C, H, W).
+    """Saliency maps of ``model`` for a batch of preprocessed ``inputs``.
 
-    ``method`` is a registered method's name (case-insensitive; see
-    :func:`saliency.method_names`): ``gradient``, ``deconvnet``, ``guided``, ``gradcam``,
-    ``guided_gradcam``, ``integrated_gradients``, ``gradient_x_input``, the CAM family
-    (``gradcam_plus_plus``, ``xgradcam``, ``layercam``, ``hirescam``, ``eigencam``,
-    ``scorecam``), ``occlusion``, ``rise``, the LRP composites (``lrp_epsilon_plus``,
-    ``lrp_epsilon_plus_flat``, ``lrp_epsilon_gamma_box``, ``lrp_epsilon_alpha2_beta1_flat``) or
-    a plugin's.
-    ``target`` is ``None`` (top-1 of each sample), an int, or B ints.
+    One forward and one backward pass serve the whole batch, each sample with its own target
+    (methods that perturb the input run their copies ``batch_size`` at a time). The model is
+    left exactly as it was: train or eval mode, ``requires_grad``, ``.grad``, buffers.
 
-    ``smooth=N`` averages the map over N noisy copies (SmoothGrad; ``noise`` is the noise's
-    standard deviation as a fraction of each input's range; ``seed`` fixes the draws, and
-    RISE's masks). Expanded batches (noisy copies, path points, masked or occluded copies) run
-    ``batch_size`` inputs per pass.
+    Args:
+        model: Any classifier returning logits (B, K), or the ``LoadedModel`` from
+            [saliency.load_model][] (needed for the black baseline of Integrated Gradients and
+            Occlusion, and for LRP's z-box bounds, which come from its normalization).
+        inputs: The preprocessed batch (B, C, H, W).
+        method: A registered method's name, case-insensitive: ``gradient``, ``deconvnet``,
+            ``guided``, ``gradcam``, ``guided_gradcam``, ``integrated_gradients``,
+            ``gradient_x_input``, the CAM family (``gradcam_plus_plus``, ``xgradcam``,
+            ``layercam``, ``hirescam``, ``eigencam``, ``scorecam``), ``occlusion``, ``rise``,
+            the LRP composites (``lrp_epsilon_plus``, ``lrp_epsilon_plus_flat``,
+            ``lrp_epsilon_gamma_box``, ``lrp_epsilon_alpha2_beta1_flat``) or a plugin's (see
+            [saliency.method_names][]).
+        target: The class to explain: ``None`` (each sample's top-1), an int, or B ints.
+        smooth: SmoothGrad's number of noisy copies to average the map over (0: off).
+        noise: SmoothGrad's noise, its standard deviation as a fraction of each input's range.
+        seed: Fixes SmoothGrad's draws and RISE's masks.
+        batch_size: The most inputs per pass of an expanded batch (noisy copies, path points,
+            masked or occluded copies).
+        **settings: The method's own settings (``saliency methods`` lists them): ``layer`` for
+            the CAM methods (default: the last feature-map stage, found automatically);
+            ``steps`` and ``baseline`` (``black``, ``zero``, ``blurred`` or a tensor) for
+            Integrated Gradients; ``window``, ``stride`` and ``baseline`` for Occlusion;
+            ``masks``, ``cells`` and ``p`` for RISE; ``epsilon`` for LRP, with ``gamma``,
+            ``low`` and ``high`` or ``alpha`` and ``beta``.
 
-    Every other keyword is one of the method's own settings (``saliency methods`` lists them):
-    ``layer`` for the CAM methods (default: the last feature-map stage, found automatically;
-    an unknown name raises ``ValueError`` listing the candidates); ``steps`` and ``baseline``
-    (``black``, ``zero``, ``blurred`` or a tensor) for Integrated Gradients, whose ``black``
-    needs the normalization, so pass the :class:`LoadedModel` from ``load_model`` (as does
-    occlusion's, with ``window`` and ``stride``); ``masks``, ``cells`` and ``p`` for RISE;
-    ``epsilon`` and ``bias`` for LRP, with ``gamma``, ``low`` and ``high`` (the z-box bounds,
-    from the normalization unless given) or ``alpha`` and ``beta``. A bad value, or a setting
-    the method does not have, raises ``ValueError`` saying what is accepted.
+    Returns:
+        The maps, targets and logits of the batch. ``maps`` has the inputs' shape for the
+        methods that reach the input, (B, 1, H, W) for the CAM and perturbation methods.
 
-    Warns (:class:`RuleCoverageWarning`) when a changing rule found no unit or left other
-    activations with their plain gradient, and when LRP found layers without a rule (saying
-    what was done with them).
+    Raises:
+        ValueError: An unknown method (listing the valid names), a bad target, a setting the
+            method does not have or a bad value (saying what is accepted), or a ``layer`` that
+            is not a feature-map layer (listing the candidates).
+        RuleError: Part of the graph is compiled or scripted, where a rule cannot reach.
+
+    Warns:
+        RuleCoverageWarning: A changing rule found no unit or left other activations with
+            their plain gradient, or LRP found layers without a rule (saying what was done).
+
+    Example:
+        ```python
+        import torch, torchvision
+        from saliency import explain
+
+        model = torchvision.models.resnet18()
+        result = explain(model, torch.randn(2, 3, 224, 224), "gradcam", layer="layer3")
+        result.maps.shape  # (2, 1, 224, 224)
+        ```
     """
     chosen = get_method(method)
     options = MethodOptions(smooth, noise, seed, batch_size, settings)

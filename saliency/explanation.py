@@ -18,22 +18,27 @@ if TYPE_CHECKING:
 
 @dataclass
 class Explanation:
-    """Saliency maps for a batch.
+    """Saliency maps for a batch, as [saliency.explain][] returns them.
 
-    ``maps`` has the inputs' dtype and device. For the rule methods it is d score[target] / d
-    input under the rule, with the inputs' shape and no post-processing; for ``gradcam`` it is
-    (B, 1, H, W), the CAM upsampled to the input's height and width. ``targets`` holds the
-    explained class of each sample, ``logits`` the model's (detached) output on the clean inputs,
-    ``report`` where a ReLU rule was applied (empty when none changes the gradient).
+    In a notebook an explanation shows itself as a row of heatmaps;
+    [render][saliency.Explanation.render] draws one as a picture.
 
-    ``layer`` is the Grad-CAM layer, ``smooth`` the number of SmoothGrad samples (0: none).
-    ``values`` holds a method's per-sample numbers (B,): for ``integrated_gradients``,
-    ``score_difference`` is score(input) - score(baseline) and ``completeness`` the sum of the
-    attributions minus that difference (averaged over the noisy copies under SmoothGrad); for
-    the LRP methods, ``relevance_sum`` is the relevance that reached the input and ``logit``
-    the target's logit it started from.
-
-    In a notebook an explanation shows itself as a row of heatmaps; :meth:`render` draws one.
+    Attributes:
+        maps: The maps, with the inputs' dtype and device. For the rule methods d
+            score[target] / d input under the rule, with the inputs' shape and no
+            post-processing; for the CAM and perturbation methods (B, 1, H, W), upsampled to
+            the input's height and width.
+        targets: The explained class of each sample, a LongTensor (B,).
+        logits: The model's output on the clean inputs (B, K), detached.
+        method: The method's name.
+        report: Where a ReLU rule or LRP rule was applied, and what was left out.
+        layer: The CAM methods' layer (None for the others).
+        smooth: The number of SmoothGrad samples (0: none).
+        values: A method's per-sample numbers, each (B,): for ``integrated_gradients``
+            ``score_difference`` (score(input) - score(baseline)) and ``completeness`` (the
+            sum of the attributions minus that difference); for the LRP methods
+            ``relevance_sum`` (what reached the input) and ``logit`` (the target's logit it
+            started from).
     """
 
     maps: torch.Tensor
@@ -67,10 +72,24 @@ class Explanation:
         geometry: Geometry | None = None,
         **options: Any,
     ) -> Image.Image:
-        """Sample ``index``'s map as a picture: over ``photo`` mapped by ``geometry`` (from the
-        model's preprocessing) or, without them, at the model's input size. ``options`` are
-        those of :class:`saliency.pictures.render.RenderOptions` (``style``, ``sign``, ...);
-        the style defaults to ``overlay`` with a photo and ``heatmap`` without."""
+        """One sample's map as a picture.
+
+        Args:
+            index: The sample in the batch.
+            photo: The photo the input was made from; the map is drawn over it at its size.
+            geometry: How the photo became the input (from ``LoadedModel.preprocess``), to map
+                the map back onto the photo exactly. Without photo and geometry the picture
+                has the model's input size.
+            **options: Those of [saliency.RenderOptions][] (``style``, ``sign``, ``cmap``, ...);
+                ``style`` defaults to ``overlay`` with a photo and ``heatmap`` without.
+
+        Returns:
+            An RGB picture.
+
+        Raises:
+            ValueError: A bad option (unknown style, colormap, sign; alpha or percentile out of
+                range), or ``overlay`` without a photo.
+        """
         from .engine.registry import get_method
         from .geometry import Geometry
         from .pictures.render import RenderOptions, render

@@ -12,6 +12,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,33 @@ def test_the_python_examples_of_each_page_run_in_order(page: Path, tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "examples ran" in done.stdout
+
+
+def docstring_examples() -> list[tuple[str, str]]:
+    """The examples in the public docstrings, which the reference page shows."""
+    import inspect
+
+    import saliency
+
+    found = []
+    for name in saliency.__all__:
+        public = getattr(saliency, name)
+        for member in [public, *vars(public).values()] if inspect.isclass(public) else [public]:
+            for block in PYTHON_BLOCK.findall(inspect.getdoc(member) or ""):
+                found.append((name, textwrap.dedent(block)))
+    return found
+
+
+@pytest.mark.slow
+def test_the_docstring_examples_run(tmp_path: Path) -> None:
+    examples = docstring_examples()
+    assert {"explain", "RuleHooks"} <= {name for name, _ in examples}
+    script = tmp_path / "docstrings.py"
+    script.write_text("\n".join(block for _, block in examples) + "\nprint('examples ran')\n")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert done.returncode == 0 and "examples ran" in done.stdout, done.stderr[-3000:]
 
 
 def saliency_lines(block: str) -> list[list[str]]:
@@ -184,7 +212,11 @@ def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
     page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type == "error"
             else None)  # fmt: skip
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+    page.on(
+        "requestfailed",  # a request cut short by going to the next page is no fault
+        lambda r: problems.append(f"failed: {r.url}") if "ABORTED" not in (r.failure or "")
+        else None,
+    )  # fmt: skip
     page.goto(url)
     page.wait_for_load_state("load")
     return page, problems

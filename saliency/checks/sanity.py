@@ -191,14 +191,35 @@ def run_sanity(
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     on_step: Callable[[int, int, str], None] = lambda done, total, name: None,
 ) -> SanityResult:
-    """Randomize ``model`` (a copy) step by step and compare each method's maps with the
-    original model's, for every input (C, H, W tensors, preprocessed; ``names`` label them).
+    """The model-randomization sanity check (Adebayo et al. 2018) on your model and inputs.
 
-    The explained class is the original model's top-1 for each input; with ``repredict``, each
-    randomized model's own top-1. ``options`` sets the methods (its ``batch_size`` is the
-    number of inputs per pass); ``normalization`` (mean, std) gives Integrated Gradients' black
-    baseline. Deterministic for a given ``seed``. ``on_step(done, total,
-    name)`` is called after each step (for progress).
+    A copy of the model is randomized step by step from the logits down (each layer's own
+    ``reset_parameters()`` under ``torch.manual_seed(seed + step)``), and each step's maps are
+    compared with the original model's. The caller's model and the global random state are
+    never touched.
+
+    Args:
+        model: The classifier (left as it is).
+        inputs: Preprocessed inputs, (C, H, W) each.
+        names: A label for each input.
+        methods: The methods to check.
+        mode: ``cascading`` (keep what was randomized before) or ``independent`` (one step at
+            a time, everything else original).
+        granularity: ``stage`` (a top-level child, or a child of a top-level container) or
+            ``layer`` (every conv, linear and norm layer).
+        seed: Makes the randomization, and so every number, reproducible.
+        repredict: Explain each randomized model's own top-1 instead of the original's.
+        options: The methods' settings; its ``batch_size`` is the number of inputs per pass.
+        normalization: (mean, std) of the model's input, for the black baseline.
+        on_step: Called as ``on_step(done, total, layer)`` after each step (for progress).
+
+    Returns:
+        The rows (``image, method, step, layer, metric, value``), the map strips and the
+        classes explained at each step; [saliency.checks.sanity.verdicts][] gives the table of
+        which methods pass.
+
+    Raises:
+        ValueError: An unknown mode, granularity or method, or not one name per input.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")

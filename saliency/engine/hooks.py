@@ -113,15 +113,31 @@ def find_units(outputs: torch.Tensor | Iterable[torch.Tensor]) -> GraphUnits:
 class RuleHooks:
     """Apply a rule to every ReLU-family unit behind ``outputs`` for the ``with`` block.
 
-    Use it when you drive autograd yourself::
+    Use it when you drive autograd yourself. The hooks sit on the graph's nodes, not on the
+    model, and are removed on exit; the ``with`` block gets a report of where the rule went.
 
-        logits = model(x.requires_grad_())
-        with RuleHooks(logits, "guided") as report:
-            logits[0, 3].backward()
+    Args:
+        outputs: The tensors whose graph holds the units (the logits).
+        rule: ``gradient``, ``deconvnet`` or ``guided``.
+        units: The graph's units, when the caller has found them already.
 
-    The hooks sit on the graph's nodes, not on the model, and are removed on exit.
-    Raises :class:`RuleError` if part of the graph is compiled or scripted, where the rule could
-    not reach the units inside.
+    Raises:
+        ValueError: An unknown rule.
+        RuleError: Part of the graph is compiled or scripted, where the rule could not reach
+            the units inside.
+
+    Example:
+        ```python
+        import torch, torchvision
+        from saliency import RuleHooks
+
+        model = torchvision.models.vgg11(num_classes=10)
+        x = torch.randn(2, 3, 64, 64, requires_grad=True)
+        logits = model(x)
+        with RuleHooks(logits, "deconvnet") as report:
+            logits[:, 3].sum().backward()
+        print(report.units)  # {'ReLU': 10}
+        ```
     """
 
     def __init__(

@@ -153,8 +153,30 @@ class MethodOutput:
 
 
 class Method:
-    """A saliency method. Subclass it, set the class attributes, and either declare ``passes``
-    and override :meth:`combine`, or declare none and override :meth:`compute`."""
+    """A saliency method: subclass it and register it with [saliency.register_method][].
+
+    Set the class attributes, then either declare the shared ``passes`` it reads and override
+    [combine][saliency.Method.combine], or declare none and override
+    [compute][saliency.Method.compute] to run passes of its own. [Writing a
+    method](../writing-a-method.md) shows one end to end.
+
+    Attributes:
+        name: The name for ``explain(method=...)`` and ``--method``.
+        summary: One line: what the map shows, and the paper.
+        cost: One line: what it costs in passes, per batch and target.
+        passes: The shared passes it reads: ``RulePass("guided")`` (a rule's gradient at the
+            input) or ``LAYER`` (the CAM layer's activations and gradients). The planner runs
+            each declared pass once per batch and target, whatever the methods.
+        order: Its place in listings and in ``all`` (built-ins use 10 to 99).
+        explains_layer: True for a method with passes of its own that explains a feature-map
+            layer (``layer`` then applies); a ``LAYER`` pass implies it.
+        random: True for a method that draws at random from the run's ``seed`` (its maps,
+            fingerprint and rows then depend on it).
+        slow: True for a method that runs a forward pass per channel, window or mask:
+            ``compare`` leaves it out unless it is asked for.
+        settings: Its own settings: keywords of ``explain()``, ``--set`` in the command, and,
+            where they change the maps, parts of the fingerprint and of each manifest row.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]  # one line: what the map shows, and the paper
@@ -195,15 +217,32 @@ class Method:
         return next((p.rule for p in self.passes if isinstance(p, RulePass)), None)
 
     def combine(self, shared: SharedPasses) -> torch.Tensor:
-        """The maps from the shared passes; by default the result of the one declared pass."""
+        """The maps from the shared passes.
+
+        Args:
+            shared: The passes declared, run once per batch and target: ``grads[rule]``, the
+                layer pass (``cam``, ``layer``), the ``inputs``, and
+                ``settings(method)`` for the method's settings.
+
+        Returns:
+            The maps (B, C, H, W); by default the result of the one declared pass.
+        """
         (only,) = self.passes
         if isinstance(only, RulePass):
             return shared.grads[only.rule]
         return shared.cam
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
-        """The maps of a method with passes of its own, one :class:`MethodOutput` per target
-        set. Only called for methods that declare no shared pass."""
+        """The maps of a method with passes of its own; called only when it declares no
+        shared pass.
+
+        Args:
+            context: The batch, the model, the target sets and the options; a method reads its
+                settings with ``context.options.of(self)``.
+
+        Returns:
+            One ``MethodOutput`` per target set.
+        """
         raise NotImplementedError(f"{self.name} declares no shared pass and no compute()")
 
     def shown(self, maps: torch.Tensor) -> torch.Tensor:
@@ -213,14 +252,28 @@ class Method:
         return maps
 
     def check_settings(self, values: dict[str, Any]) -> None:
-        """Raise ``ValueError`` for settings that are each valid but not together (``values``:
-        every setting of the method, checked one by one already); none by default."""
+        """Refuse settings that are each valid but not together; none by default.
+
+        Args:
+            values: Every setting of the method by name, each checked on its own already.
+
+        Raises:
+            ValueError: The combination is not allowed (as LRP's alpha - beta must be 1).
+        """
 
     def manifest_keys(
         self, explanation: Explanation, options: MethodOptions
     ) -> list[dict[str, Any]]:
-        """Per sample, keys beyond the settings that this method adds to a manifest row (its
-        per-sample numbers, say); none by default. They may not reuse a row's own keys."""
+        """Keys beyond its settings that the method adds to each manifest row; none by default.
+
+        Args:
+            explanation: The batch's explanation (its ``values`` hold per-sample numbers).
+            options: The options it ran with.
+
+        Returns:
+            One dict per sample (they may not reuse a row's own keys), as Integrated
+            Gradients adds ``completeness_error``.
+        """
         return [{} for _ in range(explanation.maps.shape[0])]
 
     def __repr__(self) -> str:

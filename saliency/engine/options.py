@@ -17,11 +17,17 @@ from .settings import Setting, plain
 
 @dataclass(frozen=True)
 class MethodOptions:
-    """How the chosen methods run: SmoothGrad's ``smooth`` samples (0: off), ``noise``
-    (fraction of each input's range) and ``seed``; ``batch_size``, the most inputs per pass
-    (also when SmoothGrad or a method's own passes expand the batch); and ``settings``, the
-    values of the methods' own settings by name (see :class:`Method.settings`), each applying
-    to every chosen method that declares it, the others taking their defaults."""
+    """How the chosen methods run, as [saliency.explain_batch][] and the checks take it.
+
+    Attributes:
+        smooth: SmoothGrad's number of noisy copies (0: off).
+        noise: SmoothGrad's noise, as a fraction of each input's range.
+        seed: Fixes SmoothGrad's draws and random methods' masks.
+        batch_size: The most inputs per pass, also when SmoothGrad or a method's own passes
+            expand the batch.
+        settings: The values of the methods' own settings by name, each applying to every
+            chosen method that declares it; the others take their defaults.
+    """
 
     smooth: int = 0
     noise: float = 0.15
@@ -30,9 +36,18 @@ class MethodOptions:
     settings: Mapping[str, Any] = field(default_factory=dict)
 
     def check(self, methods: Sequence[Method]) -> MethodOptions:
-        """These options with every setting checked by each chosen method that declares it;
-        ``ValueError`` for a bad value (naming the method and what it accepts), or a setting
-        that no chosen method has (naming the methods that have it)."""
+        """These options with every setting checked by each chosen method that declares it.
+
+        Args:
+            methods: The methods chosen.
+
+        Returns:
+            The options, each setting's value converted as its setting says.
+
+        Raises:
+            ValueError: A bad value (naming the method and what it accepts), or a setting
+                that no chosen method has (naming the methods that have it).
+        """
         smooth, noise = self.smooth, self.noise
         if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 0:
             raise ValueError(f"smooth must be a whole number of samples >= 0, got {smooth!r}")

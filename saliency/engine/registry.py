@@ -26,8 +26,19 @@ M = TypeVar("M", bound="type[Method]")
 
 
 def register_method(cls: M) -> M:
-    """Class decorator: register a :class:`~saliency.engine.method.Method` subclass under its
-    ``name``. Registering another class under a taken name raises ``ValueError``."""
+    """Class decorator: register a [Method][saliency.Method] subclass under its ``name``.
+
+    Args:
+        cls: The method's class.
+
+    Returns:
+        The class, unchanged.
+
+    Raises:
+        TypeError: ``cls`` is not a ``Method`` subclass.
+        ValueError: The name is not a lowercase identifier, is ``all``, or is taken by another
+            class; ``summary`` or ``cost`` is missing; or a setting is declared wrong.
+    """
     from .method import Method
 
     if not (isinstance(cls, type) and issubclass(cls, Method)):
@@ -81,7 +92,12 @@ def _plugins() -> dict[str, EntryPoint]:
 
 
 def method_names() -> list[str]:
-    """Every method's name, built-in then plugins, without importing any method."""
+    """Every method's name, built-in then plugins, without importing any method.
+
+    Returns:
+        The names, in listing order: the built-in methods, then the plugins' (entry points of
+        the ``saliency.methods`` group) sorted.
+    """
     names = _builtin_names()
     return [*names, *sorted(n for n in _plugins() if n not in names)]
 
@@ -110,9 +126,17 @@ def _load(name: str) -> Method | None:
 
 
 def get_method(name: str | Method) -> Method:
-    """A method by name, case-insensitively (a :class:`Method` is returned as it is).
+    """A method by name, case-insensitively.
 
-    Raises ``ValueError`` listing the valid names for an unknown one."""
+    Args:
+        name: A method's name, or a ``Method`` (returned as it is).
+
+    Returns:
+        The registered method (built-in methods and plugins are imported on first use).
+
+    Raises:
+        ValueError: An unknown name; the message lists the valid ones.
+    """
     from .method import Method
 
     if isinstance(name, Method):

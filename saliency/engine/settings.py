@@ -25,14 +25,25 @@ RESERVED = frozenset(
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting of a method.
+    """One setting of a method: a keyword of ``explain()``, ``--set NAME=VALUE`` in the command.
 
-    ``kind`` is ``int``, ``float``, ``str`` or ``bool``; ``low`` and ``high`` bound a number
-    (inclusive; ``low_open`` makes the lower bound exclusive), ``choices`` list a string's
-    values. ``optional`` admits None (the method then finds a value itself, as Grad-CAM finds
-    its layer) and ``tensor`` a tensor too (from Python only, e.g. a custom baseline).
-    ``changes_maps`` is false for a setting that changes only speed or memory: a folder rerun
-    then keeps the pictures made with another value, and rows do not record it.
+    Attributes:
+        name: The keyword and ``--set`` name.
+        kind: ``int``, ``float``, ``str`` or ``bool``.
+        default: The value when none is given.
+        help: One line for ``saliency methods``.
+        low: The lowest number accepted (inclusive unless ``low_open``).
+        high: The highest number accepted (inclusive).
+        low_open: Makes the lower bound exclusive.
+        choices: A string's accepted values.
+        optional: Admits None (the method then finds a value itself, as Grad-CAM finds its
+            layer).
+        tensor: Admits a tensor too (from Python only, e.g. a custom baseline).
+        changes_maps: False for a setting that changes only speed or memory: a folder rerun
+            then keeps the pictures made with another value, and rows do not record it.
+
+    Raises:
+        ValueError: A default that the setting itself would refuse.
     """
 
     name: str

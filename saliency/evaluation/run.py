@@ -53,11 +53,22 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Protocol:
-    """How the metrics perturb and score: deletion and insertion remove or add pixels in
-    ``steps`` equal fractions, replaced by the ``fill`` substrate; ROAD imputes at
-    ``road_fractions`` with ``noise``; class sensitivity compares the top-1 with ``contrast``
-    (None: the lowest of the top 5); maps become pixel values by ``reduce``; ``seed`` fixes the
-    random map and ROAD's noise; perturbed copies run ``batch_size`` a forward pass."""
+    """How the metrics perturb and score.
+
+    Attributes:
+        steps: Deletion and insertion remove (or add) pixels in this many equal fractions.
+        fill: What replaces them: ``blur`` (a blurred copy) or ``mean`` (the mean colour).
+        road_fractions: The fractions ROAD removes by noisy linear imputation.
+        noise: The s.d. of ROAD's imputation noise.
+        contrast: The class that class sensitivity compares the top-1 with (None: the lowest
+            of the top 5).
+        reduce: How maps become one value per pixel: ``max`` or ``sum`` of |value|.
+        seed: Fixes the random map and ROAD's noise.
+        batch_size: Perturbed copies per forward pass.
+
+    Raises:
+        ValueError: An unknown fill, or fewer than one step.
+    """
 
     steps: int = 20
     fill: str = "blur"
@@ -89,13 +100,33 @@ def evaluate(
     on_batch: Callable[[int], None] | None = None,
     baselines: Sequence[str] = BASELINES,
 ) -> Evaluation:
-    """Evaluate ``methods`` (and the ``random`` and ``centre`` baselines) on ``inputs``
-    (preprocessed, (3, H, W) each, or a batch) with ``metrics`` (see :mod:`.metrics`), as
-    ``protocol`` says (see :class:`Protocol`). ``options`` set the methods.
-    Leave out ``baselines`` only to time the methods alone: without them a score has no scale.
+    """Score methods' maps by deletion, insertion, ROAD and class sensitivity, beside baselines.
 
-    The explained class is each image's top-1. The same ``protocol.seed`` gives the same
-    numbers. ``on_batch(n)`` is told of each batch of ``n`` images done.
+    The explained class is each image's top-1. Each batch's maps come from one shared
+    explanation pass, each map is ranked once for all metrics, and the perturbed copies run
+    forward-only. The same ``protocol.seed`` gives the same numbers.
+
+    Args:
+        model: The classifier, or a ``LoadedModel`` (whose normalization gives the black
+            baseline).
+        inputs: Preprocessed inputs, (3, H, W) each, or a batch.
+        methods: The methods to score.
+        metrics: Any of ``deletion``, ``insertion``, ``road_morf``, ``road_lerf`` and
+            ``class_sensitivity`` (all by default).
+        names: A label for each input (default: their indices).
+        protocol: How the metrics perturb and score (see
+            [Protocol][saliency.evaluation.run.Protocol]).
+        options: The methods' settings.
+        normalization: (mean, std) of the model's input, for the black baseline.
+        on_batch: Told ``on_batch(n)`` of each batch of ``n`` images done.
+        baselines: ``random`` and ``centre`` maps, scored like the methods. Leave them out only
+            to time the methods alone: without them a score has no scale.
+
+    Returns:
+        Every score (one row per image, method and metric) and every curve point.
+
+    Raises:
+        ValueError: An unknown metric, baseline or method, or a bad setting.
     """
     protocol = protocol or Protocol()
     unknown = [m for m in metrics if m not in METRICS]

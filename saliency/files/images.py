@@ -30,16 +30,23 @@ def load_image(
     JPEG, PNG, WebP, BMP, TIFF and GIF (first frame) are read by their content, not their
     extension. EXIF orientation is applied. Alpha is composited on white. 16-bit images are
     scaled to 8 bits (not clipped), 32-bit integer images by the bit depth their values fit,
-    float images from [0, 1] (or their own range if outside it). Images over Pillow's pixel
-    limit (``Image.MAX_IMAGE_PIXELS``) are refused before decoding. Every failure raises
-    :class:`ImageError` with the path and the reason.
+    float images from [0, 1] (or their own range if outside it). Only regular files are read,
+    never a pipe or device.
 
-    ``reduce_for``, given the full displayed size, returns the smallest size the caller needs; a
-    JPEG is then decoded at a reduced DCT scale no smaller than that (much faster for camera
-    photos). The image's ``info["full_size"]`` is always the full displayed size.
+    Args:
+        path: The image file.
+        reduce_for: Given the full displayed size, the smallest size the caller needs; a JPEG
+            is then decoded at a reduced DCT scale no smaller than that (much faster for camera
+            photos). The image's ``info["full_size"]`` is always the full displayed size.
+        data: The file's bytes, when the caller already read them.
 
-    Only regular files are read, never a pipe or device (see :func:`.sources.read_regular`);
-    ``data``, the file's bytes when the caller already read them, saves reading it again.
+    Returns:
+        The photo, RGB, as it is displayed.
+
+    Raises:
+        ImageError: The file cannot be read, is not an image, is truncated or corrupt, or is
+            over Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``, refused before decoding);
+            the message names the path and the reason.
     """
     path = Path(path)
     if data is None:

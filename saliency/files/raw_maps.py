@@ -112,6 +112,7 @@ class RawMaps(Mapping[str, np.ndarray]):
         raise KeyError(f"no raw map of {image} by {method}")
 
     def geometry(self, name: str) -> dict[str, Any]:
+        """The crop box and scale that map entry ``name``'s map onto its photo."""
         entry = self.entries[name]
         if entry.key is None:
             assert entry.geometry is not None
@@ -128,8 +129,22 @@ class RawMaps(Mapping[str, np.ndarray]):
 
 
 def read_maps(out_dir: str | Path) -> RawMaps:
-    """The raw maps an ``explain --save-raw`` run wrote into ``out_dir`` (``.npy`` files or
-    containers), indexed by the manifest (and any unmerged parts of a sharded run)."""
+    """The raw maps that ``saliency explain --save-raw`` wrote into a folder.
+
+    Args:
+        out_dir: The run's output folder. The maps are found through its manifest (and any
+            unmerged parts of a sharded run), whether they are ``.npy`` files or safetensors
+            containers.
+
+    Returns:
+        A read-only mapping from entry name (``sub/cat.guided``, ``sub/cat.guided.top2``) to
+        the map, a float32 array (C, h, w) at model resolution, read when asked;
+        ``geometry(name)`` gives the crop and scale that map it onto its photo, and
+        ``find(image, method)`` looks one up by the manifest's image and method.
+
+    Raises:
+        FileNotFoundError: The folder holds no manifest of a saliency run.
+    """
     folder = Path(out_dir)
     files = manifest_files(folder) if folder.is_dir() else []
     if not any(path.is_file() for path in files):

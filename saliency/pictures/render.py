@@ -105,10 +105,24 @@ def render(
     geometry: Geometry,
     options: RenderOptions | None = None,
 ) -> Image.Image:
-    """Draw ``maps`` (C, h, w at model resolution) over ``image`` at its original size
-    (``image`` may be None for every style but ``overlay``).
+    """Draw a map over its photo, at the photo's original size.
 
-    Warns :class:`EmptyMapWarning` and draws nothing over the photo for an all-zero/NaN map.
+    Args:
+        image: The photo; None for every style but ``overlay``.
+        maps: One sample's map (C, h, w) at model resolution.
+        geometry: How the photo became the model's input (from ``LoadedModel.preprocess``),
+            so that the map is mapped back onto it exactly.
+        options: How to draw it; None for the defaults.
+
+    Returns:
+        An RGB picture of the photo's size.
+
+    Raises:
+        ValueError: ``overlay`` without a photo, or a photo of another size than the
+            geometry's.
+
+    Warns:
+        EmptyMapWarning: The map is all zero or not finite; it is drawn as empty.
     """
     picture, empty = draw(image, maps, geometry, options)
     if empty:
