@@ -42,7 +42,8 @@ FIGURES: dict[str, tuple[list[str], str]] = {
         "compare.png"),
     "compare.cams.png": (
         ["compare", *TWO, "--grid",
-         *_methods("gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam")],
+         *_methods("gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam",
+                   "eigencam")],
         "compare.png"),
     "compare.perturbation.png": (
         ["compare", *TWO, "--grid", *_methods("scorecam", "occlusion", "rise"),
