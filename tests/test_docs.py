@@ -25,6 +25,7 @@ DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 SHELL_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+CONTROL = {"&&", "&", ";", "|", "||"}
 ELSEWHERE = "# job.py"  # run under torchrun by tests/test_many_processes.py
 
 
@@ -78,25 +79,30 @@ def test_the_docstring_examples_run(tmp_path: Path) -> None:
 
 
 def saliency_lines(block: str) -> list[list[str]]:
-    """The ``saliency`` invocations of a shell block, as argument lists after the program name:
-    plain lines, lines after ``&&`` or ``&``, torchrun's ``-m saliency_cli`` or ``--no-python
-    saliency``, and sbatch's ``--wrap "..."``."""
+    """The ``saliency`` invocations of a shell block, as argument lists after the program name."""
+    return [argv for line in block.replace("\\\n", " ").splitlines() for argv in invocations(line)]
+
+
+def invocations(text: str) -> list[list[str]]:
+    """Each command of a line (split at ``&&``, ``&``, ``;``, ``|``) that runs ``saliency``:
+    directly, as torchrun's ``-m saliency_cli`` or ``--no-python saliency``, or inside sbatch's
+    ``--wrap "..."``."""
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for word in lexer:
+        if word in CONTROL:
+            commands.append([])
+        else:
+            commands[-1].append(word)
     found = []
-    for line in block.replace("\\\n", " ").splitlines():
-        words = shlex.split(line, comments=True)
-        wrapped = [w for i, w in enumerate(words) if i and words[i - 1] == "--wrap"]
-        for part in wrapped or [line]:
-            tokens = shlex.split(part, comments=True)
-            for group in " ".join(shlex.quote(t) for t in tokens).split(" '&&' "):
-                for piece in group.split(" '&' "):
-                    argv = shlex.split(piece)
-                    start = next(
-                        (i + 1 for i, w in enumerate(argv)
-                         if w == "saliency" or (w == "saliency_cli" and argv[i - 1] == "-m")),
-                        None,
-                    )  # fmt: skip
-                    if start is not None:
-                        found.append(argv[start:])
+    for argv in commands:
+        if "--wrap" in argv:
+            found += invocations(argv[argv.index("--wrap") + 1])
+            continue
+        named = [i for i, w in enumerate(argv) if w == "saliency" or w == "saliency_cli"]
+        if named:
+            found.append(argv[named[0] + 1 :])
     return found
 
 
