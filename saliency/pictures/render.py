@@ -70,13 +70,8 @@ def reduce_map(maps: torch.Tensor, reduce: str = "max", sign: str = "abs") -> to
 
 def normalize(values: torch.Tensor, clip_percentile: float = 99.0) -> torch.Tensor | None:
     """Scale by the ``clip_percentile`` of |values| and clip to [-1, 1]; None if nothing to show."""
-    magnitude = values.abs().flatten()
-    if magnitude.numel() == 0 or not bool((magnitude > 0).any()):
-        return None
-    scale = float(torch.quantile(magnitude.double(), clip_percentile / 100.0))
-    if scale <= 0:
-        scale = float(magnitude.max())
-    return (values / scale).clamp(-1.0, 1.0)
+    scaled, empty = normalize_deferred(values, clip_percentile)
+    return None if bool(empty) else scaled
 
 
 def normalize_deferred(
@@ -148,15 +143,8 @@ def prepare(maps: torch.Tensor, options: RenderOptions | None = None) -> list[np
 
 def prepare_tensor(maps: torch.Tensor, options: RenderOptions | None = None) -> torch.Tensor | None:
     """As :func:`prepare`, as one float32 tensor (P, h, w) on the maps' device."""
-    options = options or RenderOptions()
-    if options.style == "rgb":
-        values = normalize(_finite(maps), options.clip_percentile)
-        if values is not None and values.shape[0] == 1:  # a one-channel map (Grad-CAM): gray
-            values = values.expand(3, -1, -1)
-    else:
-        reduced = reduce_map(maps, options.reduce, options.sign)
-        values = normalize(reduced[None], options.clip_percentile)
-    return None if values is None else values.float()
+    values, empty = prepare_deferred(maps, options)
+    return None if bool(empty) else values
 
 
 def prepare_deferred(
