@@ -323,14 +323,13 @@ def drawing(
             task.pictures.append(Picture(outputs, prepare(shown, options.render), raw, mark))
         else:  # drawn on the device, encoded there too for jpg
             pixels, blank = resident.paint(decoded.photo, shown, geometry, options.render)
+            encoded, array = None, None
             if options.encoding.format == "jpg":
                 encoded = resident.encode(pixels, options.encoding.quality, mark)
-                empty = bool(blank)  # read once the picture is: no wait of its own
-                task.pictures.append(Picture(outputs, None, raw, mark, None, encoded, empty))
             else:
                 array = pixels.permute(1, 2, 0).contiguous().cpu().numpy()
-                empty = bool(blank)
-                task.pictures.append(Picture(outputs, None, raw, mark, array, None, empty))
+            empty = bool(blank)  # read once the picture is: no wait of its own
+            task.pictures.append(Picture(outputs, None, raw, mark, array, encoded, empty))
         name, probability = loaded.categories[entry.target], round(entry.probability, 6)
         prediction = Prediction(entry.target, name, probability, item.top5)
         rows.append(
