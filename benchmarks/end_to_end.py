@@ -67,10 +67,18 @@ def pipeline(loaded, folder: Path, out: Path, options: JobOptions, writers: int 
     files = collect_inputs([str(folder)]).files
     threads = torch.get_num_threads()
     torch.set_num_threads(MODEL_THREADS or threads)
+    failed: list[str] = []
+
+    def on_image(outcome) -> None:
+        if outcome.error:
+            failed.append(f"{outcome.input.path.name}: {outcome.error}")
+
     start = time.perf_counter()
-    run_job(loaded, files, out, options, writers=writers)
+    run_job(loaded, files, out, options, writers=writers, on_image=on_image)
     elapsed = time.perf_counter() - start
     torch.set_num_threads(threads)
+    if failed:  # a run that fails fast would look faster than the bare loop
+        raise SystemExit(f"{len(failed)} of {len(files)} photos failed, e.g. {failed[0]}")
     return elapsed
 
 

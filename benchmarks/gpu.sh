@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The device path's first GPU run, in one script (under 8 minutes on one GPU): the CUDA tests,
+# The device path's first GPU run, in one script (each step time-limited, under 10 minutes on one GPU): the CUDA tests,
 # then end to end, head to head and memory over 10,000 photos on the device; one table at the
 # end. Logs go to $OUT (the device tool's folder) or /tmp/saliency-gpu.
 #
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 LOGS=${OUT:-/tmp/saliency-gpu}
 mkdir -p "$LOGS"
-export PYTHONWARNINGS=ignore
+export PYTHONWARNINGS=ignore PYTHONUNBUFFERED=1  # a step killed at its limit keeps its log
 
 card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)
 echo "card: $card" | tee "$LOGS/card.txt"
@@ -25,15 +25,19 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, keep going
 
 step tests 120 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
   tests/test_explain_api.py tests/test_resident.py tests/test_many_processes.py
-step end_to_end 90 "$PY" benchmarks/end_to_end.py --device cuda --batch 64 --count 1024 \
+step end_to_end 180 "$PY" benchmarks/end_to_end.py --device cuda --batch 64 --count 1024 \
   --small 256 --skip-three --skip-rss
-step head_to_head 150 "$PY" benchmarks/head_to_head.py --device cuda --batch 64 --count 96 \
-  --small 32 --repeat 2
+step head_to_head 240 "$PY" benchmarks/head_to_head.py --device cuda --batch 64 --count 128 \
+  --small 64 --repeat 1  # the peers' loops are one photo at a time, Captum's through matplotlib
+step cli 60 "$PY" -m saliency_cli explain sample_images --out "$LOGS/cli-out" --device cuda \
+  --device-pipeline --method guided --method gradcam
 step memory 80 "$PY" benchmarks/memory_growth.py --device cuda --count 10000 --every 2000
 
 echo
 echo "=== saliency on $card ==="
 printf '%-34s %s\n' "CUDA tests" "$(tail -1 "$LOGS/tests.txt")"
+printf '%-34s %s\n' "explain sample_images on cuda" "$(tail -1 "$LOGS/cli.txt")"
+rm -rf "$LOGS/cli-out"
 grep -E "x bare loop" "$LOGS/end_to_end.txt" | sed 's/^ */end to end: /'
 grep -E "÷" "$LOGS/head_to_head.txt" | sed 's/^ */head to head: /'
 grep -E "photos on|growth" "$LOGS/memory.txt" | sed 's/^/memory: /'

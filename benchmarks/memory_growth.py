@@ -60,9 +60,13 @@ def main() -> None:
     samples: list[tuple[int, float, float]] = []
     done = 0
 
-    def on_image(_outcome) -> None:
+    failed: list[str] = []
+
+    def on_image(outcome) -> None:
         nonlocal done
         done += 1
+        if outcome.error:
+            failed.append(f"{outcome.input.path.name}: {outcome.error}")
         if done % args.every == 0:
             allocated = torch.cuda.memory_allocated() / 2**20 if cuda else float("nan")
             samples.append((done, allocated, rss_mib()))
@@ -71,6 +75,8 @@ def main() -> None:
     run_job(loaded, collect_inputs([str(folder)]).files, args.work / "out", options,
             on_image=on_image)  # fmt: skip
     elapsed = time.perf_counter() - start
+    if failed:  # a run that fails fast would hold no memory to measure
+        raise SystemExit(f"{len(failed)} of {args.count} photos failed, e.g. {failed[0]}")
     where = torch.cuda.get_device_name() if cuda else "CPU"
     print(f"{args.count} photos on {where} in {elapsed:.0f} s ({args.count / elapsed:.0f}/s)")
     print("  images   device MiB allocated   process RSS MiB")

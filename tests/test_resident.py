@@ -17,7 +17,7 @@ from saliency.files.inputs import collect_inputs
 from saliency.geometry import Geometry
 from saliency.pictures.paint import RenderOptions, paint
 from saliency.pictures.render import prepare
-from saliency.pipeline import resident
+from saliency.pipeline import codecs, resident
 from saliency.pipeline.codecs import CodecError
 from saliency.pipeline.drawing import Encoding, is_ours
 from saliency.pipeline.job import run_job
@@ -75,8 +75,10 @@ def test_pictures_match_the_cpu_path(loaded, photos: Path, tmp_path: Path, fit: 
         assert cpu.shape == device.shape, name  # same geometry: the photo's size
         difference = np.abs(cpu - device)
         # the same picture up to decoding and resampling: a few levels on average, large
-        # differences only where Guided Backprop's pixel-level maps react to the input's rounding
-        assert difference.mean() < 6, name
+        # differences only where Guided Backprop's pixel-level maps react to the input's rounding.
+        # nvJPEG's IDCT and chroma upsampling are not libjpeg's: 6.4 and 6.8 on an H200 for the
+        # 80x100 photo's Guided Backprop, against under 6 with the same decoder on both paths
+        assert difference.mean() < (8 if loaded.device.type == "cuda" else 6), name
         assert (difference > 32).mean() < 0.05, name
 
 
@@ -172,7 +174,13 @@ def test_every_jpeg_variant_runs_on_the_device_path_as_on_the_cpu(loaded, tmp_pa
     cpu = run(loaded, tmp_path / "in", tmp_path / "cpu", False, fmt="png")
     device = run(loaded, tmp_path / "in", tmp_path / "device", True, fmt="png")
     assert not [o for o in cpu + device if o.error]
-    assert not [w for o in device for w in o.warnings if "CPU" in w]  # all decoded on the device
+    on_cpu = [w for o in device for w in o.warnings if "CPU" in w]
+    if loaded.device.type == "cuda" and codecs.codec_name() == "torchvision":
+        # nvJPEG refuses some variants ("Failed to decode jpeg stream", seen on an H200): those
+        # are redone on the CPU path with one note, and still match below
+        assert len(on_cpu) <= 1
+    else:
+        assert not on_cpu  # all decoded on the device
     rows = check_nothing_lost(tmp_path / "device")
     assert sorted({Path(r["image"]).stem for r in rows}) == names
     for row in rows:
@@ -279,8 +287,6 @@ def test_cuda_painting_makes_the_host_wait_for_nothing() -> None:
 def test_torchcodec_decodes_every_variant_as_torchvision_does(tmp_path: Path) -> None:
     """The device path's codec: TorchCodec where it works, with torchvision's pixels (and its
     EXIF orientation), for every JPEG variant; its encoder's JPEGs decode back closely."""
-    from saliency.pipeline import codecs
-
     if codecs.codec_name() != "TorchCodec":
         pytest.skip("TorchCodec is not installed or does not work with this torch")
     from torchvision.io import ImageReadMode, decode_jpeg
@@ -300,3 +306,24 @@ def test_torchcodec_decodes_every_variant_as_torchvision_does(tmp_path: Path) ->
     encoded = codecs.encode_jpeg(picture, 95)
     back = decode_jpeg(encoded, mode=ImageReadMode.RGB)
     assert back.shape == picture.shape and (back.int() - picture.int()).abs().float().mean() < 3
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_applied_where_the_decoder_ignores_it(orientation: int):
+    """nvJPEG ignores ``apply_exif_orientation``: the device path turns its pixels itself, and
+    they equal torchvision's CPU decoder's, which applies it (and Pillow's exif_transpose)."""
+    from torchvision.io import decode_jpeg
+
+    from saliency.pipeline.codecs import exif_orientation, orient
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.open(SAMPLES / "coffee.jpg").convert("RGB").resize((75, 53)).save(
+        buffer, "JPEG", exif=exif.tobytes()
+    )
+    data = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+    assert exif_orientation(data) == orientation
+    turned = orient(decode_jpeg(data, mode="RGB"), exif_orientation(data))
+    assert torch.equal(turned, decode_jpeg(data, mode="RGB", apply_exif_orientation=True))
+    assert exif_orientation(torch.zeros(10, dtype=torch.uint8)) == 1  # not a JPEG: as it is

@@ -14,7 +14,7 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
         spec = str(spec)
     if spec is None or spec == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -29,6 +29,8 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
             raise ValueError(
                 f"no {spec}: this machine has {torch.cuda.device_count()} CUDA devices"
             )
+        if device.index is None:  # tensors report cuda:N; a bare "cuda" would never equal them
+            device = torch.device("cuda", torch.cuda.current_device())
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device 'mps' asked for, but MPS is not available here")
     elif device.type not in ("cpu", "cuda", "mps"):

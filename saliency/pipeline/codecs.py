@@ -10,6 +10,7 @@ its import or a small self-test fails, torchvision's codecs do the work.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable
@@ -71,13 +72,50 @@ def decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.T
     try:
         if found is not None:
             decoded = found[0](data, mode="RGB", device=device)
-        else:
+        elif device.type == "cpu":
             decoded = _tv_decode(
                 data, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True
             )
+        else:  # nvJPEG ignores apply_exif_orientation (seen on an H200): turned here
+            decoded = _tv_decode(data, mode=ImageReadMode.RGB, device=device)
+            decoded = [orient(d, exif_orientation(b)) for d, b in zip(decoded, data, strict=True)]
     except Exception as exc:
         raise CodecError(str(exc) or type(exc).__name__) from exc
     return list(decoded)
+
+
+def exif_orientation(data: torch.Tensor) -> int:
+    """The EXIF orientation (1 to 8) of a JPEG's bytes, 1 where it has none; the header alone is
+    read, not the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data.numpy().tobytes())) as image:
+            value = image.getexif().get(0x0112, 1)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def orient(pixels: torch.Tensor, orientation: int) -> torch.Tensor:
+    """``pixels`` (C, H, W) as displayed under EXIF ``orientation``, as Pillow's
+    ``ImageOps.exif_transpose`` turns them."""
+    h, w = -2, -1
+    if orientation == 2:
+        return pixels.flip(w)
+    if orientation == 3:
+        return pixels.flip(h, w)
+    if orientation == 4:
+        return pixels.flip(h)
+    if orientation == 5:
+        return pixels.transpose(h, w)
+    if orientation == 6:
+        return pixels.rot90(-1, (h, w))
+    if orientation == 7:
+        return pixels.flip(h, w).transpose(h, w)
+    if orientation == 8:
+        return pixels.rot90(1, (h, w))
+    return pixels
 
 
 def encode_jpeg(picture: torch.Tensor, quality: int) -> torch.Tensor:

@@ -227,11 +227,10 @@ def explain_group(
     should_stop: Callable[[], bool] | None = None,
 ) -> list[Explained]:
     batch = torch.stack([item.tensor for item in group])  # type: ignore[misc]
-    if batch.device != loaded.device:  # the resident path's inputs are there already
-        if loaded.device.type == "cuda":
-            batch = batch.pin_memory().to(loaded.device, non_blocking=True)
-        else:
-            batch = batch.to(loaded.device)
+    if batch.device.type == "cpu" and loaded.device.type == "cuda":
+        batch = batch.pin_memory().to(loaded.device, non_blocking=True)
+    elif batch.device.type != loaded.device.type:  # the resident path's are there already
+        batch = batch.to(loaded.device)
     per_image: list[list[_Map]] = [[] for _ in group]
     logits, results = explain_batch(
         loaded, batch, options.methods, options.target.targets, options.method_options,
