@@ -231,13 +231,13 @@ def check_writable(out: Path) -> None:
 def hold(out: Path, debug: bool, shard: Shard | None = None) -> Iterator[None]:
     """Hold the output folder for this run (or ``shard`` of it); another run holding it is a
     usage error."""
-    from saliency.errors import OutputBusyError
+    from saliency.errors import OutputBusyError, UnsafePathError
     from saliency.files.lock import lock_output
 
     with ExitStack() as stack:
         try:
             stack.enter_context(lock_output(out, shard))
-        except OutputBusyError as exc:
+        except (OutputBusyError, UnsafePathError) as exc:
             if debug:
                 raise
             fail(str(exc))
@@ -254,13 +254,17 @@ def failures(
 ) -> Iterator[None]:
     """A command's work, its errors turned into one line and an exit code: Ctrl-C 130, a
     ``usage`` error 2, a ``failing`` error 1, and any other file error 1 ("cannot ``doing``
-    ``out``"). ``--debug`` shows the traceback instead."""
+    ``out``"; a file of ``out`` that leads outside it is a usage error too). ``--debug`` shows
+    the traceback instead."""
+    from saliency.errors import UnsafePathError
+
+    refused: tuple[type[Exception], ...] = (UnsafePathError, *usage)
     try:
         yield
     except KeyboardInterrupt:
         stderr().print("[yellow]interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except usage as exc:
+    except refused as exc:
         if debug:
             raise
         fail(str(exc))

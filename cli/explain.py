@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -188,6 +188,7 @@ def _run(
     place: Placement,
 ) -> tuple[int, dict[str, float]]:
     """Explain this process's share; its exit code and counts."""
+    from saliency.errors import UnsafePathError
     from saliency.pipeline.job import default_writers, run_job
 
     console = common.stderr()
@@ -222,14 +223,10 @@ def _run(
                 missing=found.missing, shard=place.shard, locked=True,
             )  # fmt: skip
             place.wait_for_others(lambda done: progress.update(task, completed=done), stopper)
-    except OSError as exc:
+    except (OSError, UnsafePathError) as exc:
         if debug:
             raise
-        common.fail(
-            f"cannot write to {out}: {exc.strerror or exc}; the run stopped, and the pictures "
-            "it finished are kept (rerun to complete)",
-            common.EXIT_FAILED,
-        )
+        _stopped(out, exc)
     except KeyboardInterrupt:  # a second signal: stopped at once
         console.print("[yellow]interrupted[/]")
         return common.exit_code_for(stopper.signal), counts
@@ -246,6 +243,18 @@ def _run(
         )
         return common.exit_code_for(stopper.signal), counts
     return (common.EXIT_FAILED if counts["failed"] else common.EXIT_OK), counts
+
+
+def _stopped(out: Path, exc: Exception) -> NoReturn:
+    """A run stopped by its folder: a file of the folder's own that is a link (a usage error:
+    nothing was done), or a write that failed (the pictures finished are kept)."""
+    if not isinstance(exc, OSError):
+        common.fail(str(exc))
+    common.fail(
+        f"cannot write to {out}: {exc.strerror or exc}; the run stopped, and the pictures "
+        "it finished are kept (rerun to complete)",
+        common.EXIT_FAILED,
+    )
 
 
 def _finish(

@@ -38,6 +38,7 @@ _EXPORTS = {
     "ModelError": "saliency.errors",
     "ImageError": "saliency.errors",
     "OutputBusyError": "saliency.errors",
+    "UnsafePathError": "saliency.errors",
     "RuleCoverageWarning": "saliency.errors",
 }
 
@@ -55,6 +56,7 @@ __all__ = [
     "RuleHooks",
     "SaliencyError",
     "Setting",
+    "UnsafePathError",
     "evaluate",
     "explain",
     "explain_batch",
@@ -83,6 +85,7 @@ if TYPE_CHECKING:
         RuleCoverageWarning,
         RuleError,
         SaliencyError,
+        UnsafePathError,
     )
     from .evaluation.run import evaluate
     from .explanation import Explanation

@@ -38,3 +38,14 @@ class OutputBusyError(SaliencyError):
         )
         self.folder = folder
         self.holder = holder
+
+
+class UnsafePathError(SaliencyError, ValueError):
+    """A name read from an output folder's files (a manifest row, a part, a report's source)
+    leads outside the folder, or a file of the folder's own is a link: it is not followed."""
+
+    def __init__(self, folder: object, name: str, reason: str) -> None:
+        super().__init__(f"{name!r} in {folder} is refused: {reason}")
+        self.folder = folder
+        self.name = name
+        self.reason = reason

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import OutputBusyError
+from ..errors import OutputBusyError, UnsafePathError
+from .confine import open_no_follow
 from .outputs import LOCK_FILE
 
 if TYPE_CHECKING:
@@ -80,7 +81,8 @@ def lock_output(folder: Path, shard: Shard | None = None, merging: bool = False)
 
 
 def _open(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    """The lock file, created if missing; a link there is refused, never written through."""
+    return open_no_follow(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
 
 
 def _try(fd: int, mode: int) -> bool:
@@ -146,8 +148,8 @@ def _held_shards(folder: Path, other_than: int | None = None) -> str:
         if count == other_than:
             continue
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
+            fd = open_no_follow(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except (OSError, UnsafePathError):
             continue
         try:
             if not _try(fd, fcntl.LOCK_SH if fcntl else 0):

@@ -14,6 +14,7 @@ does first.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from .confine import is_inside, open_no_follow, refuse_link
 from .lock import shard_locks
 from .outputs import MANIFEST, remove_partial_files, write_atomic
 from .rows import DROPPED, Row
@@ -63,8 +65,9 @@ class Manifest:
             self.path = folder / f"results.part.{sequence:06d}.{shard.name}.jsonl"
             rows = fold([folder / MANIFEST, *(path for _, path in parts)])
             self.rows = {k: r for k, r in rows.items() if mine is None or mine(r)}
-        # held open for the run, closed by close()
-        self._handle: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        # held open for the run, closed by close(); a link there is refused, not written through
+        fd = open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self._handle: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, row: Row) -> bool:
         """Append one row, every key of it. False (nothing written) once closed."""
@@ -143,7 +146,10 @@ def read_rows(path: Path, repair: bool = False) -> dict[str, Row]:
 
 
 def apply_rows(rows: dict[str, Row], path: Path, repair: bool = False) -> None:
-    """Update ``rows`` (by key, latest last) with the rows of ``path``, dropped rows included."""
+    """Update ``rows`` (by key, latest last) with the rows of ``path``, dropped rows included.
+    A manifest that is a link is refused (:class:`~saliency.errors.UnsafePathError`): it is
+    never read, repaired or replaced through."""
+    refuse_link(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -236,6 +242,8 @@ def remove_unnamed_containers(folder: Path, rows: Iterable[Row]) -> int:
     row names any more: all their maps were redone. Only while holding the folder alone."""
     named = {name for row in rows for name in row.outputs}
     removed = 0
+    if not is_inside(folder, "maps", follow=True):  # a link leading out: not ours to clean
+        return 0
     for path in (folder / "maps").glob("*.safetensors"):
         if CONTAINER.fullmatch(path.name) and f"maps/{path.name}" not in named:
             path.unlink(missing_ok=True)

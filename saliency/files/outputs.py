@@ -87,7 +87,7 @@ def holds_manifest(folder: Path) -> bool:
     if os.path.lexists(folder / LOCK_FILE):
         return True
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a link is no manifest of ours
             return False
         with open(path, encoding="utf-8", errors="replace") as handle:
             first = handle.readline(1 << 16)

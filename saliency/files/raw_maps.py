@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .confine import inside, is_inside
 from .manifest import MANIFEST, fold, manifest_files
 from .outputs import write_atomic
 
@@ -39,6 +40,7 @@ class RawStore:
         self._arrays: dict[str, np.ndarray] = {}
         self._meta: dict[str, str] = {}
         self._size = 0
+        inside(out_dir, self.container())  # maps/ a link leading out: refused before any work
 
     def container(self) -> str:
         """The current container, relative to the output folder."""
@@ -64,7 +66,7 @@ class RawStore:
         from safetensors.numpy import save_file
 
         arrays, meta = self._arrays, self._meta
-        path = self.out_dir / self.container()
+        path = inside(self.out_dir, self.container())
         write_atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=meta))
         self._arrays, self._meta, self._size = {}, {}, 0
         self._chunk += 1
@@ -155,6 +157,8 @@ def read_maps(out_dir: str | Path) -> RawMaps:
         outputs = row.outputs
         if not row.is_ok or len(outputs) < 2 or row.method is None or row.target is None:
             continue
+        if not all(is_inside(folder, name, follow=True) for name in outputs):
+            continue  # a row naming files outside the folder: foreign, never read
         name = outputs[0].rsplit(".", 1)[0]
         image, method, target = row.image, row.method, row.target
         if outputs[1].endswith(".npy"):

@@ -9,10 +9,13 @@ is never replaced without ``overwrite``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UnsafePathError
+from ..files.confine import inside, is_inside
 from ..files.inputs import InputFile
 from ..files.rows import Row, row_key
 from ..files.sources import SourceId, unchanged
@@ -54,6 +57,9 @@ def plan_run(
     for file in files:
         try:
             entries, stranger = _entries(file, options, rows, fingerprints, out_dir)
+        except UnsafePathError as exc:
+            plan.refused.append((file, f"cannot write its outputs: {exc}"))
+            continue
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             plan.refused.append((file, f"cannot write its outputs: {exc.strerror or exc}{where}"))
@@ -86,6 +92,8 @@ def _entries(
     for method in options.methods:
         for suffix in options.target.suffixes():
             outputs = options.outputs(base, method, suffix)
+            for name in outputs:  # no folder of an output may be a link leading out
+                inside(out_dir, name)
             row = rows.get(row_key(file.shown, outputs))
             if options.overwrite:
                 entries.append((method, suffix))
@@ -106,12 +114,18 @@ def _fresh(row: Row, fingerprint: str, out_dir: Path) -> bool:
     return (
         row.is_ok
         and row.fingerprint == fingerprint
-        and all((out_dir / name).is_file() for name in row.outputs)
+        and all(
+            is_inside(out_dir, name, follow=True) and (out_dir / name).is_file()
+            for name in row.outputs
+        )
     )
 
 
 def ours(picture: Path) -> bool:
-    """Whether a file at an output path may be replaced: absent, or carrying our marker."""
+    """Whether a file at an output path may be replaced: absent, or carrying our marker (a link
+    is a stranger's, whatever it points to: it is neither read nor written through)."""
+    if os.path.islink(picture):
+        return False
     return not picture.exists() or is_ours(picture)
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..errors import ImageError
+from ..files.confine import is_inside
 from ..files.manifest import fold, manifest_files
+from ..files.sources import read_regular
 
 # what a row records beyond its base keys is shown on the cards, but for where its raw map sits
 HIDDEN_KEYS = ("raw",)
@@ -102,10 +106,13 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
         card = cards.get(image)
         if card is None:
             sha256 = (row.source or {}).get("sha256")
-            card = cards[image] = Card(image, _find(image, bases), sha256, row.model, "ok")
+            photo = _find(image, bases, sha256)
+            card = cards[image] = Card(image, photo, sha256, row.model, "ok")
         if not row.is_ok or not row.outputs:
             card.status, card.error = "error", row.error or "failed"
             continue
+        if not is_inside(folder, row.outputs[0], follow=True):
+            continue  # a row naming a picture outside the folder: foreign, never read
         if not card.top5:
             card.top5 = [(str(t["name"]), float(t["probability"])) for t in row.top5]
         shown = {k: v for k, v in row.extra.items() if k not in HIDDEN_KEYS and v is not None}
@@ -122,13 +129,10 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
     for card in cards.values():
         card.pictures.sort(key=lambda p: (p.method, -(p.probability or 0.0)))
     figures = sorted(
-        p.relative_to(folder).as_posix() for p in folder.rglob("*.compare.*")
-        if p.suffix in PICTURES and "thumbs" not in p.relative_to(folder).parts
+        name for name in _found(folder, folder.rglob("*.compare.*"))
+        if "thumbs" not in PurePosixPath(name).parts
     )  # fmt: skip
-    strips = sorted(
-        p.relative_to(folder).as_posix() for p in (folder / "strips").rglob("*")
-        if p.suffix in PICTURES
-    )  # fmt: skip
+    strips = sorted(_found(folder, (folder / "strips").rglob("*")))
     return Contents(
         folder,
         sorted(cards.values(), key=lambda c: c.image),
@@ -141,24 +145,51 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
     )
 
 
-def _find(image: str, bases: list[Path]) -> Path | None:
+def _find(image: str, bases: list[Path], sha256: object) -> Path | None:
+    """The input photo a row names, only if its content is the one the row recorded: a row
+    names files outside the folder, and a crafted one must not bring any of them into a
+    report (its thumbnail would copy it into the folder)."""
+    if not isinstance(sha256, str):
+        return None
     path = Path(image)
     for candidate in [path] if path.is_absolute() else [base / path for base in bases]:
         if candidate.is_file():
-            return candidate
+            try:
+                if read_regular(candidate)[1].sha256 == sha256:
+                    return candidate
+            except ImageError:
+                continue
     return None
+
+
+def _found(folder: Path, paths: Iterable[Path]) -> Iterator[str]:
+    """The pictures among ``paths`` (found under ``folder``), as names relative to it, that
+    stay inside it (a link leading out is not shown)."""
+    for path in paths:
+        name = path.relative_to(folder).as_posix()
+        if path.suffix in PICTURES and is_inside(folder, name, follow=True):
+            yield name
 
 
 def _figure(folder: Path, stem: str) -> str | None:
     for suffix in PICTURES:
-        if (folder / f"{stem}{suffix}").is_file():
-            return f"{stem}{suffix}"
+        name = f"{stem}{suffix}"
+        if is_inside(folder, name, follow=True) and (folder / name).is_file():
+            return name
     return None
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file of the folder's own (``sanity.json``, ``evaluation.json``), not through a
+    link leading out."""
+    if not is_inside(path.parent, path.name, follow=True):
+        raise ValueError(f"{path} is a link leading outside its folder")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _verdicts(path: Path) -> list[Verdict]:
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
+        found = _read_json(path)
     except (OSError, ValueError):
         return []
     out = []
@@ -181,7 +212,7 @@ def _verdicts(path: Path) -> list[Verdict]:
 
 def _leaderboard(path: Path) -> Leaderboard | None:
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
+        found = _read_json(path)
         rows = found["leaderboard"]
         cells = {
             (str(r["method"]), str(r["metric"])): (

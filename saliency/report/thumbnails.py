@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from ..files.confine import is_inside
 from ..files.outputs import write_atomic
 
 FOLDER = "thumbs"
@@ -65,6 +66,8 @@ def prune(folder: Path, keep: set[Path]) -> int:
     """Remove thumbnails under ``folder/thumbs`` that the report no longer shows."""
     removed = 0
     root = folder / FOLDER
+    if not is_inside(folder, FOLDER, follow=True):  # a link leading out: not ours to prune
+        return 0
     for current, _, names in os.walk(root):
         for name in names:
             path = Path(current, name)
