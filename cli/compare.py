@@ -86,36 +86,37 @@ def compare(
         smooth=smooth, noise=noise, seed=seed, batch_size=16,
     )  # fmt: skip
     common.check_writable(out)
+    with common.hold(out, debug):  # a second run into this folder is refused at once
+        from saliency.pipeline.compare import compare_rows
 
-    from saliency.pipeline.compare import compare_rows
-
-    found = common.collect(paths, recursive=True)
-    console = common.stderr()
-    failed = len(found.missing)
-    rows, written = [], []
-    suffix = str(format.value)
-    for file, row in compare_rows(
-        loaded, found.files, methods, target_spec, fit_mode, render_options, method_options
-    ):
-        if isinstance(row, str):
-            failed += 1
-            console.print(f"[red]error:[/] {escape(file.shown)}: {escape(row)}")
-            continue
-        if grid:
-            rows.append(row)
-            continue
-        path = out / f"{file.base.as_posix()}.compare.{suffix}"
-        _save([row], path)
-        written.append(path)
-    if grid and rows:
-        path = out / f"compare.{suffix}"
-        _save(rows, path)
-        written.append(path)
-    if not quiet:
-        console.print(f"{len(written)} figures, {failed} failed; outputs in {escape(str(out))}/")
-    if report:
-        write_report(out, None, None, debug)
-    raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+        found = common.collect(paths, recursive=True)
+        console = common.stderr()
+        failed = len(found.missing)
+        rows, written = [], []
+        suffix = str(format.value)
+        for file, row in compare_rows(
+            loaded, found.files, methods, target_spec, fit_mode, render_options, method_options
+        ):
+            if isinstance(row, str):
+                failed += 1
+                console.print(f"[red]error:[/] {escape(file.shown)}: {escape(row)}")
+                continue
+            if grid:
+                rows.append(row)
+                continue
+            path = out / f"{file.base.as_posix()}.compare.{suffix}"
+            _save([row], path)
+            written.append(path)
+        if grid and rows:
+            path = out / f"compare.{suffix}"
+            _save(rows, path)
+            written.append(path)
+        if not quiet:
+            where = escape(str(out))
+            console.print(f"{len(written)} figures, {failed} failed; outputs in {where}/")
+        if report:
+            write_report(out, None, None, debug)
+        raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
 
 
 def _save(rows: list[CompareRow], path: Path) -> None:

@@ -114,46 +114,47 @@ def evaluate(
             common.fail(f"--contrast takes one class (an index or a name), got {contrast!r}")
         contrast_class = spec.index
     common.check_writable(out)
-    found = common.collect(paths, recursive=True, exclude=out)
-    console = common.stderr()
+    with common.hold(out, debug):  # a second run into this folder is refused at once
+        found = common.collect(paths, recursive=True, exclude=out)
+        console = common.stderr()
 
-    from saliency.evaluation.outputs import (
-        leaderboard,
-        plot_curves,
-        write_curves,
-        write_leaderboard,
-        write_scores,
-    )
-    from saliency.evaluation.run import Protocol
-    from saliency.evaluation.run import evaluate as run_evaluation
-
-    inputs, files, failed = common.decode_all(found, loaded, fit_mode)
-    names = [file.shown for file in files]
-    progress = common.progress(console, quiet)
-    with common.failures(out, debug, usage=(ValueError,)):
-        with progress, common.passes_shown(progress):
-            task = progress.add_task("evaluating", total=len(inputs))
-            protocol = Protocol(
-                steps, str(fill.value), contrast=contrast_class, reduce=str(reduce.value),
-                seed=seed, batch_size=batch_size,
-            )  # fmt: skip
-            result = run_evaluation(
-                loaded, inputs, methods, metrics, names, protocol=protocol,
-                options=method_options, on_batch=lambda n: progress.advance(task, n),
-            )  # fmt: skip
-        write_scores(result, out / "evaluation.csv")
-        write_curves(result, out / "curves.csv")
-        write_leaderboard(result, out / "evaluation.json")
-        plot_curves(result, out / "evaluation.png")
-    _print_leaderboard(leaderboard(result), len(names))
-    if not quiet:
-        console.print(
-            f"{count(len(names), 'image')}, {failed} failed; outputs in {escape(str(out))}/ "
-            "(evaluation.csv, curves.csv, evaluation.json, evaluation.png)"
+        from saliency.evaluation.outputs import (
+            leaderboard,
+            plot_curves,
+            write_curves,
+            write_leaderboard,
+            write_scores,
         )
-    if report:
-        write_report(out, None, None, debug)
-    raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+        from saliency.evaluation.run import Protocol
+        from saliency.evaluation.run import evaluate as run_evaluation
+
+        inputs, files, failed = common.decode_all(found, loaded, fit_mode)
+        names = [file.shown for file in files]
+        progress = common.progress(console, quiet)
+        with common.failures(out, debug, usage=(ValueError,)):
+            with progress, common.passes_shown(progress):
+                task = progress.add_task("evaluating", total=len(inputs))
+                protocol = Protocol(
+                    steps, str(fill.value), contrast=contrast_class, reduce=str(reduce.value),
+                    seed=seed, batch_size=batch_size,
+                )  # fmt: skip
+                result = run_evaluation(
+                    loaded, inputs, methods, metrics, names, protocol=protocol,
+                    options=method_options, on_batch=lambda n: progress.advance(task, n),
+                )  # fmt: skip
+            write_scores(result, out / "evaluation.csv")
+            write_curves(result, out / "curves.csv")
+            write_leaderboard(result, out / "evaluation.json")
+            plot_curves(result, out / "evaluation.png")
+        _print_leaderboard(leaderboard(result), len(names))
+        if not quiet:
+            console.print(
+                f"{count(len(names), 'image')}, {failed} failed; outputs in {escape(str(out))}/ "
+                "(evaluation.csv, curves.csv, evaluation.json, evaluation.png)"
+            )
+        if report:
+            write_report(out, None, None, debug)
+        raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
 
 
 def _print_leaderboard(standings: list[Any], images: int) -> None:

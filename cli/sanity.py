@@ -111,40 +111,41 @@ def sanity(
         smooth=smooth, noise=noise, seed=seed, batch_size=batch_size,
     )  # fmt: skip
     common.check_writable(out)
-    found = common.collect(paths, recursive=True)
-    console = common.stderr()
+    with common.hold(out, debug):  # a second run into this folder is refused at once
+        found = common.collect(paths, recursive=True)
+        console = common.stderr()
 
-    from saliency.checks.sanity import run_sanity
+        from saliency.checks.sanity import run_sanity
 
-    inputs, files, failed = common.decode_all(found, loaded, fit_mode)
-    names = [file.shown for file in files]
+        inputs, files, failed = common.decode_all(found, loaded, fit_mode)
+        names = [file.shown for file in files]
 
-    progress = common.progress(console, quiet)
-    with common.failures(out, debug, failing=(ValueError,)):
-        with progress, common.passes_shown(progress):
-            task = progress.add_task("randomizing", total=None)
+        progress = common.progress(console, quiet)
+        with common.failures(out, debug, failing=(ValueError,)):
+            with progress, common.passes_shown(progress):
+                task = progress.add_task("randomizing", total=None)
 
-            def on_step(done: int, total: int, name: str) -> None:
-                progress.update(task, total=total, completed=done, description=f"after {name}")
+                def on_step(done: int, total: int, name: str) -> None:
+                    progress.update(task, total=total, completed=done, description=f"after {name}")
 
-            result = run_sanity(
-                loaded.model, inputs, names, methods, mode=mode.value,
-                granularity=granularity.value, seed=seed, repredict=repredict,
-                options=method_options, normalization=loaded.normalization, on_step=on_step,
-            )  # fmt: skip
-        found_verdicts = _write(result, files, out, threshold, str(format.value))
+                result = run_sanity(
+                    loaded.model, inputs, names, methods, mode=mode.value,
+                    granularity=granularity.value, seed=seed, repredict=repredict,
+                    options=method_options, normalization=loaded.normalization, on_step=on_step,
+                )  # fmt: skip
+            found_verdicts = _write(result, files, out, threshold, str(format.value))
 
-    _print_verdicts(found_verdicts, result, threshold)
-    if not quiet:
-        console.print(
-            f"{count(len(names), 'image')}, {count(len(result.steps), mode.value + ' step')}, "
-            f"{failed} failed; "
-            f"outputs in {escape(str(out))}/ (sanity.csv, sanity.json, sanity.{format.value}, "
-            "strips/)"
-        )
-    if report:
-        write_report(out, None, None, debug)
-    raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+        _print_verdicts(found_verdicts, result, threshold)
+        if not quiet:
+            console.print(
+                f"{count(len(names), 'image')}, {count(len(result.steps), mode.value + ' step')}, "
+                f"{failed} failed; "
+                f"outputs in {escape(str(out))}/ (sanity.csv, sanity.json, sanity.{format.value}, "
+                "strips/)"
+            )
+        if report:
+            write_report(out, None, None, debug)
+        raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
 
 
 def _write(result: Any, files: list[Any], out: Path, threshold: float, suffix: str) -> Any:

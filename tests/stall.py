@@ -6,7 +6,8 @@ the pipe (none does). Before blocking, it creates ``FIFO.reached`` so the test k
 
 * ``read``: the reader (a worker process) of any input whose name contains ``stall``;
 * ``read-threads``: the same in a reader thread (run it with ``--workers 0``);
-* ``model``: the model's forward pass, from its ``SALIENCY_STALL_AT``-th call (default 3);
+* ``model``: the model's forward pass, from its ``SALIENCY_STALL_AT``-th call (default 3), or
+  at that call alone with ``SALIENCY_STALL_ONCE=1`` (a writer opening the FIFO lets it go on);
 * ``write``: the writer (a process) of any picture whose name contains ``stall``, after it has
   begun its temporary file (so a partial file exists while it is stuck);
 * ``write-threads``: the same in a writer thread (run it with ``--workers 0``).
@@ -86,13 +87,14 @@ def main() -> None:
         load = common.load
         calls = {"n": 0}
         stall_at = int(os.environ.get("SALIENCY_STALL_AT", "3"))
+        once = os.environ.get("SALIENCY_STALL_ONCE") == "1"  # let go, the run goes on
 
         def stuck_load(*args: Any) -> Any:
             loaded = load(*args)
 
             def pre_hook(module: Any, inputs: Any) -> None:
                 calls["n"] += 1
-                if calls["n"] >= stall_at:
+                if calls["n"] == stall_at or (calls["n"] > stall_at and not once):
                     block(fifo)
 
             loaded.model.register_forward_pre_hook(pre_hook)

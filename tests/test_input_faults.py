@@ -7,11 +7,15 @@ row per picture.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
+import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -164,3 +168,88 @@ def test_a_file_name_that_is_not_utf8_is_explained_recorded_resumed_and_reported
     assert "caf%E9.guided.png" in (out / "report.html").read_text(errors="replace")
     again = cli("explain", photos, "--out", out)
     assert again.returncode == 0 and "2 already done" in again.stderr, again.stderr
+
+
+def test_sanity_evaluate_and_compare_keep_one_inputs_fault_with_it(tmp_path: Path):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photo(photos / "good.jpg", (200, 120, 40))
+    (photos / "text.jpg").write_text("not a photo")
+    good = (photos / "good.jpg").read_bytes()
+    (photos / "cut.jpg").write_bytes(good[: len(good) // 3])  # a JPEG cut short
+    reasons = {"text.jpg": "not an image Pillow can read", "cut.jpg": "cut.jpg: "}
+    runs = {
+        "compare": ("--method", "gradient"),
+        "sanity": ("--method", "gradient", "--granularity", "stage"),
+        "evaluate": ("--method", "gradient", "--metric", "deletion", "--steps", "4"),
+    }
+    for command, settings in runs.items():
+        done = cli(command, photos, "--out", out / command, *settings)
+        assert done.returncode == 1, (command, done.stderr)  # some failed
+        assert "Traceback" not in done.stderr
+        for name, reason in reasons.items():
+            assert f"error: {photos.name}/{name}" in done.stderr or name in done.stderr, command
+            assert reason in done.stderr, (command, name)
+        assert "2 failed" in done.stderr, (command, done.stderr)
+    assert (out / "compare" / "good.compare.png").is_file()
+    assert json.loads((out / "sanity" / "sanity.json").read_text())["verdicts"]
+    assert json.loads((out / "evaluate" / "evaluation.json").read_text())["images"] == 1
+
+
+def test_names_that_differ_only_in_unicode_normalization_get_pictures_of_their_own(
+    tmp_path: Path,
+):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    composed, decomposed = (unicodedata.normalize(form, "café.jpg") for form in ("NFC", "NFD"))
+    photo(photos / composed, (200, 40, 40))
+    photo(photos / decomposed, (40, 40, 200))
+    if len(list(photos.iterdir())) < 2:
+        pytest.skip("this file system folds Unicode normalization: one file")
+    done = cli("explain", photos, "--out", out, "--method", "gradient")
+    assert done.returncode == 0, done.stderr
+    rows = check_nothing_lost(out)  # the manifest parses line by line
+    assert sorted(Path(r["image"]).name for r in rows) == sorted([composed, decomposed])
+    pictures = {r["outputs"][0] for r in rows}
+    assert len(pictures) == 2 and all((out / p).is_file() for p in pictures)
+    red, blue = (np.asarray(Image.open(out / p).convert("RGB")).mean((0, 1)) for p in sorted(
+        pictures, key=lambda p: unicodedata.is_normalized("NFD", p)))  # fmt: skip
+    assert red[0] > red[2] and blue[2] > blue[0]  # each drawn over its own photo
+    again = cli("explain", photos, "--out", out, "--method", "gradient")
+    assert again.returncode == 0 and "2 already done" in again.stderr, again.stderr
+
+
+def test_multi_frame_files_are_drawn_from_their_first_frame(tmp_path: Path):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    first, second = Image.new("RGB", (48, 40), (200, 30, 30)), Image.new("RGB", (30, 20), "blue")
+    first.save(photos / "pages.tif", save_all=True, append_images=[second])
+    first.convert("P").save(photos / "anim.gif", save_all=True, append_images=[second.convert("P")])
+    done = cli("explain", photos, "--out", out, "--method", "gradient", "--style", "heatmap")
+    assert done.returncode == 0, done.stderr
+    for name in ("pages", "anim"):
+        assert Image.open(out / f"{name}.gradient.png").size == (48, 40), name
+
+
+def test_a_huge_file_that_is_not_an_image_fails_fast_without_being_read_whole(tmp_path: Path):
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as handle:  # sparse: 4 GiB on paper, nothing on disk
+        handle.truncate(4 << 30)
+    probe = (
+        "import resource, sys\n"
+        "from saliency.errors import ImageError\n"
+        "from saliency.files.sources import read_regular\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n    read_regular(sys.argv[1])\nexcept ImageError as exc:\n    print(exc.reason)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(huge)], capture_output=True, text=True, timeout=120
+    )
+    reason, grown_mib = done.stdout.splitlines()
+    assert reason == "not an image Pillow can read", done.stderr
+    assert int(grown_mib) < 64  # the 4 GiB were never read into memory
+    from saliency.files.sources import SNIFF_ABOVE, read_regular
+
+    noise = np.random.default_rng(0).integers(0, 256, (768, 1024, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "large.png")  # a large real image still reads
+    assert (tmp_path / "large.png").stat().st_size > SNIFF_ABOVE
+    assert len(read_regular(tmp_path / "large.png")[0]) == (tmp_path / "large.png").stat().st_size

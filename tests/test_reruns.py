@@ -319,3 +319,38 @@ def test_the_lock_is_per_thread_and_reentrant(tmp_path: Path) -> None:
     assert len(errors) == 1 and "another run in this process" in str(errors[0])
     with lock_output(tmp_path):  # released: free again
         pass
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_busy_folder_is_refused_at_once_and_the_first_finishes_whole(
+    many: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command that writes into a folder holds it: while a run is stuck mid-way, explain,
+    compare, sanity and evaluate into the same folder are usage errors naming it, and touch
+    nothing; the first run, let go, finishes every picture."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    monkeypatch.setenv("SALIENCY_STALL_ONCE", "1")
+    first = stalled("model", fifo, "explain", many, "--out", out, "--batch-size", "1")
+    monkeypatch.delenv("SALIENCY_STALL_ONCE")
+    try:
+        one = many / "a.png"
+        for command in (
+            ("explain", many, "--out", out),
+            ("compare", one, "--out", out, "--method", "gradient"),
+            ("sanity", one, "--out", out, "--method", "gradient"),
+            ("evaluate", one, "--out", out, "--method", "gradient", "--metric", "deletion"),
+        ):
+            second = cli(*command)
+            assert second.returncode == 2, (command, second.stderr)
+            assert f"{out} is in use by another saliency run" in second.stderr
+        with open(fifo, "wb"):  # let the first run go on: the stuck read sees the end
+            pass
+        _, errors = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 0, errors
+    rows = check_nothing_lost(out)
+    assert sorted(Path(r["image"]).stem for r in rows) == sorted(p.stem for p in many.iterdir())
+    assert not list(out.glob("*.compare.*")) and not (out / "sanity.json").exists()

@@ -57,7 +57,8 @@ def read_regular(path: str | os.PathLike[str]) -> tuple[bytes, SourceId]:
     """The bytes of a regular file (or a link to one) and their identity.
 
     Raises :class:`ImageError` for a missing file, a folder, a pipe, socket or device (without
-    blocking on it), or a file that cannot be read.
+    blocking on it), a file that cannot be read, or one over a megabyte whose first bytes are
+    no image's (read no further).
     """
     path = Path(path)
     try:
@@ -78,12 +79,34 @@ def read_regular(path: str | os.PathLike[str]) -> tuple[bytes, SourceId]:
         if not stat.S_ISREG(info.st_mode):
             raise ImageError(path, f"not a regular file: {kind_of(info.st_mode)}")
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read()
+            head = handle.read(16)
+            if info.st_size > SNIFF_ABOVE and not looks_like_an_image(head):
+                raise ImageError(path, "not an image Pillow can read")  # the rest never read
+            data = head + handle.read()
     except OSError as exc:
         raise ImageError(path, f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
     return data, SourceId(len(data), info.st_mtime_ns, hashlib.sha256(data).hexdigest())
+
+
+SNIFF_ABOVE = 1 << 20  # bytes: a larger file is read whole only if its first bytes are an image's
+
+
+def looks_like_an_image(head: bytes) -> bool:
+    """Whether a file's first 16 bytes are those of a format Pillow can open (its plugins'
+    own signature checks), so that a huge file that is no image is refused without being read
+    whole. Small files are not sniffed: Pillow itself tells."""
+    from PIL import Image
+
+    Image.init()
+    for _, accept in Image.OPEN.values():
+        try:
+            if accept is not None and accept(head):
+                return True
+        except Exception:  # a plugin's check that cannot take so short a prefix
+            continue
+    return False
 
 
 def unchanged(path: str | os.PathLike[str], recorded: SourceId | None) -> bool:
