@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,9 @@ class Explanation:
             sum of the attributions minus that difference); for the LRP methods
             ``relevance_sum`` (what reached the input) and ``logit`` (the target's logit it
             started from).
+        shown: How the method's pictures show one sample's maps (its ``Method.shown``), given
+            by the engine that made them, so that drawing needs no registry: the maps stay as
+            defined.
     """
 
     maps: torch.Tensor
@@ -49,6 +53,9 @@ class Explanation:
     layer: str | None = None
     smooth: int = 0
     values: dict[str, torch.Tensor] = field(default_factory=dict)
+    shown: Callable[[torch.Tensor], torch.Tensor] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def probabilities(self) -> torch.Tensor:
@@ -90,11 +97,10 @@ class Explanation:
             ValueError: A bad option (unknown style, colormap, sign; alpha or percentile out of
                 range), or ``overlay`` without a photo.
         """
-        from .engine.registry import get_method
         from .geometry import Geometry
         from .pictures.render import RenderOptions, render
 
-        maps = get_method(self.method).shown(self.maps[index])
+        maps = self.maps[index] if self.shown is None else self.shown(self.maps[index])
         if geometry is None:
             height, width = maps.shape[-2:]
             size = photo.size if photo is not None else (width, height)

@@ -68,3 +68,14 @@ def test_the_method_template_does_not_import_the_registry_or_the_options() -> No
         if isinstance(node, ast.ImportFrom) and node.module in ("registry", "options")
     ]
     assert not inner
+
+
+def test_the_explanation_does_not_reach_back_into_the_registry() -> None:
+    """The engine builds explanations; an explanation draws with the method's ``shown`` that the
+    engine hands it, so no import (at any level) goes back into the engine's registry or
+    methods: no import loop through ``engine/``."""
+    tree = ast.parse((ROOT / "saliency" / "explanation.py").read_text())
+    modules = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    engine = {m for m in modules if m.startswith("engine") or m.startswith(".engine")}
+    assert engine <= {"engine.report"}, engine
+    assert not {m for m in modules if "registry" in m or "methods" in m}

@@ -12,7 +12,7 @@ import saliency
 from saliency import ModelError, explain, load_image, load_model
 from saliency.models.checkpoints import match_by_position
 from saliency.models.listing import list_models
-from saliency.models.loading import torchvision_names
+from saliency.models.zoo import torchvision_names
 from tests.untrusted import Payload
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}

@@ -52,7 +52,7 @@ def run_plan(
                     maps, report = found[method.name]
                     layer = graph.layer if method.uses_layer else None
                     result[method.name] = Explanation(
-                        maps, targets, logits, method.name, report, layer
+                        maps, targets, logits, method.name, report, layer, shown=method.shown
                     )
                 results.append(result)
     elif reads:
@@ -78,6 +78,7 @@ def run_plan(
         outputs = method.compute(context)
         for result, output, t in zip(results, outputs, target_sets, strict=True):
             result[method.name] = Explanation(
-                output.maps, t, logits, method.name, output.report, output.layer, 0, output.values
-            )
+                output.maps, t, logits, method.name, output.report, output.layer, 0,
+                output.values, shown=method.shown,
+            )  # fmt: skip
     return logits, [{m.name: r[m.name] for m in methods} for r in results]

@@ -88,6 +88,7 @@ def smoothed(
                 *seen[m.name],
                 count,
                 values[n].get(m.name, {}),
+                shown=m.shown,
             )
             for m in methods
         }

