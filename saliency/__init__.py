@@ -34,6 +34,11 @@ _EXPORTS = {
     "get_method": "saliency.engine.registry",
     "method_names": "saliency.engine.registry",
     "SaliencyError": "saliency.errors",
+    "Target": "saliency.engine.objectives",
+    "ClassTarget": "saliency.engine.objectives",
+    "RegionTarget": "saliency.engine.objectives",
+    "SimilarityTarget": "saliency.engine.objectives",
+    "ScoreTarget": "saliency.engine.objectives",
     "RuleError": "saliency.errors",
     "ModelError": "saliency.errors",
     "ImageError": "saliency.errors",
@@ -43,6 +48,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ClassTarget",
     "Explanation",
     "ImageError",
     "LoadedModel",
@@ -50,12 +56,16 @@ __all__ = [
     "MethodOptions",
     "ModelError",
     "OutputBusyError",
+    "RegionTarget",
     "RenderOptions",
     "RuleCoverageWarning",
     "RuleError",
     "RuleHooks",
     "SaliencyError",
+    "ScoreTarget",
     "Setting",
+    "SimilarityTarget",
+    "Target",
     "UnsafePathError",
     "evaluate",
     "explain",
@@ -75,6 +85,13 @@ if TYPE_CHECKING:
     from .checks.sanity import run_sanity
     from .engine.hooks import RuleHooks
     from .engine.method import Method
+    from .engine.objectives import (
+        ClassTarget,
+        RegionTarget,
+        ScoreTarget,
+        SimilarityTarget,
+        Target,
+    )
     from .engine.options import MethodOptions
     from .engine.registry import get_method, method_names, register_method
     from .engine.settings import Setting

@@ -10,11 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .engine.objectives import Target
 from .engine.options import MethodOptions
 from .engine.planner import Choose, run_plan
 from .engine.registry import get_method
 from .engine.smoothing import smoothed
-from .engine.targets import Target, targets_and_check
+from .engine.targets import TargetLike, targets_and_check
 from .errors import RuleCoverageWarning
 from .explanation import Explanation
 from .models.loading import LoadedModel
@@ -69,7 +70,7 @@ def explain(
     model: nn.Module | LoadedModel,
     inputs: torch.Tensor,
     method: str = "guided",
-    target: Target = None,
+    target: TargetLike | Target = None,
     *,
     smooth: int = 0,
     noise: float = 0.15,
@@ -84,7 +85,9 @@ def explain(
     left exactly as it was: train or eval mode, ``requires_grad``, ``.grad``, buffers.
 
     Args:
-        model: Any classifier returning logits (B, K), or the ``LoadedModel`` from
+        model: Any classifier returning logits (B, K), any model whose output a target object
+            scores (a segmentation's (B, C, H, W), also as ``{"out": ...}``; an embedding
+            (B, D)), or the ``LoadedModel`` from
             [saliency.load_model][] (needed for the black baseline of Integrated Gradients and
             Occlusion, and for LRP's z-box bounds, which come from its normalization).
         inputs: The preprocessed batch (B, C, H, W).
@@ -95,7 +98,11 @@ def explain(
             the LRP composites (``lrp_epsilon_plus``, ``lrp_epsilon_plus_flat``,
             ``lrp_epsilon_gamma_box``, ``lrp_epsilon_alpha2_beta1_flat``) or a plugin's (see
             [saliency.method_names][]).
-        target: The class to explain: ``None`` (each sample's top-1), an int, or B ints.
+        target: What to explain: ``None`` (each sample's top-1 class), a class (an int, or B
+            ints), or a target object for any other output: [saliency.RegionTarget][] (a
+            class over a region of a segmentation), [saliency.SimilarityTarget][] (an
+            embedding's similarity to a reference), [saliency.ScoreTarget][] (your own
+            score) or a [saliency.Target][] subclass.
         smooth: SmoothGrad's number of noisy copies to average the map over (0: off).
         noise: SmoothGrad's noise, its standard deviation as a fraction of each input's range.
         seed: Fixes SmoothGrad's draws and RISE's masks.
@@ -136,7 +143,9 @@ def explain(
     options = MethodOptions(smooth, noise, seed, batch_size, settings)
     checks: list[Callable[[], None]] = []
 
-    def choose(logits: torch.Tensor) -> list[torch.Tensor]:
+    def choose(logits: torch.Tensor) -> list[torch.Tensor | Target]:
+        if isinstance(target, Target):
+            return [target]
         targets, check = targets_and_check(target, logits)
         checks.append(check)
         return [targets]

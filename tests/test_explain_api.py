@@ -180,7 +180,7 @@ def test_bad_method_and_inputs():
         explain(SmallCNN(), torch.randn(1, 3, 8, 8), method="lrp")
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         explain(SmallCNN(), torch.randn(3, 8, 8))
-    with pytest.raises(ValueError, match=r"logits of shape \(B, K\)"):
+    with pytest.raises(ValueError, match=r"a class target needs a classifier.s output \(B, K\)"):
         explain(nn.Conv2d(3, 2, 1), torch.randn(1, 3, 8, 8))
 
 

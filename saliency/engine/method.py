@@ -33,6 +33,7 @@ from .settings import Setting
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
+    from .objectives import Target
     from .options import MethodOptions
 
 
@@ -109,16 +110,17 @@ class SharedPasses:
 @dataclass
 class PathContext:
     """What :meth:`Method.compute` gets: the model, the inputs (noisy copies under SmoothGrad),
-    ``clean``, the inputs before any noise (baselines come from them), one LongTensor (B,) per
-    target set, the logits of ``inputs`` when already computed, the options, the input
-    normalization (mean, std) if known, ``should_stop`` to ask between passes, and ``read``:
-    the feature-map layer's name and activations (B, K, h, w), read by the forward pass that
-    made ``logits`` when a chosen method explains a layer (see :meth:`layer_activations`)."""
+    ``clean``, the inputs before any noise (baselines come from them), one target (bound to the
+    clean output; see :mod:`.objectives`) per target set, the logits of ``inputs`` when
+    already computed, the options, the input normalization (mean, std) if known,
+    ``should_stop`` to ask between passes, and ``read``: the feature-map layer's name and
+    activations (B, K, h, w), read by the forward pass that made ``logits`` when a chosen
+    method explains a layer (see :meth:`layer_activations`)."""
 
     model: nn.Module
     inputs: torch.Tensor
     clean: torch.Tensor
-    target_sets: list[torch.Tensor]
+    target_sets: list[Target]
     logits: torch.Tensor | None
     options: MethodOptions
     normalization: tuple[Sequence[float], Sequence[float]] | None = None

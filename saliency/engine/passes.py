@@ -6,7 +6,7 @@ One forward pass serves every shared pass (each rule, Grad-CAM's layer pass) and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ from torch import nn
 from .hooks import GraphUnits, RuleHooks, find_units
 from .layers import LayerCapture, resolve_layer
 from .method import LAYER, LayerGradients, Method, PathContext, RulePass, SharedPasses
+from .objectives import Target, as_target
 from .progress import passed
 from .registry import get_method
 from .report import RuleReport
@@ -60,13 +61,13 @@ class ForwardPass:
     def shared(
         self,
         methods: Sequence[Method | str],
-        targets: torch.Tensor,
+        targets: Target | torch.Tensor,
         *,
         retain_graph: bool = True,
         options: MethodOptions | None = None,
     ) -> dict[str, tuple[torch.Tensor, RuleReport]]:
-        """Per method, its maps for ``targets`` (LongTensor (B,)) and its rule report: every
-        declared pass runs once, then each method combines them (reading its settings from
+        """Per method, its maps for ``targets`` (a target, or classes (B,)) and its rule report:
+        every declared pass runs once, then each method combines them (reading its settings from
         ``options``; defaults without). Keeps the graph unless told."""
         chosen = [get_method(m) for m in methods]
         for method in chosen:
@@ -96,21 +97,21 @@ class ForwardPass:
         }
 
     def rule_pass(
-        self, rule: Rule, targets: torch.Tensor, keep: bool
+        self, rule: Rule, targets: Target | torch.Tensor, keep: bool
     ) -> tuple[torch.Tensor, RuleReport]:
         """d score[targets] / d inputs under ``rule``, and where the rule was applied."""
         units = self.units if rule.changes_gradient else GraphUnits()
         with RuleHooks(self.logits, rule, units) as report:
-            score = self.logits.gather(1, targets.view(-1, 1)).sum()
+            score = as_target(targets).score(self.logits).sum()
             (maps,) = torch.autograd.grad(score, self.inputs, retain_graph=keep)
         return maps, report
 
-    def layer_pass(self, targets: torch.Tensor, keep: bool) -> LayerGradients:
+    def layer_pass(self, targets: Target | torch.Tensor, keep: bool) -> LayerGradients:
         """The captured layer's activations and d score[targets] / d them: one backward pass
         that stops at the layer."""
         assert self.capture is not None
         activation = self.capture.activation()
-        score = self.logits.gather(1, targets.view(-1, 1)).sum()
+        score = as_target(targets).score(self.logits).sum()
         (grads,) = torch.autograd.grad(score, activation, retain_graph=keep)
         return LayerGradients(activation.detach(), grads)
 
@@ -125,11 +126,17 @@ def check_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
     check_eager(model)
 
 
-def _check_logits(logits: object, batch: int) -> torch.Tensor:
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"model must return logits of shape (B, K) for B={batch}; got {got}")
-    return logits
+def _check_logits(output: object, batch: int) -> torch.Tensor:
+    """The model's output as a tensor with the batch first: a classifier's logits (B, K), a
+    segmentation's (B, C, H, W) (also as torchvision's ``{"out": ...}``), an embedding (B, D)."""
+    if isinstance(output, Mapping) and "out" in output:
+        output = output["out"]
+    if not isinstance(output, torch.Tensor) or output.dim() < 2 or output.shape[0] != batch:
+        got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ValueError(
+            f"model must return a tensor (B, ...) for B={batch}, such as logits (B, K); got {got}"
+        )
+    return output
 
 
 @contextmanager
@@ -187,7 +194,7 @@ def copy_scores(
     copies: int,
     make: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> list[torch.Tensor]:
-    """Per target set, the target's logit (B, copies) for ``copies`` variants of every input,
+    """Per target set, the target's score (B, copies) for ``copies`` variants of every input,
     forward only, ``batch_size`` a pass: ``make(sample, k)`` builds a pass's variants, variant
     ``k`` of input ``sample``. The loop of the methods that perturb the input (Occlusion,
     Score-CAM)."""
@@ -198,11 +205,9 @@ def copy_scores(
     )
     with torch.no_grad(), explanation_mode(context.model):
         for sample, k in batches:
-            logits = context.model(make(sample, k))
-            for found, targets in zip(scores, context.target_sets, strict=True):
-                found[sample, k] = logits.gather(1, targets[sample].view(-1, 1))[:, 0].to(
-                    found.dtype
-                )
+            output = _check_logits(context.model(make(sample, k)), len(sample))
+            for found, target in zip(scores, context.target_sets, strict=True):
+                found[sample, k] = target.select(sample).score(output).to(found.dtype)
     return scores
 
 

@@ -10,10 +10,18 @@ from torch import nn
 
 from ..explanation import Explanation
 from .method import Method, PathContext
+from .objectives import Target, as_target
 from .options import MethodOptions
 from .passes import forward_pass, predict, predict_reading
 
-Choose = Callable[[torch.Tensor], list[torch.Tensor]]
+# the clean output -> the target sets: classes (LongTensor (B,)) or target objects
+Choose = Callable[[torch.Tensor], Sequence[torch.Tensor | Target]]
+
+
+def targets_of(choose: Choose, output: torch.Tensor) -> list[Target]:
+    """The target sets that ``choose`` gives for the clean ``output``, as target objects fixed on
+    it (a region the model itself assigns, see :meth:`.objectives.Target.bind`)."""
+    return [as_target(target).bind(output) for target in choose(output)]
 
 
 def run_plan(
@@ -42,7 +50,7 @@ def run_plan(
             logits = graph.logits.detach()
             if reads and graph.capture is not None:
                 read = (graph.capture.name, graph.capture.activation().detach())
-            target_sets = choose(logits)
+            target_sets = targets_of(choose, logits)
             results: list[dict[str, Explanation]] = []
             for n, targets in enumerate(target_sets):
                 keep = n < len(target_sets) - 1
@@ -51,17 +59,18 @@ def run_plan(
                 for method in shared:
                     maps, report = found[method.name]
                     layer = graph.layer if method.uses_layer else None
+                    classes = targets.classes(len(maps), maps.device)
                     result[method.name] = Explanation(
-                        maps, targets, logits, method.name, report, layer, shown=method.shown
+                        maps, classes, logits, method.name, report, layer, shown=method.shown
                     )
                 results.append(result)
     elif reads:
         logits, read = predict_reading(model, inputs, options.batch_size, options.layer)
-        target_sets = choose(logits)
+        target_sets = targets_of(choose, logits)
         results = [{} for _ in target_sets]
     else:
         logits = predict(model, inputs, options.batch_size)
-        target_sets = choose(logits)
+        target_sets = targets_of(choose, logits)
         results = [{} for _ in target_sets]
     context = PathContext(
         model,
@@ -78,7 +87,7 @@ def run_plan(
         outputs = method.compute(context)
         for result, output, t in zip(results, outputs, target_sets, strict=True):
             result[method.name] = Explanation(
-                output.maps, t, logits, method.name, output.report, output.layer, 0,
-                output.values, shown=method.shown,
+                output.maps, t.classes(len(output.maps), output.maps.device), logits,
+                method.name, output.report, output.layer, 0, output.values, shown=method.shown,
             )  # fmt: skip
     return logits, [{m.name: r[m.name] for m in methods} for r in results]

@@ -14,9 +14,10 @@ from torch import nn
 
 from ..explanation import Explanation
 from .method import Method
+from .objectives import Target
 from .options import MethodOptions
 from .passes import expanded, predict
-from .planner import Choose, run_plan
+from .planner import Choose, run_plan, targets_of
 from .report import RuleReport
 
 
@@ -48,7 +49,7 @@ def smoothed(
     inputs = inputs.detach()
     count = options.smooth
     logits = predict(model, inputs, options.batch_size)
-    target_sets = choose(logits)
+    target_sets = targets_of(choose, logits)
     batch = inputs.shape[0]
     draws = noise_samples(tuple(inputs.shape[1:]), count, options.seed)
     draws = draws.to(inputs.device, inputs.dtype)
@@ -58,9 +59,9 @@ def smoothed(
     seen: dict[str, tuple[RuleReport, str | None]] = {}  # per method: report and layer
     for sample, copy in expanded(batch, count, options.batch_size, inputs.device, should_stop):
         noisy = inputs[sample] + sigma[sample] * draws[copy]
-        chunk = [targets[sample] for targets in target_sets]
+        chunk = [target.select(sample) for target in target_sets]
 
-        def fixed(_: torch.Tensor, chunk: list[torch.Tensor] = chunk) -> list[torch.Tensor]:
+        def fixed(_: torch.Tensor, chunk: list[Target] = chunk) -> list[Target]:
             return chunk
 
         _, parts = run_plan(
@@ -82,7 +83,7 @@ def smoothed(
         {
             m.name: Explanation(
                 sums[n][m.name],
-                targets,
+                targets.classes(batch, inputs.device),
                 logits,
                 m.name,
                 *seen[m.name],

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-Target = int | Sequence[int] | torch.Tensor | None
+TargetLike = int | Sequence[int] | torch.Tensor | None
 
 
-def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
+def resolve_targets(target: TargetLike, logits: torch.Tensor) -> torch.Tensor:
     """Turn ``target`` into one class index per sample, a LongTensor (B,) on the logits' device.
 
     ``None`` means each sample's top-1 class; an int one class for all; a sequence or tensor one
@@ -24,11 +24,17 @@ def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
 
 
 def targets_and_check(
-    target: Target, logits: torch.Tensor
+    target: TargetLike, logits: torch.Tensor
 ) -> tuple[torch.Tensor, Callable[[], None]]:
     """The targets, and the range check to run. For a tensor already on a GPU the check is left to
     the caller to run once the backward pass is queued (checking at once would stall the GPU),
     and the indices are clamped meanwhile so that a bad one cannot fault the device."""
+    if logits.dim() != 2:
+        raise ValueError(
+            f"a class target needs a classifier's output (B, K); this model returns "
+            f"{tuple(logits.shape)}: pass a target object (RegionTarget for a segmentation, "
+            "SimilarityTarget for an embedding, ScoreTarget for anything else)"
+        )
     batch, classes = logits.shape
     if target is None:
         return logits.detach().argmax(dim=1), lambda: None

@@ -77,19 +77,18 @@ class IntegratedGradients(Method):
             weight = weights[k].to(inputs.dtype).view(-1, 1, 1, 1)
             points = baselines[sample] + alpha * delta[sample]
             with forward_pass(context.model, points) as graph:
-                for n, targets in enumerate(target_sets):
+                for n, target in enumerate(target_sets):
                     keep = n < len(target_sets) - 1
-                    grads, _ = graph.rule_pass(rule, targets[sample], keep)
+                    grads, _ = graph.rule_pass(rule, target.select(sample), keep)
                     sums[n].index_add_(0, sample, grads * weight)
         at_input = context.logits
         if at_input is None:
             at_input = predict(context.model, inputs, options.batch_size)
         at_baseline = predict(context.model, baselines, options.batch_size)
         outputs = []
-        for total_grad, targets in zip(sums, target_sets, strict=True):
+        for total_grad, target in zip(sums, target_sets, strict=True):
             maps = delta * total_grad
-            column = targets.view(-1, 1)
-            difference = (at_input.gather(1, column) - at_baseline.gather(1, column))[:, 0]
+            difference = target.score(at_input) - target.score(at_baseline)
             error = maps.flatten(1).sum(dim=1) - difference
             values = {"completeness": error, "score_difference": difference}
             outputs.append(MethodOutput(maps, RuleReport("gradient"), values))

@@ -88,8 +88,8 @@ class Occlusion(Method):
         scores = copy_scores(context, len(rows) * len(columns), occluded)
         shape = (len(rows), len(columns))
         outputs = []
-        for found, targets in zip(scores, context.target_sets, strict=True):
-            drops = at_input.gather(1, targets.view(-1, 1)).to(found.dtype) - found
+        for found, target in zip(scores, context.target_sets, strict=True):
+            drops = target.score(at_input).to(found.dtype)[:, None] - found
             maps = spread(drops, shape, window, stride, (height, width))
             outputs.append(MethodOutput(maps, RuleReport("gradient")))
         return outputs

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.method import Method, MethodOutput, PathContext
+from ..engine.objectives import model_output
 from ..engine.passes import expanded
 from ..engine.registry import register_method
 from ..engine.report import RuleReport
@@ -87,8 +88,8 @@ class RISE(Method):
         with torch.no_grad(), explanation_mode(context.model):
             for sample, k in batches:
                 masks = rise_masks(k, size, count, cells, p, options.seed).to(inputs.dtype)
-                probabilities = context.model(inputs[sample] * masks).float().softmax(dim=1)
-                for found, targets in zip(sums, context.target_sets, strict=True):
-                    score = probabilities.gather(1, targets[sample].view(-1, 1))
+                output = model_output(context.model(inputs[sample] * masks))
+                for found, target in zip(sums, context.target_sets, strict=True):
+                    score = target.select(sample).confidence(output)
                     found.index_add_(0, sample, score.to(masks.dtype).view(-1, 1, 1, 1) * masks)
         return [MethodOutput(found / (count * p), RuleReport("gradient")) for found in sums]

@@ -19,7 +19,7 @@ from ..method import Method, MethodOutput, PathContext
 from ..report import RuleReport
 from ..settings import Setting
 from .plan import RuleSet
-from .propagate import relevance
+from .propagate import relevance, require_classes
 
 if TYPE_CHECKING:
     from ...explanation import Explanation
@@ -42,6 +42,7 @@ class LRPMethod(Method):
         raise NotImplementedError
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
+        require_classes(context.target_sets)
         settings = context.options.of(self)
         rules = self.rules(settings, context)
         logits, maps, coverage = relevance(
@@ -49,10 +50,10 @@ class LRPMethod(Method):
         )
         report = RuleReport(self.name, note=coverage.warning(self.name))
         outputs = []
-        for found, targets in zip(maps, context.target_sets, strict=True):
+        for found, target in zip(maps, context.target_sets, strict=True):
             values = {
                 "relevance_sum": found.flatten(1).sum(dim=1),
-                "logit": logits.gather(1, targets.view(-1, 1))[:, 0],
+                "logit": target.score(logits),
             }
             outputs.append(MethodOutput(found, report, values))
         return outputs

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..objectives import ClassTarget, Target, as_target
 from ..passes import _check_logits, check_inputs
 from ..state import explanation_mode
 from .plan import Coverage, Plan, RuleSet
@@ -43,7 +44,10 @@ def box_bounds(
 
 
 def relevance(
-    model: nn.Module, inputs: torch.Tensor, target_sets: list[torch.Tensor], rules: RuleSet
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target_sets: Sequence[Target | torch.Tensor],
+    rules: RuleSet,
 ) -> tuple[torch.Tensor, list[torch.Tensor], Coverage]:
     """The logits, and per target set the relevance at the input (shaped like ``inputs``) when
     the target's logit is the starting relevance (other classes 0), under ``rules``; with what
@@ -56,8 +60,8 @@ def relevance(
         plan = Plan(logits, recorder.calls, rules)
         found = []
         with plan.hooks() as coverage:
-            for n, targets in enumerate(target_sets):
-                column = targets.view(-1, 1)
+            for n, target in enumerate(target_sets):
+                column = _classes(target, logits).view(-1, 1)
                 start = torch.zeros_like(logits).scatter_(
                     1, column, logits.detach().gather(1, column)
                 )
@@ -65,3 +69,23 @@ def relevance(
                 (maps,) = torch.autograd.grad(logits, x, start, retain_graph=keep)
                 found.append(maps)
     return logits.detach(), found, coverage
+
+
+
+def require_classes(target_sets: Sequence[Target | torch.Tensor]) -> None:
+    """LRP starts from one logit of a classifier, so any other target is refused, saying so
+    (never a silent wrong map)."""
+    for target in map(as_target, target_sets):
+        if not isinstance(target, ClassTarget):
+            raise ValueError(
+                f"LRP starts its relevance at one logit of a classifier; it does not take a "
+                f"{target.kind} target (use gradient, integrated_gradients or a CAM method)"
+            )
+
+
+def _classes(target: Target | torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The class whose logit starts each sample's relevance."""
+    require_classes([target])
+    if logits.dim() != 2:
+        raise ValueError(f"LRP needs a classifier's logits (B, K), got {tuple(logits.shape)}")
+    return as_target(target).classes(logits.shape[0], logits.device)

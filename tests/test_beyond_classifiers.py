@@ -1,0 +1,322 @@
+"""Targets as objects (issue 34): segmentation and embedding models through the same engine,
+checked against the peers' own definitions on seeded random-initialised torchvision models
+(``weights=None, weights_backbone=None``: nothing is downloaded) and the sample photos.
+
+* the CAM family with a region target = pytorch-grad-cam with ``SemanticSegmentationTarget``;
+* Gradient and Integrated Gradients with a region target = Captum on its segmentation wrapper;
+* similarity targets = pytorch-grad-cam's ``SimilarityToConceptTarget`` (and its difference);
+* classes as target objects = classes as indices, and what cannot take a target says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+
+from saliency import ClassTarget, RegionTarget, ScoreTarget, SimilarityTarget, explain
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+PEERS = {
+    "gradcam": GradCAM,
+    "gradcam_plus_plus": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "layercam": LayerCAM,
+    "hirescam": HiResCAM,
+}
+LAYERS = {"fcn_resnet50": "backbone.layer4", "deeplabv3_mobilenet_v3_large": "backbone.16"}
+
+
+def photos(
+    size: tuple[int, int] = (160, 128), names: tuple[str, ...] = ("chelsea.png", "coffee.jpg")
+) -> torch.Tensor:
+    """Sample photos (two by default), ImageNet-normalized, (B, 3, H, W)."""
+    found = [
+        np.asarray(Image.open(SAMPLES / name).convert("RGB").resize(size), dtype=np.float32)
+        for name in names
+    ]
+    x = torch.from_numpy(np.stack(found) / 255).permute(0, 3, 1, 2)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    return ((x - mean) / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)).float()
+
+
+def calibrated(model: torch.nn.Module) -> torch.nn.Module:
+    """Trained-looking batch-norm statistics, so maps are not degenerate; eval mode."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=sorted(LAYERS))
+def segmentation(request: pytest.FixtureRequest) -> tuple[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    name = request.param
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    return name, calibrated(model)
+
+
+class Out(torch.nn.Module):
+    """pytorch-grad-cam's and Captum's tutorials: the segmentation's ``out`` logits."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["out"]
+
+
+def region(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per photo a class and its region: the model's second most frequent class where it
+    predicts several (the region is then part of the picture), else a given rectangle."""
+    with torch.no_grad():
+        predicted = model(x)["out"].argmax(1)
+    categories, masks = [], []
+    for labels in predicted:
+        counts = torch.bincount(labels.flatten(), minlength=21)
+        order = counts.argsort(descending=True)
+        if counts[order[1]] > 0:
+            category = int(order[1])
+            masks.append((labels == category).float())
+        else:
+            category = int(order[0])
+            box = torch.zeros_like(labels, dtype=torch.float32)
+            box[20:90, 30:120] = 1
+            masks.append(box)
+        categories.append(category)
+    return torch.tensor(categories), torch.stack(masks)
+
+
+class SimilarityToConceptTarget:
+    """pytorch-grad-cam's embedding target, as its "Pixel Attribution for embeddings" tutorial
+    defines it (the released package, 1.5.7, does not ship it): per image, the cosine of its
+    output with the concept's features."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self.features = features
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return torch.nn.CosineSimilarity(dim=0)(model_output, self.features)
+
+
+class DifferenceFromConceptTarget(SimilarityToConceptTarget):
+    """The same tutorial's "what makes it different": 1 - the cosine."""
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return 1 - super().__call__(model_output)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(-1), b.reshape(-1)
+    assert a.std() > 0 and b.std() > 0  # a map, not a blank
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@pytest.mark.parametrize("method", sorted(PEERS))
+def test_cams_with_a_region_target_agree_with_semantic_segmentation_target(
+    segmentation: tuple[str, torch.nn.Module], method: str
+) -> None:
+    name, model = segmentation
+    x = photos()
+    categories, masks = region(model, x)
+    result = explain(model, x, method, RegionTarget(categories, masks), layer=LAYERS[name])
+    assert result.targets.tolist() == categories.tolist()
+    layer = dict(model.named_modules())[LAYERS[name]]
+    targets = [
+        SemanticSegmentationTarget(int(c), m.numpy())
+        for c, m in zip(categories, masks, strict=True)
+    ]
+    with PEERS[method](model=Out(model), target_layers=[layer]) as peer:
+        theirs = peer(input_tensor=x, targets=targets)
+    ours = result.maps.detach()[:, 0].numpy()
+    for image in range(len(x)):
+        if theirs[image].std() == 0:  # Grad-CAM++'s weights all cut at zero: blank for both
+            assert name == "deeplabv3_mobilenet_v3_large" and method == "gradcam_plus_plus"
+            assert np.allclose(ours[image], 0)
+            continue
+        r = pearson(ours[image], theirs[image])
+        assert r >= 0.99, (name, method, image, r)
+
+
+def test_a_region_the_model_assigns_itself_is_its_argmax_on_the_clean_photo(
+    segmentation: tuple[str, torch.nn.Module],
+) -> None:
+    """Without a mask, the region is the pixels the model assigns to the class on the clean
+    photo: the same map as with that mask given."""
+    name, model = segmentation
+    x = photos()
+    with torch.no_grad():
+        predicted = model(x)["out"].argmax(1)
+    category = int(torch.bincount(predicted.flatten()).argmax())
+    own = explain(model, x, "gradcam", RegionTarget(category), layer=LAYERS[name])
+    given = (predicted == category).float()
+    expected = explain(model, x, "gradcam", RegionTarget(category, given), layer=LAYERS[name])
+    torch.testing.assert_close(own.maps, expected.maps)
+
+
+def captum_wrapper(model: torch.nn.Module, masks: torch.Tensor, reduce: str = "sum"):
+    """Captum's segmentation tutorial: one score per class, the class's logits summed over the
+    fixed region (here per photo; the tutorial's argmax mask is one such region)."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = model(x)["out"]
+        region = masks[: len(x)] if len(x) == len(masks) else masks.repeat_interleave(
+            len(x) // len(masks), dim=0
+        )  # fmt: skip
+        total = (out * region[:, None]).sum(dim=(2, 3))
+        return total / region.sum(dim=(1, 2))[:, None] if reduce == "mean" else total
+
+    return forward
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_gradient_and_integrated_gradients_with_a_region_target_agree_with_captum(
+    reduce: str,
+) -> None:
+    from captum.attr import IntegratedGradients, Saliency
+
+    torch.manual_seed(0)
+    model = calibrated(
+        torchvision.models.get_model("fcn_resnet50", weights=None, weights_backbone=None)
+    )
+    x = photos((96, 80))
+    categories, masks = region(model, x)
+    target = RegionTarget(categories, masks, reduce=reduce)
+
+    ours = explain(model, x, "gradient", target)
+    forward = captum_wrapper(model, masks, reduce)
+    theirs = Saliency(forward).attribute(x.clone(), target=categories, abs=False)
+    scale = float(theirs.abs().max())
+    torch.testing.assert_close(ours.maps, theirs, rtol=1e-4, atol=1e-4 * scale)
+
+    baseline = torch.zeros(1, 3, *x.shape[-2:])
+    ours = explain(model, x, "integrated_gradients", target, baseline=baseline, steps=4,
+                   batch_size=2)  # fmt: skip
+    # Captum runs each photo's 4 path points as one batch: the region repeats per point
+    theirs = torch.cat(
+        [
+            IntegratedGradients(captum_wrapper(model, masks[i : i + 1], reduce)).attribute(
+                x[i : i + 1].clone(),
+                baselines=baseline,
+                target=int(categories[i]),
+                n_steps=4,
+                method="gausslegendre",
+            )  # fmt: skip
+            for i in range(len(x))
+        ]
+    )
+    scale = float(theirs.abs().max())
+    relative = float((ours.maps - theirs).norm() / theirs.norm())
+    assert relative <= 1e-4, relative
+    torch.testing.assert_close(ours.maps, theirs, rtol=1e-3, atol=1e-4 * scale)
+
+
+@pytest.fixture(scope="module")
+def embedding() -> torch.nn.Module:
+    """A classifier with its head removed: an embedding model, (B, 512)."""
+    torch.manual_seed(1)
+    model = torchvision.models.resnet18()
+    model.fc = torch.nn.Identity()
+    return calibrated(model)
+
+
+@pytest.mark.parametrize("different", [False, True])
+def test_similarity_targets_agree_with_pytorch_grad_cam(
+    embedding: torch.nn.Module, different: bool
+) -> None:
+    x = photos()
+    with torch.no_grad():  # a third photo's embedding
+        reference = embedding(photos(names=("astronaut.jpg",)))[0]
+    result = explain(embedding, x, "gradcam", SimilarityTarget(reference, different),
+                     layer="layer4")  # fmt: skip
+    peer_target = DifferenceFromConceptTarget if different else SimilarityToConceptTarget
+    with GradCAM(model=embedding, target_layers=[embedding.layer4]) as peer:
+        theirs = peer(input_tensor=x, targets=[peer_target(reference)] * len(x))
+    ours = result.maps.detach()[:, 0].numpy()
+    for image in range(len(x)):
+        r = pearson(ours[image], theirs[image])
+        assert r >= 0.99, (different, image, r)
+    assert result.targets.tolist() == [-1, -1]  # no class
+
+
+def test_similarity_gradient_is_the_gradient_of_the_cosine(embedding: torch.nn.Module) -> None:
+    x = photos((64, 64))
+    reference = torch.randn(512, generator=torch.Generator().manual_seed(2))
+    result = explain(embedding, x, "gradient", SimilarityTarget(reference))
+    inputs = x.clone().requires_grad_(True)
+    cosine = torch.nn.functional.cosine_similarity(embedding(inputs), reference[None], dim=1)
+    (expected,) = torch.autograd.grad(cosine.sum(), inputs)
+    torch.testing.assert_close(result.maps, expected)
+
+
+def test_every_method_takes_a_region_target_or_says_why_not() -> None:
+    """Every registered method on a small segmentation model: a map for each photo, or, for
+    the LRP composites (whose relevance starts at one logit of a classifier), a clear error."""
+    from saliency import method_names
+
+    torch.manual_seed(0)
+    model = calibrated(
+        torchvision.models.get_model(
+            "lraspp_mobilenet_v3_large", weights=None, weights_backbone=None
+        )
+    )
+    x = photos((64, 48))
+    target = RegionTarget(3, torch.ones(48, 64))
+    settings = {
+        "integrated_gradients": {"steps": 2, "baseline": "zero"},
+        "occlusion": {"window": 16, "stride": 16, "baseline": "zero"},
+        "rise": {"masks": 8},
+        "scorecam": {},
+    }
+    for name in method_names():
+        if name.startswith("lrp_"):
+            with pytest.raises(ValueError, match="LRP starts its relevance at one logit"):
+                explain(model, x, name, target)
+            continue
+        result = explain(model, x, name, target, batch_size=8, **settings.get(name, {}))
+        assert result.maps.shape[0] == 2 and torch.isfinite(result.maps).all(), name
+        assert result.targets.tolist() == [3, 3], name
+
+
+def test_class_targets_as_objects_equal_class_indices() -> None:
+    torch.manual_seed(4)
+    model = calibrated(torchvision.models.resnet18(num_classes=10))
+    x = photos((64, 64))
+    for method in ("guided", "gradcam", "integrated_gradients", "occlusion"):
+        settings = {"steps": 3} if method == "integrated_gradients" else {}
+        if method in ("integrated_gradients", "occlusion"):
+            settings["baseline"] = "zero"
+        by_index = explain(model, x, method, [3, 7], **settings)
+        by_object = explain(model, x, method, ClassTarget(torch.tensor([3, 7])), **settings)
+        torch.testing.assert_close(by_object.maps, by_index.maps)
+        assert by_object.targets.tolist() == [3, 7]
+
+
+def test_a_score_of_your_own_explains_any_output() -> None:
+    """A multi-label model's third label through its sigmoid: the gradient of that score."""
+    torch.manual_seed(5)
+    model = calibrated(torchvision.models.resnet18(num_classes=6))
+    x = photos((64, 64))
+    result = explain(model, x, "gradient", ScoreTarget(lambda out: out.sigmoid()[:, 2], "label 2"))
+    inputs = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(model(inputs).sigmoid()[:, 2].sum(), inputs)
+    torch.testing.assert_close(result.maps, expected)
+    with pytest.raises(ValueError, match="one score per row"):
+        explain(model, x, "gradient", ScoreTarget(lambda out: out.sigmoid()))
+
+
+def test_a_class_index_on_a_segmentation_says_which_target_to_use() -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(
+        "lraspp_mobilenet_v3_large", weights=None, weights_backbone=None
+    ).eval()
+    with pytest.raises(ValueError, match="RegionTarget for a segmentation"):
+        explain(model, photos((64, 48)), "gradient", 3)
