@@ -71,7 +71,6 @@ def relevance(
     return logits.detach(), found, coverage
 
 
-
 def require_classes(target_sets: Sequence[Target | torch.Tensor]) -> None:
     """LRP starts from one logit of a classifier, so any other target is refused, saying so
     (never a silent wrong map)."""
