@@ -98,11 +98,18 @@ def load(
             raise
         fail(str(exc))
     try:
-        return saliency.load_model(model, weights=weights, device=resolved, labels=labels)
+        loaded = saliency.load_model(model, weights=weights, device=resolved, labels=labels)
     except saliency.SaliencyError as exc:
         if debug:
             raise
         fail(str(exc))
+    if loaded.task != "classification":  # refused before any work, never a wrong picture
+        fail(
+            f"{model} is a {loaded.task} model: the command draws classifiers' maps for now; "
+            "explain it from Python with saliency.RegionTarget (see the documentation's "
+            "'Beyond classifiers' page)"
+        )
+    return loaded
 
 
 def check_fit(fit: Enum | None, loaded: LoadedModel) -> str | None:

@@ -60,8 +60,43 @@ FIGURES: dict[str, tuple[list[str], str]] = {
 }  # fmt: skip
 
 
+def similarity_figure(path: Path) -> None:
+    """What makes the astronaut's photo like Grace Hopper's, and unlike it: Grad-CAM of the
+    offline default as an embedding (its head removed; real ImageNet weights), with a
+    SimilarityTarget on Grace Hopper's embedding and its difference, beside the photo."""
+    import torch
+    from PIL import Image
+
+    from saliency import SimilarityTarget, explain, load_image, load_model
+
+    loaded = load_model(embedding=True)
+    photo = load_image(ROOT / "sample_images" / "astronaut.jpg")
+    x, geometry = loaded.preprocess(photo, "resize")
+    reference_photo = load_image(ROOT / "sample_images" / "grace_hopper.jpg")
+    with torch.no_grad():
+        reference = loaded.model(loaded.preprocess(reference_photo, "resize")[0][None])[0]
+    pictures = [photo.convert("RGB")]
+    for different in (False, True):
+        result = explain(loaded, x[None], "gradcam", SimilarityTarget(reference, different))
+        pictures.append(result.render(0, photo, geometry))
+    gap = 8
+    strip = Image.new("RGB", (sum(p.width for p in pictures) + gap * 2, photo.height), "white")
+    for i, picture in enumerate(pictures):
+        strip.paste(picture, (i * (photo.width + gap), 0))
+    strip.thumbnail((1200, 400))
+    strip.save(path)
+
+
+# figures drawn from Python (the API's own examples), not by a command
+SCRIPTED = {"beyond.similarity.png": similarity_figure}
+
+
 def make(name: str, work: Path, done: dict[tuple[str, ...], Path]) -> None:
     """Run the figure's command (once for figures that share it) and copy its file here."""
+    if name in SCRIPTED:
+        SCRIPTED[name](DOCS / name)
+        print(f"docs/{name}: {SCRIPTED[name].__name__} in docs/make_figures.py")
+        return
     arguments, produced = FIGURES[name]
     key = tuple(arguments)
     if key not in done:
@@ -75,15 +110,16 @@ def make(name: str, work: Path, done: dict[tuple[str, ...], Path]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=sorted(FIGURES), default=[])
+    names = sorted({*FIGURES, *SCRIPTED})
+    parser.add_argument("--only", action="append", choices=names, default=[])
     parser.add_argument("--list", action="store_true", help="name the figures and stop")
     args = parser.parse_args()
     if args.list:
-        print("\n".join(sorted(FIGURES)))
+        print("\n".join(names))
         return
     done: dict[tuple[str, ...], Path] = {}
     with tempfile.TemporaryDirectory() as work:
-        for name in args.only or FIGURES:
+        for name in args.only or names:
             make(name, Path(work), done)
 
 

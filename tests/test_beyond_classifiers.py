@@ -320,3 +320,44 @@ def test_a_class_index_on_a_segmentation_says_which_target_to_use() -> None:
     ).eval()
     with pytest.raises(ValueError, match="RegionTarget for a segmentation"):
         explain(model, photos((64, 48)), "gradient", 3)
+
+
+def test_segmentation_models_by_name_build_offline_without_backbone_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random weights build with nothing downloaded (an empty torch.hub cache, no network):
+    ``weights_backbone=None`` too; pretrained weights offline fail at once naming the ways
+    out; the classes are the weights' own (VOC's 21)."""
+    from saliency import ModelError, load_model
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.setenv("SALIENCY_OFFLINE", "1")
+    loaded = load_model("lraspp_mobilenet_v3_large", weights="random")
+    assert loaded.task == "segmentation" and loaded.categories[0] == "__background__"
+    assert len(loaded.categories) == 21 and loaded.preprocessing.fixed_input_size is False
+    assert not (tmp_path / "hub").exists()  # nothing was fetched
+    output = loaded.model(photos((64, 48)))
+    assert output["out"].shape == (2, 21, 48, 64)
+    with pytest.raises(ModelError, match="offline default model"):
+        load_model("fcn_resnet50")
+    with pytest.raises(ModelError, match="did you mean deeplabv3_resnet50"):
+        load_model("deeplabv3_resnet5")
+
+
+def test_an_embedding_is_a_classifier_without_its_head() -> None:
+    from saliency import load_model
+
+    loaded = load_model("resnet18", weights="random", embedding=True)
+    assert loaded.task == "embedding" and loaded.categories == []
+    assert loaded.model(photos((64, 64))).shape == (2, 512)
+    default = load_model(embedding=True)  # timm's own reset_classifier(0)
+    assert default.model(photos((224, 224))).shape == (2, 1280)
+
+
+def test_the_command_refuses_what_it_cannot_draw_yet(tmp_path: Path) -> None:
+    from tests.commands import cli
+
+    done = cli("explain", SAMPLES / "chelsea.png", "--model", "lraspp_mobilenet_v3_large",
+               "--weights", "random", "--out", tmp_path / "out")  # fmt: skip
+    assert done.returncode == 2 and "is a segmentation model" in done.stderr
+    assert "RegionTarget" in done.stderr and not (tmp_path / "out" / "results.jsonl").exists()

