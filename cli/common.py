@@ -84,8 +84,10 @@ def load(
     device: str,
     debug: bool,
     group: Group | None = None,
+    embedding: bool = False,
 ) -> LoadedModel:
-    """The model on ``device`` (a torchrun rank's own GPU in a ``group``)."""
+    """The model on ``device`` (a torchrun rank's own GPU in a ``group``); with ``embedding``,
+    its head removed."""
     import saliency
     from saliency.models.devices import resolve_device
 
@@ -98,16 +100,18 @@ def load(
             raise
         fail(str(exc))
     try:
-        loaded = saliency.load_model(model, weights=weights, device=resolved, labels=labels)
+        loaded = saliency.load_model(
+            model, weights=weights, device=resolved, labels=labels, embedding=embedding
+        )
     except saliency.SaliencyError as exc:
         if debug:
             raise
         fail(str(exc))
-    if loaded.task != "classification":  # refused before any work, never a wrong picture
+    if loaded.task not in ("classification", "embedding" if embedding else ""):  # never wrong
         fail(
-            f"{model} is a {loaded.task} model: the command draws classifiers' maps for now; "
-            "explain it from Python with saliency.RegionTarget (see the documentation's "
-            "'Beyond classifiers' page)"
+            f"{model} is a {loaded.task} model: the command draws classifiers' maps (and "
+            "embeddings' with --similar-to) for now; explain it from Python with "
+            "saliency.RegionTarget (see the documentation's 'Beyond classifiers' page)"
         )
     return loaded
 
@@ -119,6 +123,33 @@ def check_fit(fit: Enum | None, loaded: LoadedModel) -> str | None:
     except ValueError:  # the choices are valid, so the model needs a fixed size
         fail(f"{loaded.name} needs a fixed input size: use --fit resize or --fit crop")
     return value(fit)
+
+
+def target_or_similarity(
+    spec: str,
+    loaded: LoadedModel,
+    similar_to: Path | None,
+    different_from: Path | None,
+    fit: str | None,
+) -> TargetSpec:
+    """``--target``, or the similarity to ``--similar-to``'s photo (or the difference from
+    ``--different-from``'s) for the model as an embedding; a usage error if both or neither
+    fit."""
+    from saliency.errors import SaliencyError
+    from saliency.pipeline.options import similarity_spec
+
+    reference = similar_to or different_from
+    if reference is None:
+        return target(spec, loaded.categories)
+    if similar_to is not None and different_from is not None:
+        fail("give --similar-to or --different-from, not both")
+    if spec != "top1":
+        fail("--target names a class; with --similar-to or --different-from the pictures "
+             "explain the similarity")  # fmt: skip
+    try:
+        return similarity_spec(loaded, reference, different_from is not None, fit)
+    except (ValueError, SaliencyError) as exc:
+        fail(f"{reference}: {exc}" if isinstance(exc, SaliencyError) else str(exc))
 
 
 def target(spec: str, categories: list[str]) -> TargetSpec:

@@ -56,6 +56,21 @@ def explain(
     device: DeviceOpt = "auto",
     method: MethodOpt = None,
     target: TargetOpt = "top1",
+    similar_to: Annotated[
+        Path | None,
+        typer.Option(
+            help="Explain what makes each photo like this one: the model as an embedding (its "
+            "head removed), the cosine of the embeddings.",
+            show_default=False,
+        ),
+    ] = None,
+    different_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Explain what makes each photo unlike this one (1 - the cosine).",
+            show_default=False,
+        ),
+    ] = None,
     layer: LayerOpt = None,
     smooth: SmoothOpt = 0,
     noise: NoiseOpt = 0.15,
@@ -141,9 +156,10 @@ def explain(
     methods = common.methods_from(method)
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     place = placement(shard, debug)
-    loaded = common.load(model, weights, labels, device, debug, place.group)
+    reference = similar_to or different_from
+    loaded = common.load(model, weights, labels, device, debug, place.group, bool(reference))
     fit_mode = common.check_fit(fit, loaded)
-    target_spec = common.target(target, loaded.categories)
+    target_spec = common.target_or_similarity(target, loaded, similar_to, different_from, fit_mode)
     method_options = common.method_options(
         loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,
         smooth=smooth, noise=noise, seed=seed, batch_size=batch_size,

@@ -361,3 +361,73 @@ def test_the_command_refuses_what_it_cannot_draw_yet(tmp_path: Path) -> None:
                "--weights", "random", "--out", tmp_path / "out")  # fmt: skip
     assert done.returncode == 2 and "is a segmentation model" in done.stderr
     assert "RegionTarget" in done.stderr and not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_the_command_explains_similarity_to_a_photo_and_resumes(tmp_path: Path) -> None:
+    """``--similar-to``: the offline default as an embedding, a picture per photo and method,
+    a row with the similarity (the cosine the API gives), resumed; a new reference redoes the
+    pictures; ``--different-from`` explains 1 - it into pictures of its own; the report shows
+    them."""
+    import json
+
+    from saliency import load_image, load_model
+    from tests.commands import cli
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    for name in ("astronaut.jpg", "chelsea.png"):
+        (photos / name).write_bytes((SAMPLES / name).read_bytes())
+    reference = SAMPLES / "grace_hopper.jpg"
+    args = ("explain", photos, "--out", out, "--method", "gradcam", "--method", "gradient")
+    done = cli(*args, "--similar-to", reference, "--report")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    assert {r["outputs"][0] for r in rows} == {
+        f"{stem}.{method}.similar.png"
+        for stem in ("astronaut", "chelsea")
+        for method in ("gradcam", "gradient")
+    }
+    embedder = load_model(embedding=True)
+    with torch.no_grad():
+
+        def embed(path: Path) -> torch.Tensor:
+            return embedder.model(embedder.preprocess(load_image(path))[0][None])[0]
+
+        expected = {
+            name: float(torch.nn.functional.cosine_similarity(
+                embed(photos / name), embed(reference), dim=0))
+            for name in ("astronaut.jpg", "chelsea.png")
+        }  # fmt: skip
+    for row in rows:  # the folder run's decoding and batching move the cosine a little
+        assert row["target"] == -1 and row["target_name"] == "similar to grace_hopper.jpg"
+        assert row["probability"] is None and row["top5"] == []
+        assert abs(row["similarity"] - expected[Path(row["image"]).name]) < 2e-3
+    assert "similar to grace_hopper.jpg" in (out / "report.html").read_text()
+
+    again = cli(*args, "--similar-to", reference)
+    assert again.returncode == 0 and "2 already done" in again.stderr, again.stderr
+    other = cli(*args, "--similar-to", SAMPLES / "rocket.jpg")
+    assert other.returncode == 0 and "2 images done" in other.stderr, other.stderr
+    unlike = cli(*args, "--different-from", reference)
+    assert unlike.returncode == 0, unlike.stderr
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    different = [r for r in rows if r["outputs"][0].endswith(".different.png")]
+    assert len(different) == 4
+    for row in different:
+        assert abs(row["similarity"] - (1 - expected[Path(row["image"]).name])) < 2e-3
+
+
+def test_similarity_options_that_do_not_fit_are_usage_errors(tmp_path: Path) -> None:
+    from tests.commands import cli
+
+    photo = SAMPLES / "chelsea.png"
+    both = cli("explain", photo, "--out", tmp_path / "a", "--similar-to", photo,
+               "--different-from", photo)  # fmt: skip
+    assert both.returncode == 2 and "not both" in both.stderr
+    classed = cli("explain", photo, "--out", tmp_path / "b", "--similar-to", photo,
+                  "--target", "3")  # fmt: skip
+    assert classed.returncode == 2 and "--target names a class" in classed.stderr
+    missing = cli("explain", photo, "--out", tmp_path / "c", "--similar-to", tmp_path / "no.jpg")
+    assert missing.returncode == 2 and "no.jpg" in missing.stderr
+    assert "Traceback" not in both.stderr + classed.stderr + missing.stderr

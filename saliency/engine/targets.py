@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+
+from .objectives import SimilarityTarget
 
 TargetLike = int | Sequence[int] | torch.Tensor | None
 
@@ -69,24 +72,60 @@ def targets_and_check(
     return targets.to(logits.device).clamp(0, classes - 1), check
 
 
+SIMILARITY_KINDS = ("similar", "different")
+
+
 @dataclass(frozen=True)
 class TargetSpec:
-    """Which classes to explain: ``top1``, the ``k`` best (``topk``), or one ``class`` index."""
+    """What to explain in a folder run: ``top1``, the ``k`` best (``topk``), one ``class``
+    index; or, for an embedding model, the similarity to a reference embedding (``similar``)
+    or 1 - it (``different``), the reference named and hashed for the manifest and the
+    fingerprint."""
 
     kind: str = "top1"
     k: int = 1
     index: int = 0
+    reference: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    reference_name: str = ""
+    reference_sha256: str = ""
+
+    @property
+    def is_similarity(self) -> bool:
+        return self.kind in SIMILARITY_KINDS
+
+    def name(self, index: int, categories: list[str]) -> str:
+        """What a picture explains, in words: the class's name, or the similarity."""
+        if self.is_similarity:
+            return f"{'similar to' if self.kind == 'similar' else 'different from'} " + (
+                self.reference_name
+            )
+        return categories[index]
+
+    def describe(self) -> dict[str, Any]:
+        """What the pictures depend on beyond their names (the reference's content)."""
+        return {"kind": self.kind, "reference_sha256": self.reference_sha256}
 
     def suffixes(self) -> list[str]:
-        """The output-name part for each target: none for top1, ``topN`` or the class index."""
+        """The output-name part for each target: none for top1, ``topN``, the class index, or
+        ``similar`` / ``different``."""
+        if self.is_similarity:
+            return [self.kind]
         if self.kind == "top1":
             return [""]
         if self.kind == "topk":
             return [f"top{rank}" for rank in range(1, self.k + 1)]
         return [str(self.index)]
 
-    def targets(self, logits: torch.Tensor) -> list[torch.Tensor]:
-        """One LongTensor (B,) per target rank."""
+    def similarity(self) -> SimilarityTarget:
+        """The similarity target of a ``similar`` or ``different`` spec."""
+        if not self.is_similarity or self.reference is None:
+            raise ValueError(f"a {self.kind} target has no reference embedding")
+        return SimilarityTarget(self.reference, self.kind == "different")
+
+    def targets(self, logits: torch.Tensor) -> list[torch.Tensor | SimilarityTarget]:
+        """One LongTensor (B,) per target rank, or the similarity target."""
+        if self.is_similarity:
+            return [self.similarity()]
         if self.kind == "class":
             return [torch.full((logits.shape[0],), self.index, device=logits.device)]
         ranked = logits.detach().topk(self.k, dim=1).indices

@@ -135,7 +135,7 @@ class Prediction:
 
     target: int
     name: str
-    probability: float
+    probability: float | None  # None where the target is no class (a similarity)
     top5: list[dict[str, Any]]
 
 

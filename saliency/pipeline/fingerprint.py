@@ -55,4 +55,6 @@ def settings_fingerprint(model: str, method: str, options: JobOptions) -> str:
         "drawn_on_device": bool(options.resident),  # slightly different pixels
         "save_raw": options.save_raw and options.raw_format,
     }
+    if options.target.is_similarity:  # a class is in the picture's name; a reference is not
+        settings["target"] = options.target.describe()
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..choices import RAW_FORMATS
 from ..engine.options import MethodOptions
@@ -79,3 +80,30 @@ def resolve_method_options(
     size = loaded.input_size
     probe = torch.zeros(1, 3, size, size, device=loaded.device)
     return resolved(options, [get_method(m) for m in methods], loaded.model, probe)
+
+
+def similarity_spec(
+    loaded: LoadedModel, reference: str | Path, different: bool = False, fit: str | None = None
+) -> TargetSpec:
+    """A folder run's target for an embedding model: the similarity of each photo's embedding
+    to ``reference``'s (a photo, preprocessed as the run's photos are), or 1 - it with
+    ``different``. Raises :class:`~saliency.errors.ImageError` for a photo that cannot be read
+    and ``ValueError`` for a model that is not an embedding model."""
+    import torch
+
+    from ..files.images import load_image
+    from ..files.sources import read_regular
+
+    if loaded.task != "embedding":
+        raise ValueError(
+            f"a similarity needs an embedding model; {loaded.name} is a {loaded.task} model"
+        )
+    sha256 = read_regular(reference)[1].sha256
+    photo = load_image(reference)
+    x, _ = loaded.preprocess(photo, fit or loaded.default_fit)
+    with torch.no_grad():
+        embedding = loaded.model(x[None].to(loaded.device))[0].detach()
+    kind = "different" if different else "similar"
+    return TargetSpec(
+        kind, reference=embedding, reference_name=Path(reference).name, reference_sha256=sha256
+    )

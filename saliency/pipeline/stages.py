@@ -81,7 +81,7 @@ class _Map:
     method: str
     suffix: str
     target: int
-    probability: float
+    probability: float | None
     maps: torch.Tensor
     extra: dict[str, Any]
 
@@ -236,29 +236,39 @@ def explain_group(
         loaded, batch, options.methods, options.target.targets, options.method_options,
         should_stop=should_stop,
     )  # fmt: skip
-    probs = logits.float().softmax(dim=1).cpu()
-    for suffix, by_method in zip(options.target.suffixes(), results, strict=True):
+    spec = options.target
+    probs = None if spec.is_similarity else logits.float().softmax(dim=1).cpu()
+    for suffix, by_method in zip(spec.suffixes(), results, strict=True):
         for method in options.methods:
             result = by_method[method]
             reports.setdefault(method, result.report)
             maps = result.maps.float() if options.resident else result.maps.float().cpu()
             targets = result.targets.cpu()
-            chosen = probs.gather(1, targets.view(-1, 1))[:, 0]
             extras = _extras(result, options.method_options)
+            if probs is None:  # an embedding: the similarity it explains, no class
+                chosen: list[float | None] = [None] * len(group)
+                scores = spec.similarity().score(logits.float()).cpu().tolist()
+                extras = [
+                    {**e, "similarity": round(s, 6)} for e, s in zip(extras, scores, strict=True)
+                ]
+            else:
+                chosen = probs.gather(1, targets.view(-1, 1))[:, 0].tolist()
             for i in range(len(group)):
                 per_image[i].append(
-                    _Map(method, suffix, int(targets[i]), float(chosen[i]), maps[i], extras[i])
+                    _Map(method, suffix, int(targets[i]), chosen[i], maps[i], extras[i])
                 )
-    top = probs.topk(min(5, probs.shape[1]), dim=1)
-    values, indices = top.values, top.indices
-    explained = []
-    for i, item in enumerate(group):
-        top5 = [
-            {"class": int(c), "name": loaded.categories[int(c)], "probability": round(float(p), 6)}
-            for p, c in zip(values[i], indices[i], strict=True)
-        ]
-        explained.append(Explained(item, top5, per_image[i]))
-    return explained
+    return [Explained(item, _top5(probs, i, loaded), per_image[i]) for i, item in enumerate(group)]
+
+
+def _top5(probs: torch.Tensor | None, i: int, loaded: LoadedModel) -> list[dict[str, Any]]:
+    """Image ``i``'s five most probable classes (none for an embedding)."""
+    if probs is None:
+        return []
+    top = probs[i].topk(min(5, probs.shape[1]))
+    return [
+        {"class": int(c), "name": loaded.categories[int(c)], "probability": round(float(p), 6)}
+        for p, c in zip(top.values, top.indices, strict=True)
+    ]
 
 
 def _extras(result: Explanation, options: MethodOptions) -> list[dict[str, Any]]:
@@ -329,7 +339,8 @@ def drawing(
                 array = pixels.permute(1, 2, 0).contiguous().cpu().numpy()
             empty = bool(blank)  # read once the picture is: no wait of its own
             task.pictures.append(Picture(outputs, None, raw, mark, array, encoded, empty))
-        name, probability = loaded.categories[entry.target], round(entry.probability, 6)
+        name = options.target.name(entry.target, loaded.categories)
+        probability = None if entry.probability is None else round(entry.probability, 6)
         prediction = Prediction(entry.target, name, probability, item.top5)
         rows.append(
             Row.ok(
