@@ -282,3 +282,27 @@ def test_a_report_of_a_folder_that_is_not_there(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "saliency_cli", "report", str(tmp_path / "nowhere")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "is not a folder" in done.stderr
+
+
+def test_a_report_of_a_similarity_run(browser: Any, tmp_path: Path) -> None:
+    """``--similar-to`` (issue 34): a card per photo with its pictures, labelled by what they
+    explain (no class: the reference), no top-5 bars, nothing broken in the page."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    for name in ("astronaut.jpg", "chelsea.png"):
+        shutil.copy(SAMPLES / name, photos / name)
+    command = [sys.executable, "-m", "saliency_cli", "explain", str(photos), "--out", str(out),
+               "--method", "gradcam", "--method", "guided", "--similar-to",
+               str(SAMPLES / "grace_hopper.jpg"), "--report"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = Page(browser, out / "report.html")
+    page = report.open()
+    assert sorted(report.cards()) == ["astronaut.jpg", "chelsea.png"]
+    assert report.images_decoded() == []
+    alts = page.eval_on_selector_all("#cards img", "els => els.map(e => e.alt)")
+    maps = [alt for alt in alts if " map " in alt]
+    assert len(maps) == 4 and all(alt.endswith("(similar to grace_hopper.jpg)") for alt in maps)
+    assert "similarity" in page.locator("#cards").text_content()  # the row's own key
+    assert page.locator(".top5").count() == 0
+    assert report.problems == []

@@ -17,6 +17,8 @@
     return node;
   }
   function percent(p) { return p == null ? "" : (100 * p).toFixed(1) + "%"; }
+  // what a map explains, for alt text: a class, or (no class: target -1) what the row names
+  function explains(p) { return p.target != null && p.target < 0 ? `(${p.class})` : `for class ${p.class || "?"}`; }
 
   // choices of the filters, from the data
   const classes = [...new Set(cards.map((c) => c.class).filter(Boolean))].sort();
@@ -78,7 +80,7 @@
       const target = p.class ? `${p.class}${p.p == null ? "" : " " + percent(p.p)}` : "";
       const options = Object.entries(p.options || {}).map(([k, v]) => `${k} ${v}`).join(", ");
       const label = [p.method, target, options].filter(Boolean).join(" · ");
-      row.append(thumb(p.image, `${c.name}: ${p.method} map for class ${p.class || "?"}`, label,
+      row.append(thumb(p.image, `${c.name}: ${p.method} map ${explains(p)}`, label,
         () => openViewer(c, c.pictures.indexOf(p))));
     });
     if (row.childElementCount) item.append(row);
@@ -158,7 +160,7 @@
     $("slider-label").hidden = over.hidden;
     if (!over.hidden) {
       over.src = picture.image.full;
-      over.alt = `${c.name}: ${picture.method} map for class ${picture.class || "?"}`;
+      over.alt = `${c.name}: ${picture.method} map ${explains(picture)}`;
       slide();
     }
     $("prev").disabled = index <= (c.photo ? -1 : 0);
