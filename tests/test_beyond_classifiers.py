@@ -17,19 +17,13 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
 
 from saliency import ClassTarget, RegionTarget, ScoreTarget, SimilarityTarget, explain
+from tests.test_against_grad_cam import PEERS  # the CAM family, method -> its peer class
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
-PEERS = {
-    "gradcam": GradCAM,
-    "gradcam_plus_plus": GradCAMPlusPlus,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "hirescam": HiResCAM,
-}
 LAYERS = {"fcn_resnet50": "backbone.layer4", "deeplabv3_mobilenet_v3_large": "backbone.16"}
 
 
