@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -85,9 +86,10 @@ def load(
     debug: bool,
     group: Group | None = None,
     embedding: bool = False,
+    segmentation: bool = False,
 ) -> LoadedModel:
     """The model on ``device`` (a torchrun rank's own GPU in a ``group``); with ``embedding``,
-    its head removed."""
+    its head removed; a segmentation model only where the command takes one (``explain``)."""
     import saliency
     from saliency.models.devices import resolve_device
 
@@ -107,11 +109,17 @@ def load(
         if debug:
             raise
         fail(str(exc))
-    if loaded.task not in ("classification", "embedding" if embedding else ""):  # never wrong
+    allowed = (
+        "classification",
+        "embedding" if embedding else "",
+        "segmentation" if segmentation else "",
+    )
+    if loaded.task not in allowed:  # refused before any work, never a wrong picture
         fail(
-            f"{model} is a {loaded.task} model: the command draws classifiers' maps (and "
-            "embeddings' with --similar-to) for now; explain it from Python with "
-            "saliency.RegionTarget (see the documentation's 'Beyond classifiers' page)"
+            f"{model} is a {loaded.task} model: this command explains classifiers for now "
+            "(explain also takes a segmentation's class with --target, and embeddings with "
+            "--similar-to); from Python, saliency.RegionTarget (see the documentation's "
+            "'Beyond classifiers' page)"
         )
     return loaded
 
@@ -139,6 +147,14 @@ def target_or_similarity(
     from saliency.pipeline.options import similarity_spec
 
     reference = similar_to or different_from
+    if reference is None and loaded.task == "segmentation":
+        found = target(spec, loaded.categories)
+        if found.kind != "class":
+            fail(
+                f"{loaded.name} is a segmentation model: name the class to explain with "
+                "--target (an index or a name); a picture per class present is not built yet"
+            )
+        return replace(found, region=True)
     if reference is None:
         return target(spec, loaded.categories)
     if similar_to is not None and different_from is not None:

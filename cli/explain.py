@@ -157,7 +157,7 @@ def explain(
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     place = placement(shard, debug)
     reference = similar_to or different_from
-    loaded = common.load(model, weights, labels, device, debug, place.group, bool(reference))
+    loaded = common.load(model, weights, labels, device, debug, place.group, bool(reference), True)
     fit_mode = common.check_fit(fit, loaded)
     target_spec = common.target_or_similarity(target, loaded, similar_to, different_from, fit_mode)
     method_options = common.method_options(

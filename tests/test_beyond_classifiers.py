@@ -354,7 +354,65 @@ def test_the_command_refuses_what_it_cannot_draw_yet(tmp_path: Path) -> None:
     done = cli("explain", SAMPLES / "chelsea.png", "--model", "lraspp_mobilenet_v3_large",
                "--weights", "random", "--out", tmp_path / "out")  # fmt: skip
     assert done.returncode == 2 and "is a segmentation model" in done.stderr
-    assert "RegionTarget" in done.stderr and not (tmp_path / "out" / "results.jsonl").exists()
+    assert "--target" in done.stderr and not (tmp_path / "out" / "results.jsonl").exists()
+    compared = cli("compare", SAMPLES / "chelsea.png", "--model", "lraspp_mobilenet_v3_large",
+                   "--weights", "random", "--out", tmp_path / "c")  # fmt: skip
+    assert compared.returncode == 2 and "RegionTarget" in compared.stderr
+
+
+def test_the_command_explains_a_segmentation_class_over_its_region(tmp_path: Path) -> None:
+    """``--target CLASS`` on a segmentation model: a picture per photo and method, the row's
+    pixel share of the class and its mean probability there (the model's own numbers), resumed;
+    a class the model assigns nowhere gives an empty map, said, and a share of 0."""
+    import json
+
+    from saliency import load_image, load_model
+    from tests.commands import cli
+
+    torch.manual_seed(0)
+    model = calibrated(
+        torchvision.models.get_model(
+            "lraspp_mobilenet_v3_large", weights=None, weights_backbone=None
+        )
+    )
+    torch.save(model.state_dict(), tmp_path / "seg.pth")  # the same weights in every process
+    loaded = load_model("lraspp_mobilenet_v3_large", weights=tmp_path / "seg.pth")
+    x, _ = loaded.preprocess(load_image(SAMPLES / "chelsea.png"))
+    with torch.no_grad():
+        probabilities = loaded.model(x[None])["out"].softmax(dim=1)[0]
+    labels = probabilities.argmax(dim=0)
+    present = int(labels.flatten().mode().values)
+    absent = next(c for c in range(21) if not (labels == c).any())
+    share = float((labels == present).float().mean())
+    mean = float(probabilities[present][labels == present].mean())
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    (photos / "chelsea.png").write_bytes((SAMPLES / "chelsea.png").read_bytes())
+    weights = tmp_path / "seg.pth"
+    args = ("explain", photos, "--out", out, "--model", "lraspp_mobilenet_v3_large",
+            "--weights", weights, "--method", "gradcam", "--method", "gradient")  # fmt: skip
+    done = cli(*args, "--target", present, "--report")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["outputs"][0] for r in rows} == {
+        f"chelsea.gradcam.{present}.png",
+        f"chelsea.gradient.{present}.png",
+    }
+    for row in rows:
+        assert row["target"] == present and row["top5"] == []
+        assert abs(row["pixel_share"] - share) < 1e-3
+        assert abs(row["region_probability"] - mean) < 1e-3
+        assert row["probability"] == row["region_probability"]
+    assert (out / "report.html").is_file()
+    again = cli(*args, "--target", present)
+    assert again.returncode == 0 and "1 already done" in again.stderr, again.stderr
+    nowhere = cli(*args, "--target", absent)
+    assert nowhere.returncode == 0 and "all zero" in nowhere.stderr, nowhere.stderr
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    empty = [r for r in rows if r["target"] == absent]
+    assert len(empty) == 2
+    assert all(r["pixel_share"] == 0 and r["region_probability"] is None for r in empty)
 
 
 def test_the_command_explains_similarity_to_a_photo_and_resumes(tmp_path: Path) -> None:

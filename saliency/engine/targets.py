@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .objectives import SimilarityTarget
+from .objectives import RegionTarget, SimilarityTarget
 
 TargetLike = int | Sequence[int] | torch.Tensor | None
 
@@ -88,6 +88,7 @@ class TargetSpec:
     reference: torch.Tensor | None = field(default=None, compare=False, repr=False)
     reference_name: str = ""
     reference_sha256: str = ""
+    region: bool = False  # a segmentation's class: over the pixels the model assigns to it
 
     @property
     def is_similarity(self) -> bool:
@@ -122,10 +123,12 @@ class TargetSpec:
             raise ValueError(f"a {self.kind} target has no reference embedding")
         return SimilarityTarget(self.reference, self.kind == "different")
 
-    def targets(self, logits: torch.Tensor) -> list[torch.Tensor | SimilarityTarget]:
+    def targets(self, logits: torch.Tensor) -> list[torch.Tensor | SimilarityTarget | RegionTarget]:
         """One LongTensor (B,) per target rank, or the similarity target."""
         if self.is_similarity:
             return [self.similarity()]
+        if self.region:
+            return [RegionTarget(self.index)]
         if self.kind == "class":
             return [torch.full((logits.shape[0],), self.index, device=logits.device)]
         ranked = logits.detach().topk(self.k, dim=1).indices

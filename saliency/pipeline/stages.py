@@ -237,7 +237,7 @@ def explain_group(
         should_stop=should_stop,
     )  # fmt: skip
     spec = options.target
-    probs = None if spec.is_similarity else logits.float().softmax(dim=1).cpu()
+    probs = None if spec.is_similarity or spec.region else logits.float().softmax(dim=1).cpu()
     for suffix, by_method in zip(spec.suffixes(), results, strict=True):
         for method in options.methods:
             result = by_method[method]
@@ -245,8 +245,11 @@ def explain_group(
             maps = result.maps.float() if options.resident else result.maps.float().cpu()
             targets = result.targets.cpu()
             extras = _extras(result, options.method_options)
-            if probs is None:  # an embedding: the similarity it explains, no class
-                chosen: list[float | None] = [None] * len(group)
+            if spec.region:  # a segmentation: the class over the pixels assigned to it
+                chosen, found = _region(logits, spec.index)
+                extras = [{**e, **f} for e, f in zip(extras, found, strict=True)]
+            elif probs is None:  # an embedding: the similarity it explains, no class
+                chosen = [None] * len(group)
                 scores = spec.similarity().score(logits.float()).cpu().tolist()
                 extras = [
                     {**e, "similarity": round(s, 6)} for e, s in zip(extras, scores, strict=True)
@@ -258,6 +261,24 @@ def explain_group(
                     _Map(method, suffix, int(targets[i]), chosen[i], maps[i], extras[i])
                 )
     return [Explained(item, _top5(probs, i, loaded), per_image[i]) for i, item in enumerate(group)]
+
+
+def _region(logits: torch.Tensor, category: int) -> tuple[list[float | None], list[dict[str, Any]]]:
+    """Per image of a segmentation's output (B, C, H, W): the class's mean probability over the
+    pixels the model assigns to it (None where it assigns none), and the row's keys: that
+    share of the pixels and that probability."""
+    probabilities = logits.float().softmax(dim=1)
+    mask = (probabilities.argmax(dim=1) == category).float()
+    share = mask.mean(dim=(1, 2)).cpu().tolist()
+    inside = (probabilities[:, category] * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+    chosen = [
+        None if s == 0 else round(float(p), 6) for s, p in zip(share, inside.cpu(), strict=True)
+    ]
+    keys = [
+        {"pixel_share": round(s, 6), "region_probability": c}
+        for s, c in zip(share, chosen, strict=True)
+    ]
+    return list(chosen), keys
 
 
 def _top5(probs: torch.Tensor | None, i: int, loaded: LoadedModel) -> list[dict[str, Any]]:
