@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .confine import inside, is_inside
+from .confine import Confinement, inside
 from .manifest import MANIFEST, fold, manifest_files
 from .outputs import write_atomic
 
@@ -152,12 +152,13 @@ def read_maps(out_dir: str | Path) -> RawMaps:
     if not any(path.is_file() for path in files):
         raise FileNotFoundError(f"{folder} holds no manifest ({MANIFEST}) of a saliency run")
     rows = fold(files)
+    gate = Confinement(folder)  # the folder and each map folder resolved once
     entries: dict[str, RawEntry] = {}
     for row in rows.values():
         outputs = row.outputs
         if not row.is_ok or len(outputs) < 2 or row.method is None or row.target is None:
             continue
-        if not all(is_inside(folder, name, follow=True) for name in outputs):
+        if not all(gate.is_inside(name, follow=True) for name in outputs):
             continue  # a row naming files outside the folder: foreign, never read
         name = outputs[0].rsplit(".", 1)[0]
         image, method, target = row.image, row.method, row.target

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..files.confine import is_inside
+from ..files.confine import Confinement
 from ..files.inputs import InputFile
 from ..files.manifest import Manifest, remove_unnamed_containers
 from ..files.outputs import remove_partial_files
@@ -122,10 +122,11 @@ class Ledger:
         """Delete the pictures of rows that no longer hold (never a file another row still
         names, nor one of a row that was not ``ok``: such a file may not be ours; nor what a
         row names outside the folder: see :mod:`~saliency.files.confine`)."""
+        gate = Confinement(self.out_dir)
         for row in self._dropped:
             if row.is_ok:
                 for name in row.outputs:
-                    if name not in self._named and is_inside(self.out_dir, name):
+                    if name not in self._named and gate.is_inside(name):
                         (self.out_dir / name).unlink(missing_ok=True)
 
 

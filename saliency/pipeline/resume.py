@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UnsafePathError
-from ..files.confine import inside, is_inside
+from ..files.confine import Confinement
 from ..files.inputs import InputFile
 from ..files.rows import Row, row_key
 from ..files.sources import SourceId, unchanged
@@ -54,9 +54,10 @@ def plan_run(
     image whose output paths the file system refuses (a name too long, a folder it may not
     enter) is refused with the reason, alone: the others go on."""
     plan = Plan()
+    gate = Confinement(out_dir)  # the folder and each output folder resolved once
     for file in files:
         try:
-            entries, stranger = _entries(file, options, rows, fingerprints, out_dir)
+            entries, stranger = _entries(file, options, rows, fingerprints, gate)
         except UnsafePathError as exc:
             plan.refused.append((file, f"cannot write its outputs: {exc}"))
             continue
@@ -82,9 +83,10 @@ def _entries(
     options: JobOptions,
     rows: dict[str, Row],
     fingerprints: dict[str, str],
-    out_dir: Path,
+    gate: Confinement,
 ) -> tuple[list[Entry], str | None]:
     """The pictures of ``file`` to make, and the first output path a stranger's file holds."""
+    out_dir = gate.folder
     base = file.base.as_posix()
     checked: dict[SourceId | None, bool] = {}  # one stat (or hash) per recorded identity
     entries: list[Entry] = []
@@ -93,12 +95,12 @@ def _entries(
         for suffix in options.target.suffixes():
             outputs = options.outputs(base, method, suffix)
             for name in outputs:  # no folder of an output may be a link leading out
-                inside(out_dir, name)
+                gate.inside(name)
             row = rows.get(row_key(file.shown, outputs))
             if options.overwrite:
                 entries.append((method, suffix))
                 continue
-            if row is not None and _fresh(row, fingerprints[method], out_dir):
+            if row is not None and _fresh(row, fingerprints[method], gate):
                 recorded = SourceId.from_dict(row.source)
                 if recorded not in checked:
                     checked[recorded] = unchanged(file.path, recorded)
@@ -110,12 +112,12 @@ def _entries(
     return entries, stranger
 
 
-def _fresh(row: Row, fingerprint: str, out_dir: Path) -> bool:
+def _fresh(row: Row, fingerprint: str, gate: Confinement) -> bool:
     return (
         row.is_ok
         and row.fingerprint == fingerprint
         and all(
-            is_inside(out_dir, name, follow=True) and (out_dir / name).is_file()
+            gate.is_inside(name, follow=True) and (gate.folder / name).is_file()
             for name in row.outputs
         )
     )

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ImageError
-from ..files.confine import is_inside
+from ..files.confine import Confinement, is_inside
 from ..files.manifest import fold, manifest_files
 from ..files.sources import read_regular
 
@@ -100,6 +100,7 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
     folder."""
     rows = fold(manifest_files(folder)).values()
     bases = [inputs_from or Path.cwd(), folder.resolve().parent]
+    gate = Confinement(folder)  # the folder and each picture folder resolved once
     cards: dict[str, Card] = {}
     for row in rows:
         image = row.image
@@ -111,7 +112,7 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
         if not row.is_ok or not row.outputs:
             card.status, card.error = "error", row.error or "failed"
             continue
-        if not is_inside(folder, row.outputs[0], follow=True):
+        if not gate.is_inside(row.outputs[0], follow=True):
             continue  # a row naming a picture outside the folder: foreign, never read
         if not card.top5:
             card.top5 = [(str(t["name"]), float(t["probability"])) for t in row.top5]
@@ -129,10 +130,10 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
     for card in cards.values():
         card.pictures.sort(key=lambda p: (p.method, -(p.probability or 0.0)))
     figures = sorted(
-        name for name in _found(folder, folder.rglob("*.compare.*"))
+        name for name in _found(gate, folder.rglob("*.compare.*"))
         if "thumbs" not in PurePosixPath(name).parts
     )  # fmt: skip
-    strips = sorted(_found(folder, (folder / "strips").rglob("*")))
+    strips = sorted(_found(gate, (folder / "strips").rglob("*")))
     return Contents(
         folder,
         sorted(cards.values(), key=lambda c: c.image),
@@ -162,12 +163,12 @@ def _find(image: str, bases: list[Path], sha256: object) -> Path | None:
     return None
 
 
-def _found(folder: Path, paths: Iterable[Path]) -> Iterator[str]:
-    """The pictures among ``paths`` (found under ``folder``), as names relative to it, that
-    stay inside it (a link leading out is not shown)."""
+def _found(gate: Confinement, paths: Iterable[Path]) -> Iterator[str]:
+    """The pictures among ``paths`` (found under the gate's folder), as names relative to it,
+    that stay inside it (a link leading out is not shown)."""
     for path in paths:
-        name = path.relative_to(folder).as_posix()
-        if path.suffix in PICTURES and is_inside(folder, name, follow=True):
+        name = path.relative_to(gate.folder).as_posix()
+        if path.suffix in PICTURES and gate.is_inside(name, follow=True):
             yield name
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..files.confine import is_inside
+from ..files.confine import Confinement
 from ..files.manifest import json_text
 from ..files.outputs import write_atomic
 from .contents import Card, Contents, read_contents, relative_url
@@ -36,9 +36,10 @@ def write_report(
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
     contents = read_contents(folder, inputs_from)
-    wanted = {  # a thumbs/ folder that is a link leading out gets no thumbnails
+    gate = Confinement(folder)  # a thumbs/ folder that is a link leading out gets no thumbnails
+    wanted = {
         key: thumb for key, thumb in _thumbnails(contents).items()
-        if is_inside(folder, thumb.path.relative_to(folder).as_posix())
+        if gate.is_inside(thumb.path.relative_to(folder).as_posix())
     }  # fmt: skip
     made = {t.path: t for t in make_thumbnails(wanted.values())}
     prune(folder, set(made))
