@@ -133,16 +133,17 @@ def check_fit(fit: Enum | None, loaded: LoadedModel) -> str | None:
     return value(fit)
 
 
-def target_or_similarity(
+def run_target(
     spec: str,
     loaded: LoadedModel,
     similar_to: Path | None,
     different_from: Path | None,
     fit: str | None,
 ) -> TargetSpec:
-    """``--target``, or the similarity to ``--similar-to``'s photo (or the difference from
-    ``--different-from``'s) for the model as an embedding; a usage error if both or neither
-    fit."""
+    """What explain's run explains: ``--target`` (for a segmentation model, its class over the
+    pixels assigned to it), or the similarity to ``--similar-to``'s photo (or the difference
+    from ``--different-from``'s) for the model as an embedding; a usage error where they do
+    not fit."""
     from saliency.errors import SaliencyError
     from saliency.pipeline.options import similarity_spec
 

@@ -159,7 +159,7 @@ def explain(
     reference = similar_to or different_from
     loaded = common.load(model, weights, labels, device, debug, place.group, bool(reference), True)
     fit_mode = common.check_fit(fit, loaded)
-    target_spec = common.target_or_similarity(target, loaded, similar_to, different_from, fit_mode)
+    target_spec = common.run_target(target, loaded, similar_to, different_from, fit_mode)
     method_options = common.method_options(
         loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,
         smooth=smooth, noise=noise, seed=seed, batch_size=batch_size,

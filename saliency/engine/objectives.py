@@ -24,7 +24,6 @@ batch are scored with :meth:`Target.select`, the target of the samples those row
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 
@@ -35,6 +34,7 @@ __all__ = [
     "SimilarityTarget",
     "Target",
     "as_target",
+    "classifier_output",
     "model_output",
 ]
 
@@ -52,12 +52,24 @@ def model_output(output: object) -> torch.Tensor:
     return output
 
 
+def classifier_output(output: torch.Tensor) -> torch.Tensor:
+    """``output`` if it is a classifier's (B, K); else the error a class target gives on any
+    other model, naming the targets that fit it."""
+    if output.dim() != 2:
+        raise ValueError(
+            f"a class target needs a classifier's output (B, K); this model returns "
+            f"{tuple(output.shape)}: pass a target object (RegionTarget for a segmentation, "
+            "SimilarityTarget for an embedding, ScoreTarget for anything else)"
+        )
+    return output
+
+
 class Target:
     """What a map explains: one score per sample from the model's output.
 
     Subclass it and define :meth:`score` to explain anything a model outputs; override
-    :meth:`select` if the target holds something per sample, :meth:`bind` if it depends on the
-    clean output, and :meth:`describe` to say what it is in manifests and fingerprints.
+    :meth:`select` if the target holds something per sample, and :meth:`bind` if it depends
+    on the clean output.
     """
 
     kind = "custom"
@@ -86,10 +98,6 @@ class Target:
         """The class each sample's map explains, a LongTensor (B,); -1 where there is none."""
         return torch.full((batch,), -1, dtype=torch.long, device=device)
 
-    def describe(self) -> dict[str, Any]:
-        """What this target is, for manifests and fingerprints (JSON values)."""
-        return {"kind": self.kind}
-
 
 class ClassTarget(Target):
     """A class per sample: the output's logit at that class (a classifier's output (B, K)).
@@ -104,12 +112,7 @@ class ClassTarget(Target):
         self.indices = indices
 
     def _column(self, output: torch.Tensor) -> torch.Tensor:
-        if output.dim() != 2:
-            raise ValueError(
-                f"a class target needs a classifier's output (B, K); this model returns "
-                f"{tuple(output.shape)}: explain it with a RegionTarget, SimilarityTarget or "
-                "ScoreTarget"
-            )
+        classifier_output(output)
         indices = self.indices
         if isinstance(indices, int):
             return torch.full((output.shape[0], 1), indices, device=output.device)
@@ -130,11 +133,6 @@ class ClassTarget(Target):
         if isinstance(self.indices, int):
             return torch.full((batch,), self.indices, dtype=torch.long, device=device)
         return self.indices.to(device)
-
-    def describe(self) -> dict[str, Any]:
-        if isinstance(self.indices, int):
-            return {"kind": self.kind, "class": self.indices}
-        return {"kind": self.kind}
 
 
 class RegionTarget(Target):
@@ -208,13 +206,6 @@ class RegionTarget(Target):
     def classes(self, batch: int, device: torch.device) -> torch.Tensor:
         return self._categories(batch, device)
 
-    def describe(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"kind": self.kind, "reduce": self.reduce}
-        if isinstance(self.category, int):
-            found["class"] = self.category
-        found["region"] = "predicted" if self.mask is None else "given"
-        return found
-
 
 def _segmentation(output: torch.Tensor) -> torch.Tensor:
     if output.dim() != 4:
@@ -261,9 +252,6 @@ class SimilarityTarget(Target):
             return self
         return SimilarityTarget(self.reference.to(rows.device)[rows], self.different)
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind}
-
 
 class ScoreTarget(Target):
     """A user's own score: ``function(output) -> (B,)``, row by row (each row's score may depend
@@ -272,7 +260,7 @@ class ScoreTarget(Target):
 
     Args:
         function: From the model's output for B rows to a tensor (B,), differentiable.
-        name: What it is, for manifests and fingerprints.
+        name: What it is, for its messages.
     """
 
     def __init__(self, function: Callable[[torch.Tensor], torch.Tensor], name: str = "custom"):
@@ -283,11 +271,9 @@ class ScoreTarget(Target):
         found = self.function(output)
         if not isinstance(found, torch.Tensor) or found.shape != (output.shape[0],):
             shape = tuple(found.shape) if isinstance(found, torch.Tensor) else type(found)
-            raise ValueError(f"the target's function must give one score per row, got {shape}")
+            raise ValueError(f"{self.name}: the target's function must give one score per row, "
+                             f"got {shape}")  # fmt: skip
         return found
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name}
 
 
 def as_target(target: Target | torch.Tensor) -> Target:

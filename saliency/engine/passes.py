@@ -16,7 +16,7 @@ from torch import nn
 from .hooks import GraphUnits, RuleHooks, find_units
 from .layers import LayerCapture, resolve_layer
 from .method import LAYER, LayerGradients, Method, PathContext, RulePass, SharedPasses
-from .objectives import Target, as_target
+from .objectives import Target, as_target, model_output
 from .progress import passed
 from .registry import get_method
 from .report import RuleReport
@@ -129,8 +129,8 @@ def check_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
 def _check_logits(output: object, batch: int) -> torch.Tensor:
     """The model's output as a tensor with the batch first: a classifier's logits (B, K), a
     segmentation's (B, C, H, W) (also as torchvision's ``{"out": ...}``), an embedding (B, D)."""
-    if isinstance(output, Mapping) and "out" in output:
-        output = output["out"]
+    if isinstance(output, Mapping):
+        output = model_output(output)
     if not isinstance(output, torch.Tensor) or output.dim() < 2 or output.shape[0] != batch:
         got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise ValueError(

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .objectives import RegionTarget, SimilarityTarget
+from .objectives import RegionTarget, SimilarityTarget, classifier_output
 
 TargetLike = int | Sequence[int] | torch.Tensor | None
 
@@ -32,13 +32,7 @@ def targets_and_check(
     """The targets, and the range check to run. For a tensor already on a GPU the check is left to
     the caller to run once the backward pass is queued (checking at once would stall the GPU),
     and the indices are clamped meanwhile so that a bad one cannot fault the device."""
-    if logits.dim() != 2:
-        raise ValueError(
-            f"a class target needs a classifier's output (B, K); this model returns "
-            f"{tuple(logits.shape)}: pass a target object (RegionTarget for a segmentation, "
-            "SimilarityTarget for an embedding, ScoreTarget for anything else)"
-        )
-    batch, classes = logits.shape
+    batch, classes = classifier_output(logits).shape
     if target is None:
         return logits.detach().argmax(dim=1), lambda: None
     if isinstance(target, bool):

@@ -238,6 +238,13 @@ def explain_group(
     )  # fmt: skip
     spec = options.target
     probs = None if spec.is_similarity or spec.region else logits.float().softmax(dim=1).cpu()
+    # what a segmentation's or an embedding's rows record: the same for every method
+    fixed: tuple[list[float | None], list[dict[str, Any]]] | None = None
+    if spec.region:  # the class over the pixels assigned to it
+        fixed = _region(logits, spec.index)
+    elif spec.is_similarity:  # the similarity it explains, no class
+        scores = spec.similarity().score(logits.float()).cpu().tolist()
+        fixed = [None] * len(group), [{"similarity": round(s, 6)} for s in scores]
     for suffix, by_method in zip(spec.suffixes(), results, strict=True):
         for method in options.methods:
             result = by_method[method]
@@ -245,16 +252,11 @@ def explain_group(
             maps = result.maps.float() if options.resident else result.maps.float().cpu()
             targets = result.targets.cpu()
             extras = _extras(result, options.method_options)
-            if spec.region:  # a segmentation: the class over the pixels assigned to it
-                chosen, found = _region(logits, spec.index)
-                extras = [{**e, **f} for e, f in zip(extras, found, strict=True)]
-            elif probs is None:  # an embedding: the similarity it explains, no class
-                chosen = [None] * len(group)
-                scores = spec.similarity().score(logits.float()).cpu().tolist()
-                extras = [
-                    {**e, "similarity": round(s, 6)} for e, s in zip(extras, scores, strict=True)
-                ]
+            if fixed is not None:
+                chosen = fixed[0]
+                extras = [{**e, **f} for e, f in zip(extras, fixed[1], strict=True)]
             else:
+                assert probs is not None
                 chosen = probs.gather(1, targets.view(-1, 1))[:, 0].tolist()
             for i in range(len(group)):
                 per_image[i].append(
