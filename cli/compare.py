@@ -87,6 +87,8 @@ def compare(
     )  # fmt: skip
     common.check_writable(out)
     with common.hold(out, debug):  # a second run into this folder is refused at once
+        from saliency.errors import UnsafePathError
+        from saliency.files.confine import Confinement
         from saliency.pipeline.compare import compare_rows
 
         found = common.collect(paths, recursive=True)
@@ -94,6 +96,7 @@ def compare(
         failed = len(found.missing)
         rows, written = [], []
         suffix = str(format.value)
+        gate = Confinement(out)  # a figure's folder that is a link leading out: that image fails
         for file, row in compare_rows(
             loaded, found.files, methods, target_spec, fit_mode, render_options, method_options
         ):
@@ -104,7 +107,12 @@ def compare(
             if grid:
                 rows.append(row)
                 continue
-            path = out / f"{file.base.as_posix()}.compare.{suffix}"
+            try:
+                path = gate.inside(f"{file.base.as_posix()}.compare.{suffix}")
+            except UnsafePathError as exc:
+                failed += 1
+                console.print(f"[red]error:[/] {escape(file.shown)}: {escape(str(exc))}")
+                continue
             _save([row], path)
             written.append(path)
         if grid and rows:

@@ -153,13 +153,16 @@ def _write(result: Any, files: list[Any], out: Path, threshold: float, suffix: s
     returns the verdicts."""
     from saliency.checks.sanity import verdicts
     from saliency.checks.sanity_plots import plot_metrics, plot_strip, write_csv, write_verdicts
+    from saliency.files.confine import Confinement
 
+    gate = Confinement(out)  # strips/ a link leading out: refused before anything is written
+    strips = [gate.inside(f"strips/{file.base.as_posix()}.{suffix}") for file in files]
     write_csv(result, out / "sanity.csv")
     found = verdicts(result, threshold)
     write_verdicts(found, out / "sanity.json")
     plot_metrics(result, out / f"sanity.{suffix}")
-    for file in files:
-        plot_strip(result, file.shown, out / "strips" / f"{file.base.as_posix()}.{suffix}")
+    for file, path in zip(files, strips, strict=True):
+        plot_strip(result, file.shown, path)
     return found
 
 

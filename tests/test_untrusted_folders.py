@@ -257,3 +257,30 @@ def test_the_gate_itself(tmp_path: Path):
     for bad in ("", "/etc/passwd", "../x", "sub/../../x", "out_link/x", "a\x00b", "~/x"):
         assert not is_inside(folder, bad), bad
     assert not is_inside(folder, "file_out", follow=True)  # but not read through
+
+
+def test_compare_and_sanity_write_nothing_through_a_folder_that_leads_out(
+    work: Path, tmp_path: Path
+) -> None:
+    """The same rule for the other writing commands: compare's figure of a photo in a
+    subfolder that is a link leading out fails that photo alone; sanity's ``strips/`` leading
+    out refuses the check before anything is written."""
+    outside = work.parent / "outside"
+    compared_out, checked_out = work / "compared", work / "checked"
+    for folder, name in ((compared_out, "sub"), (checked_out, "strips")):
+        folder.mkdir()
+        (folder / name).symlink_to(outside, target_is_directory=True)
+
+    def beyond_the_folders() -> dict[str, object]:
+        own = ("work/compared/", "work/checked/")
+        return {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(own)}
+
+    before = beyond_the_folders()
+    compared = run("compare", "in", "--out", compared_out, "--method", "gradient")
+    assert compared.exit_code == 1, compared.output  # sub/b.png refused, a.jpg drawn
+    assert "link leading outside" in compared.output and (compared_out / "a.compare.png").is_file()
+    checked = run("sanity", "in/a.jpg", "--out", checked_out, "--method", "gradient",
+                  "--granularity", "stage")  # fmt: skip
+    assert checked.exit_code == 2 and "strips/" in checked.output, checked.output
+    assert not (checked_out / "sanity.json").exists()
+    assert beyond_the_folders() == before
