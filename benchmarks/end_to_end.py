@@ -199,7 +199,7 @@ def main() -> None:
         if loaded.device.type == "cuda"
         else f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     )
-    writers = args.workers if args.workers is not None else default_writers()
+    writers = args.workers if args.workers is not None else default_writers(loaded.device)
     print(
         f"{loaded.name}, batch {args.batch}, 1024x768 JPEGs, --fit {args.fit}, {where}, "
         f"{writers} writer processes, {args.model_threads or torch.get_num_threads()} torch "

@@ -23,16 +23,22 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, keep going
   echo "$name: exit $rc in $((SECONDS - start)) s" | tee -a "$LOGS/steps.txt"
 }
 
-step tests 120 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+step tests 100 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
   tests/test_explain_api.py tests/test_resident.py tests/test_many_processes.py
-step end_to_end 180 "$PY" benchmarks/end_to_end.py --device cuda --batch 64 --count 1024 \
+step end_to_end 150 "$PY" benchmarks/end_to_end.py --device cuda --batch 64 --count 1024 \
   --small 256 --skip-three --skip-rss
-step head_to_head 240 "$PY" benchmarks/head_to_head.py --device cuda --batch 64 --count 128 \
-  --small 64 --repeat 1  # the peers' loops are one photo at a time, Captum's through matplotlib
-step cli 60 "$PY" -m saliency_cli explain sample_images --out "$LOGS/cli-out" --device cuda \
+step cli 45 "$PY" -m saliency_cli explain sample_images --out "$LOGS/cli-out" --device cuda \
   --device-pipeline --method guided --method gradcam
-step memory 80 "$PY" benchmarks/memory_growth.py --device cuda --count 10000 --every 2000
+step memory 60 "$PY" benchmarks/memory_growth.py --device cuda --count 10000 --every 2000
+# where a device run's time goes: every thread and worker process sampled (py-spy, the bench extra)
+if command -v py-spy > /dev/null; then
+  step profile 60 py-spy record --format raw --threads --subprocesses --nonblocking --rate 100 \
+    -o "$LOGS/profile.txt" -- "$PY" benchmarks/memory_growth.py --device cuda --count 3000 \
+    --every 1000 --work /tmp/saliency-profile  # its own folder: the memory step's would resume
+fi
 
+step head_to_head 170 "$PY" benchmarks/head_to_head.py --device cuda --batch 64 --count 96 \
+  --small 32 --repeat 1  # the peers' loops are one photo at a time, Captum's through matplotlib
 echo
 echo "=== saliency on $card ==="
 printf '%-34s %s\n' "CUDA tests" "$(tail -1 "$LOGS/tests.txt")"

@@ -134,7 +134,7 @@ def main() -> None:
             if not (folder / p.name).exists():
                 (folder / p.name).symlink_to(p)
         folders[count] = folder
-    out, writers = args.work / "out", default_writers()
+    out, writers = args.work / "out", default_writers(loaded.device)
 
     def ours(method: str):
         options = JobOptions(

@@ -235,7 +235,7 @@ def _run(
             task = progress.add_task("explaining", total=len(found.files))
             reports = run_job(
                 loaded, found.files, out, options, on_image, stopper,
-                writers=default_writers() if workers is None else workers,
+                writers=default_writers(loaded.device) if workers is None else workers,
                 missing=found.missing, shard=place.shard, locked=True,
             )  # fmt: skip
             place.wait_for_others(lambda done: progress.update(task, completed=done), stopper)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from saliency import load_model
 from saliency.engine.options import MethodOptions
+from saliency.engine.targets import TargetSpec
 from saliency.files.inputs import collect_inputs
 from saliency.geometry import Geometry
 from saliency.pictures.paint import RenderOptions, paint
@@ -52,6 +53,7 @@ def run(loaded, photos: Path, out: Path, resident_path: bool, **settings):
         encoding=Encoding(settings.pop("fmt", "jpg")),
         resident=resident_path,
         method_options=MethodOptions(batch_size=settings.pop("batch", 4)),
+        target=settings.pop("target", TargetSpec()),
     )
     files = collect_inputs([str(photos)]).files
     run_job(loaded, files, out, options, on_image=outcomes.append, **settings)
@@ -171,8 +173,12 @@ def _jpeg_variants(folder: Path) -> list[str]:
 
 def test_every_jpeg_variant_runs_on_the_device_path_as_on_the_cpu(loaded, tmp_path: Path):
     names = _jpeg_variants(tmp_path / "in")
-    cpu = run(loaded, tmp_path / "in", tmp_path / "cpu", False, fmt="png")
-    device = run(loaded, tmp_path / "in", tmp_path / "device", True, fmt="png")
+    # one class for every variant and both paths: a 75x53 photo's top two classes are close
+    # (0.16 and 0.12), so a decoder's rounding may swap its top-1 and with it the whole map (an
+    # exif1 Grad-CAM 16 levels off on an H200), which says nothing about the decoding
+    whiskey_jug = TargetSpec(kind="class", index=loaded.categories.index("whiskey jug"))
+    cpu = run(loaded, tmp_path / "in", tmp_path / "cpu", False, fmt="png", target=whiskey_jug)
+    device = run(loaded, tmp_path / "in", tmp_path / "device", True, fmt="png", target=whiskey_jug)
     assert not [o for o in cpu + device if o.error]
     on_cpu = [w for o in device for w in o.warnings if "CPU" in w]
     if loaded.device.type == "cuda" and codecs.codec_name() == "torchvision":
@@ -183,12 +189,16 @@ def test_every_jpeg_variant_runs_on_the_device_path_as_on_the_cpu(loaded, tmp_pa
         assert not on_cpu  # all decoded on the device
     rows = check_nothing_lost(tmp_path / "device")
     assert sorted({Path(r["image"]).stem for r in rows}) == names
+    differ = {}  # every variant compared, not only up to the first that differs
     for row in rows:
         name = row["outputs"][0]
         ours = np.asarray(Image.open(tmp_path / "device" / name), dtype=float)
         theirs = np.asarray(Image.open(tmp_path / "cpu" / name), dtype=float)
-        assert ours.shape == theirs.shape, name  # the same orientation and size
-        assert np.abs(ours - theirs).mean() < 12, name
+        if ours.shape != theirs.shape:  # another orientation or size
+            differ[name] = f"{ours.shape} vs {theirs.shape}"
+        elif np.abs(ours - theirs).mean() >= 12:
+            differ[name] = f"{np.abs(ours - theirs).mean():.1f} levels"
+    assert not differ
 
 
 def test_what_the_device_fails_on_is_redone_on_the_cpu_with_one_note(

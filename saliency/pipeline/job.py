@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..engine.registry import get_method
 from ..engine.report import RuleReport
@@ -26,6 +27,9 @@ from .fingerprint import model_identity, settings_fingerprint
 from .ledger import Ledger, shard_rows
 from .options import JobOptions
 from .stages import ImageOutcome
+
+if TYPE_CHECKING:
+    import torch
 
 
 def run_job(
@@ -99,9 +103,14 @@ def run_job(
     return executor.reports
 
 
-def default_writers() -> int:
-    """Writer processes by default: the cores the model's threads leave, at least one."""
+def default_writers(device: torch.device | str = "cpu") -> int:
+    """Writer processes by default, at least one: on the CPU, the cores the model's threads
+    leave; beside a GPU, every core but two (the run thread and the readers), since the model's
+    pass then leaves the cores idle (one writer encoded 75 PNGs/s on an H200 whose model ran
+    3,000 images/s)."""
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) - torch.get_num_threads())
+    if torch.device(device).type == "cpu":
+        return max(1, (cores or 1) - torch.get_num_threads())
+    return max(1, (cores or 1) - 2)
