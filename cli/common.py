@@ -8,7 +8,6 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -140,22 +139,19 @@ def run_target(
     different_from: Path | None,
     fit: str | None,
 ) -> TargetSpec:
-    """What explain's run explains: ``--target`` (for a segmentation model, its class over the
-    pixels assigned to it), or the similarity to ``--similar-to``'s photo (or the difference
-    from ``--different-from``'s) for the model as an embedding; a usage error where they do
-    not fit."""
+    """What explain's run explains: ``--target`` (for a segmentation model, each class present
+    or the one named, over the pixels assigned to it), or the similarity to ``--similar-to``'s
+    photo (or the difference from ``--different-from``'s) for the model as an embedding; a
+    usage error where they do not fit."""
     from saliency.errors import SaliencyError
-    from saliency.pipeline.options import similarity_spec
+    from saliency.pipeline.options import segmentation_spec, similarity_spec
 
     reference = similar_to or different_from
     if reference is None and loaded.task == "segmentation":
-        found = target(spec, loaded.categories)
-        if found.kind != "class":
-            fail(
-                f"{loaded.name} is a segmentation model: name the class to explain with "
-                "--target (an index or a name); a picture per class present is not built yet"
-            )
-        return replace(found, region=True)
+        try:
+            return segmentation_spec(loaded, target(spec, loaded.categories))
+        except ValueError as exc:
+            fail(str(exc))
     if reference is None:
         return target(spec, loaded.categories)
     if similar_to is not None and different_from is not None:

@@ -223,7 +223,7 @@ def _run(
             )
         else:
             counts["images"] += 1
-            counts["maps"] += len(outcome.rows)
+            counts["maps"] += sum(1 for row in outcome.rows if row.outputs)
         for warning in outcome.warnings:
             progress.console.print(
                 f"{prefix}[yellow]warning:[/] {escape(outcome.input.shown)}: {escape(warning)}"

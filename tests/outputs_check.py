@@ -22,15 +22,21 @@ def manifest_rows(out: Path) -> list[dict[str, Any]]:
 
 def check_nothing_lost(out: Path) -> list[dict[str, Any]]:
     """Every ok row's outputs exist and decode, no partial file anywhere, one row per picture
-    (or per failed image), and the manifest parses line by line. Returns the rows."""
+    (or per failed image, or per image and method that found nothing to explain), and the
+    manifest parses line by line. Returns the rows."""
     rows = manifest_rows(out)
     assert not list(out.rglob("*.part")), "a partial file was left"
-    keys = [r["outputs"][0] if r["outputs"] else r["image"] for r in rows]
+    keys = [
+        r["outputs"][0] if r["outputs"] else (r["image"], r["status"] == "ok" and r["method"])
+        for r in rows
+    ]
     assert len(keys) == len(set(keys)), "two rows for one picture"
     for row in rows:
         if row["status"] != "ok":
             assert row["error"] and not row["outputs"]
             continue
+        if not row["outputs"]:  # nothing found: it says so
+            assert row["found"] == [] and row["note"]
         for name in row["outputs"]:
             path = out / name
             if name.endswith((".png", ".jpg", ".webp")):

@@ -352,9 +352,9 @@ def test_the_command_refuses_what_it_cannot_draw_yet(tmp_path: Path) -> None:
     from tests.commands import cli
 
     done = cli("explain", SAMPLES / "chelsea.png", "--model", "lraspp_mobilenet_v3_large",
-               "--weights", "random", "--out", tmp_path / "out")  # fmt: skip
+               "--weights", "random", "--out", tmp_path / "out", "--target", "topk:2")  # fmt: skip
     assert done.returncode == 2 and "is a segmentation model" in done.stderr
-    assert "--target" in done.stderr and not (tmp_path / "out" / "results.jsonl").exists()
+    assert "not topk" in done.stderr and not (tmp_path / "out" / "results.jsonl").exists()
     compared = cli("compare", SAMPLES / "chelsea.png", "--model", "lraspp_mobilenet_v3_large",
                    "--weights", "random", "--out", tmp_path / "c")  # fmt: skip
     assert compared.returncode == 2 and "RegionTarget" in compared.stderr

@@ -1,5 +1,6 @@
 """Which classes to explain: per-sample targets for the engine, and target specs for folder runs
-(``top1``, ``topk:N``, a class index or a class name)."""
+(``top1``, ``topk:N``, a class index or a class name; for a segmentation model, every class
+present in each image)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ def targets_and_check(
 
 
 SIMILARITY_KINDS = ("similar", "different")
+FOUND = "*"  # a plan's suffix for "the targets this image turns out to have"
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ class TargetSpec:
     """What to explain in a folder run: ``top1``, the ``k`` best (``topk``), one ``class``
     index; or, for an embedding model, the similarity to a reference embedding (``similar``)
     or 1 - it (``different``), the reference named and hashed for the manifest and the
-    fingerprint."""
+    fingerprint; or, for a segmentation model, each class ``present`` in an image (the model
+    assigns it some pixels), but those in ``ignore`` (its background): how many pictures an
+    image gets is then known only once the model has seen it."""
 
     kind: str = "top1"
     k: int = 1
@@ -83,10 +87,27 @@ class TargetSpec:
     reference_name: str = ""
     reference_sha256: str = ""
     region: bool = False  # a segmentation's class: over the pixels the model assigns to it
+    ignore: tuple[int, ...] = ()  # classes never "present" (a segmentation's background)
 
     @property
     def is_similarity(self) -> bool:
         return self.kind in SIMILARITY_KINDS
+
+    @property
+    def found(self) -> bool:
+        """Whether an image's targets are found in the model's output (so its pictures are
+        known only then): each class present in a segmentation."""
+        return self.kind == "present"
+
+    def present(self, logits: torch.Tensor) -> list[list[int]]:
+        """Per image of a segmentation's output (B, C, H, W), the classes the model assigns
+        some pixel to, in index order, but the ignored ones."""
+        assigned = logits.detach().argmax(dim=1).flatten(1)  # (B, H*W)
+        classes = logits.shape[1]
+        counts = torch.zeros(assigned.shape[0], classes, device=assigned.device, dtype=torch.long)
+        counts.scatter_add_(1, assigned, torch.ones_like(assigned))
+        shown = counts.cpu() > 0
+        return [[c for c in row.nonzero()[:, 0].tolist() if c not in self.ignore] for row in shown]
 
     def name(self, index: int, categories: list[str]) -> str:
         """What a picture explains, in words: the class's name, or the similarity."""
@@ -102,7 +123,10 @@ class TargetSpec:
 
     def suffixes(self) -> list[str]:
         """The output-name part for each target: none for top1, ``topN``, the class index, or
-        ``similar`` / ``different``."""
+        ``similar`` / ``different``; for targets found per image, :data:`FOUND` (each picture's
+        is then its class index)."""
+        if self.found:
+            return [FOUND]
         if self.is_similarity:
             return [self.kind]
         if self.kind == "top1":
@@ -118,7 +142,12 @@ class TargetSpec:
         return SimilarityTarget(self.reference, self.kind == "different")
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | SimilarityTarget | RegionTarget]:
-        """One LongTensor (B,) per target rank, or the similarity target."""
+        """One LongTensor (B,) per target rank, or the similarity target; for classes present,
+        one region target per rank: each image's r-th class (images with fewer repeat their
+        first, and those maps are dropped: see :meth:`ranked`)."""
+        if self.found:
+            per_rank = self.ranked(self.present(logits))
+            return [RegionTarget(torch.tensor(r, device=logits.device)) for r in per_rank]
         if self.is_similarity:
             return [self.similarity()]
         if self.region:
@@ -127,6 +156,13 @@ class TargetSpec:
             return [torch.full((logits.shape[0],), self.index, device=logits.device)]
         ranked = logits.detach().topk(self.k, dim=1).indices
         return [ranked[:, rank] for rank in range(self.k)]
+
+    @staticmethod
+    def ranked(present: list[list[int]]) -> list[list[int]]:
+        """Per rank, each image's class of that rank among ``present``: images with fewer
+        classes repeat their first (0 if none), a map no picture is made of."""
+        ranks = max((len(p) for p in present), default=0)
+        return [[p[r] if r < len(p) else (p[0] if p else 0) for p in present] for r in range(ranks)]
 
 
 def parse_target(spec: str, categories: list[str]) -> TargetSpec:

@@ -97,11 +97,14 @@ def holds_manifest(folder: Path) -> bool:
     return isinstance(row, dict) and {"image", "status", "outputs"} <= row.keys()
 
 
-def remove_partial_files(folder: Path, of: Collection[str] | None = None) -> int:
+def remove_partial_files(
+    folder: Path, of: Collection[str] | None = None, stems: Collection[str] = ()
+) -> int:
     """Remove the temporary files of writes that never finished under ``folder`` (those of
     :func:`atomic_path`: ``.NAME.XXXX.part``), e.g. of killed writer processes: all of them
     (only safe while holding the folder alone), or only those of the outputs named in ``of``
-    (paths relative to ``folder``; what a shard may remove). Returns how many."""
+    or named ``STEM.*`` for a stem in ``stems`` (an image's pictures whose names were known only
+    once drawn) (paths relative to ``folder``; what a shard may remove). Returns how many."""
     removed = 0
     for current, _, names in os.walk(folder):
         for name in names:
@@ -110,7 +113,7 @@ def remove_partial_files(folder: Path, of: Collection[str] | None = None) -> int
             if of is not None:
                 target = name[1:].rsplit(".", 2)[0]  # .NAME.XXXX.part -> NAME
                 relative = Path(current, target).relative_to(folder).as_posix()
-                if relative not in of:
+                if relative not in of and not any(relative.startswith(f"{s}.") for s in stems):
                     continue
             Path(current, name).unlink(missing_ok=True)
             removed += 1

@@ -1,5 +1,7 @@
 """A manifest row: one picture of an image (``ok``), an input that produced nothing (``error``),
-or, in a manifest part, the removal of an earlier row (``dropped``).
+an image in which a method found nothing to explain (``ok`` without outputs: a segmentation
+with no class present but its background), or, in a manifest part, the removal of an earlier
+row (``dropped``).
 
 Every row has the base keys; an ``ok`` row adds what its method recorded (its settings that change
 the maps, SmoothGrad's, its per-sample numbers, where a raw map sits in a container), in
@@ -74,6 +76,21 @@ class Row:
         )  # fmt: skip
 
     @classmethod
+    def nothing(
+        cls,
+        image: str,
+        model: str,
+        method: str,
+        source: Mapping[str, Any],
+        fingerprint: str,
+        extra: Mapping[str, Any],
+    ) -> Row:
+        """An image read and explained in which ``method`` found no target (no class present
+        but the background): no picture, and a rerun need not look again."""
+        return cls(image, OK, (), model, method, None, None, None, (), None, source, fingerprint,
+                   dict(extra))  # fmt: skip
+
+    @classmethod
     def failed(cls, image: str, model: str | None, reason: str) -> Row:
         """An input that produced nothing, and why."""
         return cls(image, ERROR, model=model, error=reason)
@@ -81,7 +98,7 @@ class Row:
     @classmethod
     def dropped(cls, row: Row) -> Row:
         """The part's row that removes ``row`` when parts are merged."""
-        return cls(row.image, DROPPED, row.outputs)
+        return cls(row.image, DROPPED, row.outputs, method=row.method if row.is_ok else None)
 
     @property
     def is_ok(self) -> bool:
@@ -89,15 +106,17 @@ class Row:
 
     @property
     def key(self) -> str:
-        """What the row is about: its picture (one per image, method and target), or for a row
-        without outputs (an error), its image."""
-        return row_key(self.image, self.outputs)
+        """What the row is about: its picture (one per image, method and target); for a row
+        without outputs, its image and method where it has one (nothing found), else its image
+        (an error)."""
+        return row_key(self.image, self.outputs, None if self.status == ERROR else self.method)
 
     def to_dict(self) -> dict[str, Any]:
         """The row as written: every base key (null where it has none) then its extra keys; a
         dropped row only names what it removes."""
         if self.status == DROPPED:
-            return {"image": self.image, "outputs": list(self.outputs), "status": DROPPED}
+            named = {"method": self.method} if self.method and not self.outputs else {}
+            return {"image": self.image, "outputs": list(self.outputs), **named, "status": DROPPED}
         data: dict[str, Any] = {key: getattr(self, key) for key in BASE_KEYS}
         data.update(outputs=list(self.outputs), top5=list(self.top5))
         if self.source is not None:
@@ -139,9 +158,11 @@ class Prediction:
     top5: list[dict[str, Any]]
 
 
-def row_key(image: str, outputs: tuple[str, ...] | list[str]) -> str:
+def row_key(image: str, outputs: tuple[str, ...] | list[str], method: str | None = None) -> str:
     """The key of a row about ``image`` with ``outputs`` (see :attr:`Row.key`)."""
-    return "output:" + outputs[0] if outputs else f"image:{image}"
+    if outputs:
+        return "output:" + outputs[0]
+    return f"nothing:{method}:{image}" if method else f"image:{image}"
 
 
 def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:

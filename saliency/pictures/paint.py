@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from ..choices import REDUCTIONS, SIGNS, STYLES
 from ..geometry import Geometry
@@ -159,3 +159,26 @@ def _painter(
         return band
 
     return overlay
+
+
+OUTLINE = (255, 255, 255)  # a region's outline: white, seen over every colormap and photo
+
+
+def outline_width(size: tuple[int, int]) -> int:
+    """The outline's width in pixels: about 1/256 of the picture's shorter side, at least 1."""
+    return max(1, round(min(size) / 256))
+
+
+def outline(picture: Image.Image, region: np.ndarray, geometry: Geometry) -> Image.Image:
+    """``picture`` with the edge of ``region`` drawn on it: a mask (h, w) at the model's input
+    size (a segmentation's pixels of one class), resampled onto the photo as maps are, its
+    inner edge painted :data:`OUTLINE`. The photo's own border is no edge."""
+    width, height = geometry.image_size
+    plane = Image.fromarray(np.asarray(region, dtype=np.float32), "F")
+    inside = np.asarray(geometry.resample(plane)) >= 0.5
+    size = 2 * outline_width((width, height)) + 1
+    shrunk = Image.fromarray(inside.astype(np.uint8) * 255, "L").filter(ImageFilter.MinFilter(size))
+    edge = inside & (np.asarray(shrunk) == 0)
+    pixels = np.array(picture.convert("RGB"))
+    pixels[edge] = OUTLINE
+    return Image.fromarray(pixels, "RGB")

@@ -26,7 +26,7 @@ from ..files.images import load_image
 from ..files.outputs import PartialFiles, write_atomic
 from ..files.sources import read_regular
 from ..geometry import Geometry
-from ..pictures.paint import RenderOptions, paint
+from ..pictures.paint import RenderOptions, outline, paint
 from .png import fast_png
 
 FORMATS = PICTURE_FORMATS
@@ -112,6 +112,7 @@ class Picture:
     pixels: np.ndarray | None = None
     encoded: bytes | None = None
     empty: bool = False  # for a picture drawn on the device: its map was empty
+    outline: np.ndarray | None = None  # a region (h, w) at the model's input size, outlined
 
     @property
     def empty_map(self) -> bool:
@@ -158,6 +159,8 @@ def draw_and_write(task: DrawTask, partials: PartialFiles | None = None) -> list
                 drawn = Image.fromarray(picture.pixels, "RGB")
             else:
                 drawn = paint(image, picture.planes, task.geometry, task.render)
+                if picture.outline is not None:
+                    drawn = outline(drawn, picture.outline, task.geometry)
             style = task.render.style
             save = partial(task.encoding.save, drawn, style=style, marker=picture.marker)
             write_atomic(target, save, partials)

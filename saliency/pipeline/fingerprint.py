@@ -57,4 +57,6 @@ def settings_fingerprint(model: str, method: str, options: JobOptions) -> str:
     }
     if options.target.is_similarity:  # a class is in the picture's name; a reference is not
         settings["target"] = options.target.describe()
+    if options.target.region or options.target.found:  # its region is outlined on the picture
+        settings["outline"] = "region"
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..engine.targets import FOUND
 from ..files.confine import Confinement
 from ..files.inputs import InputFile
 from ..files.manifest import Manifest, remove_unnamed_containers
@@ -61,9 +62,14 @@ class Ledger:
         entries = self.plan.todo.get(file)
         if entries is not None:  # an image this run set out to redo
             base = file.base.as_posix()
-            keys = {row_key(file.shown, self.options.outputs(base, *e)) for e in entries}
+            keys = {
+                row_key(file.shown, self.options.outputs(base, *e))
+                for e in entries
+                if e[1] != FOUND
+            }
+            found = frozenset(method for method, suffix in entries if suffix == FOUND)
             source = None if outcome.error or not outcome.rows else outcome.rows[0].source
-            self._attempts[file.shown] = Attempt(keys, SourceId.from_dict(source))
+            self._attempts[file.shown] = Attempt(keys, SourceId.from_dict(source), found)
         return True
 
     def known(
@@ -86,7 +92,17 @@ class Ledger:
             name
             for file, entries in self.plan.todo.items()
             for entry in entries
+            if entry[1] != FOUND  # named once found: see remove_partial_files
             for name in self.options.outputs(file.base.as_posix(), *entry)
+        }
+
+    def found_stems(self) -> set[str]:
+        """The name stems of the pictures this run set out to make of found targets."""
+        return {
+            self.options.stem(file.base.as_posix(), method, "")
+            for file, entries in self.plan.todo.items()
+            for method, suffix in entries
+            if suffix == FOUND
         }
 
     def close(self, finished: bool, writers_killed: bool) -> None:
@@ -98,7 +114,10 @@ class Ledger:
             self.raw_store.close()  # the maps of every row written (and perhaps a few more)
         if writers_killed:
             shard = self.manifest.shard
-            remove_partial_files(self.out_dir, None if shard is None else self.planned_outputs())
+            if shard is None:
+                remove_partial_files(self.out_dir)
+            else:
+                remove_partial_files(self.out_dir, self.planned_outputs(), self.found_stems())
         if not finished:  # a second signal, or an error: the next run compacts
             self.manifest.abandon()
             return
@@ -137,7 +156,7 @@ def shard_rows(
     for other methods' and error rows); shard 0 also those of no input of the run."""
 
     def keys(chosen: list[InputFile]) -> set[str]:
-        suffixes = options.target.suffixes()
+        suffixes = [s for s in options.target.suffixes() if s != FOUND]  # by image below
         return {
             row_key(f.shown, options.outputs(f.base.as_posix(), method, suffix))
             for f in chosen

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..choices import RAW_FORMATS
@@ -106,4 +106,26 @@ def similarity_spec(
     kind = "different" if different else "similar"
     return TargetSpec(
         kind, reference=embedding, reference_name=Path(reference).name, reference_sha256=sha256
+    )
+
+
+BACKGROUND = "__background__"  # torchvision's name for a segmentation's background class
+
+
+def segmentation_spec(loaded: LoadedModel, target: TargetSpec) -> TargetSpec:
+    """A folder run's target for a segmentation model: with ``top1`` (the default), each class
+    present in an image but the background, a picture each; with a class, that class over the
+    pixels the model assigns to it (one picture, whether present or not). Raises
+    ``ValueError`` for ``topk`` (a segmentation has no ranking of classes per image) and for a
+    model that is not a segmentation model."""
+    if loaded.task != "segmentation":
+        raise ValueError(f"{loaded.name} is a {loaded.task} model, not a segmentation model")
+    if target.kind == "top1":
+        background = tuple(i for i, name in enumerate(loaded.categories) if name == BACKGROUND)
+        return TargetSpec("present", ignore=background)
+    if target.kind == "class":
+        return replace(target, region=True)
+    raise ValueError(
+        f"{loaded.name} is a segmentation model: it explains each class present in an image "
+        "(the default) or one class named with --target (an index or a name), not topk"
     )

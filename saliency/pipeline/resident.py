@@ -27,7 +27,7 @@ from ..files.inputs import InputFile
 from ..files.sources import SourceId, read_regular
 from ..geometry import Geometry
 from ..models.loading import LoadedModel
-from ..pictures.paint import RenderOptions, colormap_lut
+from ..pictures.paint import OUTLINE, RenderOptions, colormap_lut, outline_width
 from ..pictures.render import prepare_deferred
 from .codecs import CodecError, decode_jpegs, encode_jpeg
 from .drawing import MARKER
@@ -199,6 +199,18 @@ def _upsample(values: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     inside = (xs >= 0) & (xs < 1)
     inside_rows = (ys >= 0) & (ys < 1)
     return out * (inside_rows[:, None] & inside[None, :])
+
+
+def outline(pixels: torch.Tensor, region: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """``pixels`` (uint8 (3, H, W)) with the edge of ``region`` (a mask (h, w) at the model's
+    input size) drawn as :func:`~..pictures.paint.outline` draws it, on the pixels' device."""
+    inside = _upsample(region.to(pixels.device, torch.float32)[None], geometry) >= 0.5  # (1, H, W)
+    width = outline_width(geometry.image_size)
+    # a min filter of (2w+1)^2 whose window ignores what lies beyond the photo, as Pillow's
+    shrunk = -F.max_pool2d(-inside.float()[None], 2 * width + 1, stride=1, padding=width)[0]
+    edge = inside & (shrunk < 0.5)
+    colour = torch.tensor(OUTLINE, dtype=torch.uint8, device=pixels.device).view(3, 1, 1)
+    return torch.where(edge, colour, pixels)
 
 
 def _to_index(values: torch.Tensor, signed: bool) -> torch.Tensor:

@@ -5,6 +5,10 @@ fingerprint), from the same input content (see :func:`~saliency.files.sources.un
 its files still exist. Everything else is redone; ``overwrite`` redoes everything. A file at an
 output path that no row of ours names is ours only if it carries our marker; a stranger's file
 is never replaced without ``overwrite``.
+
+Where an image's targets are found by the model (each class present in a segmentation), its
+rows record what was found: the image is done for a method when a fresh row stands for each
+target found (or one row says nothing was), and is otherwise redone whole.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.targets import FOUND
 from ..errors import UnsafePathError
 from ..files.confine import Confinement
 from ..files.inputs import InputFile
@@ -55,9 +60,13 @@ def plan_run(
     enter) is refused with the reason, alone: the others go on."""
     plan = Plan()
     gate = Confinement(out_dir)  # the folder and each output folder resolved once
+    found = _found_rows(rows) if options.target.found else {}
     for file in files:
         try:
-            entries, stranger = _entries(file, options, rows, fingerprints, gate)
+            if options.target.found:
+                entries, stranger = _found_entries(file, options, found, fingerprints, gate), None
+            else:
+                entries, stranger = _entries(file, options, rows, fingerprints, gate)
         except UnsafePathError as exc:
             plan.refused.append((file, f"cannot write its outputs: {exc}"))
             continue
@@ -112,6 +121,59 @@ def _entries(
     return entries, stranger
 
 
+def _found_rows(rows: dict[str, Row]) -> dict[tuple[str, str], list[Row]]:
+    """The ok rows that record what their image was found to have, by image and method."""
+    found: dict[tuple[str, str], list[Row]] = {}
+    for row in rows.values():
+        if row.is_ok and row.method and isinstance(row.extra.get("found"), list):
+            found.setdefault((row.image, row.method), []).append(row)
+    return found
+
+
+def _found_entries(
+    file: InputFile,
+    options: JobOptions,
+    found: dict[tuple[str, str], list[Row]],
+    fingerprints: dict[str, str],
+    gate: Confinement,
+) -> list[Entry]:
+    """The methods to redo for ``file`` whose targets are found per image: those without a
+    fresh row for each target its rows say it has (or a row saying it has none)."""
+    base = file.base.as_posix()
+    checked: dict[SourceId | None, bool] = {}
+    entries: list[Entry] = []
+    for method in options.methods:
+        gate.inside(options.outputs(base, method, FOUND)[0])  # its folder may not lead out
+        rows = found.get((file.shown, method), [])
+        if options.overwrite or not _all_there(rows, base, method, options):
+            entries.append((method, FOUND))
+            continue
+        for row in rows:
+            if not _fresh(row, fingerprints[method], gate):
+                entries.append((method, FOUND))
+                break
+            recorded = SourceId.from_dict(row.source)
+            if recorded not in checked:
+                checked[recorded] = unchanged(file.path, recorded)
+            if not checked[recorded]:
+                entries.append((method, FOUND))
+                break
+    return entries
+
+
+def _all_there(rows: list[Row], base: str, method: str, options: JobOptions) -> bool:
+    """Whether ``rows`` are exactly one per target their first row says was found (one row
+    without outputs where none was)."""
+    if not rows:
+        return False
+    said = rows[0].extra["found"]
+    if not said:
+        return len(rows) == 1 and not rows[0].outputs
+    wanted = {options.outputs(base, method, str(suffix))[0] for suffix in said}
+    have = [row.outputs[0] for row in rows if row.outputs and row.extra.get("found") == said]
+    return len(have) == len(rows) and set(have) == wanted
+
+
 def _fresh(row: Row, fingerprint: str, gate: Confinement) -> bool:
     return (
         row.is_ok
@@ -133,24 +195,29 @@ def ours(picture: Path) -> bool:
 
 @dataclass
 class Attempt:
-    """What this run did to one image: its planned pictures' keys, and the identity of the
-    content it read (None if the image failed)."""
+    """What this run did to one image: its planned pictures' keys, the identity of the content
+    it read (None if the image failed), and the methods whose targets it looked for afresh
+    (whose earlier rows of found targets all go, but those written now)."""
 
     keys: set[str]
     source: SourceId | None
+    found: frozenset[str] = frozenset()
 
 
 def keep_row(row: Row, written: set[str], attempts: dict[str, Attempt]) -> bool:
     """Whether an earlier row still holds after this run (rows written now always do).
 
     An image that failed now loses the rows of the pictures this run meant to make; an image
-    read now loses its error row and every row made from other content (any method).
+    read now loses its error row and every row made from other content (any method); a method
+    whose targets were looked for again loses the rows of targets no longer found.
     """
     if row.key in written:
         return True
     attempt = attempts.get(row.image)
     if attempt is None:
         return True
+    if row.method in attempt.found and isinstance(row.extra.get("found"), list):
+        return False  # looked for again: what is found now was written now
     if attempt.source is None:
         return row.key not in attempt.keys
     if not row.is_ok:

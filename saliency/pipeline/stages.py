@@ -19,6 +19,7 @@ from ..api import explain_batch
 from ..engine.options import MethodOptions, method_settings
 from ..engine.registry import get_method
 from ..engine.report import RuleReport
+from ..engine.targets import FOUND
 from ..errors import ImageError
 from ..explanation import Explanation
 from ..files.inputs import InputFile
@@ -33,7 +34,7 @@ from . import resident
 from .drawing import DrawTask, Picture, marker_text
 from .options import JobOptions
 from .reading import Pixels, read_pixels
-from .resume import Entry
+from .resume import Entry, ours
 from .workers import Workers, result
 
 T = TypeVar("T")
@@ -84,6 +85,7 @@ class _Map:
     probability: float | None
     maps: torch.Tensor
     extra: dict[str, Any]
+    region: torch.Tensor | None = None  # a segmentation class's pixels, outlined on the picture
 
 
 @dataclass
@@ -237,15 +239,24 @@ def explain_group(
         should_stop=should_stop,
     )  # fmt: skip
     spec = options.target
-    probs = None if spec.is_similarity or spec.region else logits.float().softmax(dim=1).cpu()
+    plain = not (spec.is_similarity or spec.region or spec.found)
+    probs = logits.float().softmax(dim=1).cpu() if plain else None
     # what a segmentation's or an embedding's rows record: the same for every method
     fixed: tuple[list[float | None], list[dict[str, Any]]] | None = None
+    size = (batch.shape[-2], batch.shape[-1])
+    regions: torch.Tensor | None = None
     if spec.region:  # the class over the pixels assigned to it
-        fixed = _region(logits, spec.index)
+        *fixed, regions = _region(logits, spec.index, size)  # type: ignore[assignment]
     elif spec.is_similarity:  # the similarity it explains, no class
         scores = spec.similarity().score(logits.float()).cpu().tolist()
         fixed = [None] * len(group), [{"similarity": round(s, 6)} for s in scores]
-    for suffix, by_method in zip(spec.suffixes(), results, strict=True):
+    present = spec.present(logits) if spec.found else None
+    ranked = spec.ranked(present) if present is not None else []
+    suffixes = [FOUND] * len(results) if spec.found else spec.suffixes()
+    for rank, (suffix, by_method) in enumerate(zip(suffixes, results, strict=True)):
+        if present is not None:  # each image's class of this rank, over its pixels
+            ranks = torch.tensor(ranked[rank], device=logits.device)
+            *fixed, regions = _region(logits, ranks, size)  # type: ignore[assignment]
         for method in options.methods:
             result = by_method[method]
             reports.setdefault(method, result.report)
@@ -259,20 +270,33 @@ def explain_group(
                 assert probs is not None
                 chosen = probs.gather(1, targets.view(-1, 1))[:, 0].tolist()
             for i in range(len(group)):
+                own, extra = suffix, extras[i]
+                if present is not None:
+                    if rank >= len(present[i]):
+                        continue  # a rank this image has no class for
+                    own = str(present[i][rank])
+                    extra = {**extra, "found": [str(c) for c in present[i]]}
+                region = None if regions is None else regions[i]
                 per_image[i].append(
-                    _Map(method, suffix, int(targets[i]), chosen[i], maps[i], extras[i])
+                    _Map(method, own, int(targets[i]), chosen[i], maps[i], extra, region)
                 )
     return [Explained(item, _top5(probs, i, loaded), per_image[i]) for i, item in enumerate(group)]
 
 
-def _region(logits: torch.Tensor, category: int) -> tuple[list[float | None], list[dict[str, Any]]]:
-    """Per image of a segmentation's output (B, C, H, W): the class's mean probability over the
-    pixels the model assigns to it (None where it assigns none), and the row's keys: that
-    share of the pixels and that probability."""
+def _region(
+    logits: torch.Tensor, category: int | torch.Tensor, size: tuple[int, int]
+) -> tuple[list[float | None], list[dict[str, Any]], torch.Tensor]:
+    """Per image of a segmentation's output (B, C, H, W): the class's (one for all, or a
+    LongTensor (B,)) mean probability over the pixels the model assigns to it (None where it
+    assigns none), the row's keys (that share of the pixels and that probability), and those
+    pixels as a mask (B, h, w) at the model's input ``size``, to outline on the pictures."""
     probabilities = logits.float().softmax(dim=1)
-    mask = (probabilities.argmax(dim=1) == category).float()
+    batch = probabilities.shape[0]
+    categories = torch.as_tensor(category, device=probabilities.device).long().expand(batch)
+    mask = (probabilities.argmax(dim=1) == categories.view(-1, 1, 1)).float()
     share = mask.mean(dim=(1, 2)).cpu().tolist()
-    inside = (probabilities[:, category] * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+    chosen_map = probabilities[torch.arange(batch, device=probabilities.device), categories]
+    inside = (chosen_map * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
     chosen = [
         None if s == 0 else round(float(p), 6) for s, p in zip(share, inside.cpu(), strict=True)
     ]
@@ -280,7 +304,9 @@ def _region(logits: torch.Tensor, category: int) -> tuple[list[float | None], li
         {"pixel_share": round(s, 6), "region_probability": c}
         for s, c in zip(share, chosen, strict=True)
     ]
-    return list(chosen), keys
+    if tuple(mask.shape[-2:]) != size:  # an output coarser than the input
+        mask = torch.nn.functional.interpolate(mask[:, None], size=size, mode="nearest")[:, 0]
+    return list(chosen), keys, mask.bool()
 
 
 def _top5(probs: torch.Tensor | None, i: int, loaded: LoadedModel) -> list[dict[str, Any]]:
@@ -315,7 +341,7 @@ class Drawing:
 
     def outcome(self, empty: list[bool]) -> ImageOutcome:
         """The image's outcome once its writer returned ``empty`` (per picture)."""
-        pairs = zip(self.rows, empty, strict=True)
+        pairs = zip([row for row in self.rows if row.outputs], empty, strict=True)
         warnings = [f"{row.method}: {EMPTY_MESSAGE}" for row, blank in pairs if blank]
         warnings += self.notes
         return ImageOutcome(self.input, rows=self.rows, warnings=warnings)
@@ -336,12 +362,16 @@ def drawing(
     file, geometry, source = decoded.input, decoded.geometry, decoded.source
     assert geometry is not None and source is not None
     task = DrawTask(file.path, source.sha256, geometry, out_dir, options.render, options.encoding)
-    rows = []
+    rows, notes = [], []
     for entry in item.items:
         method = entry.method
-        if (method, entry.suffix) not in wanted:
+        if (method, entry.suffix) not in wanted and (method, FOUND) not in wanted:
             continue
         outputs = options.outputs(file.base.as_posix(), method, entry.suffix)
+        if options.target.found and not options.overwrite and not ours(out_dir / outputs[0]):
+            notes.append(f"{outputs[0]} exists and was not written by saliency; move it away or "
+                         "use --overwrite to replace it")  # fmt: skip
+            continue
         raw = entry.maps.cpu().numpy().astype(np.float32) if options.save_raw else None
         extra = dict(entry.extra)
         if raw is not None and raw_store is not None:  # into a container, not to the writer
@@ -352,9 +382,13 @@ def drawing(
         mark = marker_text(fingerprints[method], source.sha256)
         shown = get_method(method).shown(entry.maps)
         if decoded.photo is None:
-            task.pictures.append(Picture(outputs, prepare(shown, options.render), raw, mark))
+            region = None if entry.region is None else entry.region.cpu().numpy()
+            planes = prepare(shown, options.render)
+            task.pictures.append(Picture(outputs, planes, raw, mark, outline=region))
         else:  # drawn on the device, encoded there too for jpg
             pixels, blank = resident.paint(decoded.photo, shown, geometry, options.render)
+            if entry.region is not None:
+                pixels = resident.outline(pixels, entry.region, geometry)
             encoded, array = None, None
             if options.encoding.format == "jpg":
                 encoded = resident.encode(pixels, options.encoding.quality, mark)
@@ -377,4 +411,33 @@ def drawing(
                 extra,
             )  # fmt: skip
         )
-    return Drawing(file, task, rows)
+    if options.target.found:  # a method that found nothing says so, once per image
+        nothing = _nothing_found(loaded, item, wanted, fingerprints)
+        notes += [f"{row.method}: {NOTHING}" for row in nothing]
+        rows += nothing
+    return Drawing(file, task, rows, notes)
+
+
+NOTHING = "no class present but the background"
+
+
+def _nothing_found(
+    loaded: LoadedModel, item: Explained, wanted: Collection[Entry], fingerprints: dict[str, str]
+) -> list[Row]:
+    """A row for each wanted method that found no target in the image (no class present but
+    the background), so that the image counts as done and a rerun does not look again."""
+    source = item.decoded.source
+    assert source is not None
+    some = {entry.method for entry in item.items}
+    return [
+        Row.nothing(
+            item.decoded.input.shown,
+            loaded.name,
+            method,
+            source.to_dict(),
+            fingerprints[method],
+            {"found": [], "note": NOTHING},
+        )  # fmt: skip
+        for method, suffix in wanted
+        if suffix == FOUND and method not in some
+    ]

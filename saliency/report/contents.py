@@ -47,6 +47,7 @@ class Card:
     error: str | None = None
     top5: list[tuple[str, float]] = field(default_factory=list)
     pictures: list[Picture] = field(default_factory=list)
+    nothing_found: list[str] = field(default_factory=list)  # per method that found nothing, why
 
     @property
     def name(self) -> str:
@@ -109,7 +110,11 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
             sha256 = (row.source or {}).get("sha256")
             photo = _find(image, bases, sha256)
             card = cards[image] = Card(image, photo, sha256, row.model, "ok")
-        if not row.is_ok or not row.outputs:
+        if row.is_ok and not row.outputs:  # read, and nothing found to explain
+            why = row.extra.get("note") or "nothing to explain"
+            card.nothing_found.append(f"{row.method}: {why}")
+            continue
+        if not row.is_ok:
             card.status, card.error = "error", row.error or "failed"
             continue
         if not gate.is_inside(row.outputs[0], follow=True):

@@ -120,6 +120,7 @@ def _card(
         "name": card.name,
         "status": card.status,
         "error": card.error,
+        "nothing_found": sorted(card.nothing_found),
         "model": card.model,
         "class": card.predicted,
         "p": card.top5[0][1] if card.top5 else None,

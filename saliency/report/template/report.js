@@ -72,6 +72,7 @@
     if (c.model) parts.push(c.model);
     item.append(el("p", { className: "meta", textContent: parts.join(" · ") }));
     if (c.status !== "ok") item.append(el("p", { className: "reason", textContent: "Failed: " + (c.error || "unknown reason") }));
+    (c.nothing_found || []).forEach((n) => item.append(el("p", { className: "note", textContent: n })));
     const pictures = c.pictures.filter((p) => !view.method || p.method === view.method);
     const row = el("div", { className: "pics" });
     if (c.photo) row.append(thumb(c.photo, `${c.name}: the photo`, "photo", () => openViewer(c, -1)));
