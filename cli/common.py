@@ -85,10 +85,9 @@ def load(
     debug: bool,
     group: Group | None = None,
     embedding: bool = False,
-    segmentation: bool = False,
 ) -> LoadedModel:
     """The model on ``device`` (a torchrun rank's own GPU in a ``group``); with ``embedding``,
-    its head removed; a segmentation model only where the command takes one (``explain``)."""
+    its head removed."""
     import saliency
     from saliency.models.devices import resolve_device
 
@@ -108,18 +107,6 @@ def load(
         if debug:
             raise
         fail(str(exc))
-    allowed = (
-        "classification",
-        "embedding" if embedding else "",
-        "segmentation" if segmentation else "",
-    )
-    if loaded.task not in allowed:  # refused before any work, never a wrong picture
-        fail(
-            f"{model} is a {loaded.task} model: this command explains classifiers for now "
-            "(explain also takes a segmentation's class with --target, and embeddings with "
-            "--similar-to); from Python, saliency.RegionTarget (see the documentation's "
-            "'Beyond classifiers' page)"
-        )
     return loaded
 
 
@@ -163,6 +150,27 @@ def run_target(
         return similarity_spec(loaded, reference, different_from is not None, fit)
     except (ValueError, SaliencyError) as exc:
         fail(f"{reference}: {exc}" if isinstance(exc, SaliencyError) else str(exc))
+
+
+def one_target(
+    spec: str,
+    loaded: LoadedModel,
+    similar_to: Path | None,
+    different_from: Path | None,
+    fit: str | None,
+    command: str,
+) -> Any:
+    """The one target per photo of ``compare``, ``sanity`` or ``evaluate``: None for the top-1
+    class, a target object otherwise (a class, a segmentation's class over its pixels or its
+    main class, a similarity); a usage error for topk."""
+    from saliency import ClassTarget
+
+    found = run_target(spec, loaded, similar_to, different_from, fit)
+    if found.kind == "topk":
+        fail(f"{command} shows one target per image: use top1, a class index or a class name")
+    if found.kind == "class" and not found.region:
+        return ClassTarget(found.index)
+    return found.one()
 
 
 def target(spec: str, categories: list[str]) -> TargetSpec:

@@ -16,6 +16,7 @@ from .options import (
     CmapOpt,
     DebugOpt,
     DeviceOpt,
+    DifferentFromOpt,
     FigureFormatOpt,
     FitOpt,
     LabelsOpt,
@@ -30,6 +31,7 @@ from .options import (
     SeedOpt,
     SetOpt,
     SignOpt,
+    SimilarToOpt,
     SmoothOpt,
     StepsOpt,
     StyleOpt,
@@ -51,6 +53,8 @@ def compare(
     device: DeviceOpt = "auto",
     method: MethodOpt = None,
     target: TargetOpt = "top1",
+    similar_to: SimilarToOpt = None,
+    different_from: DifferentFromOpt = None,
     layer: LayerOpt = None,
     smooth: SmoothOpt = 0,
     noise: NoiseOpt = 0.15,
@@ -76,9 +80,10 @@ def compare(
     methods = common.methods_from(method, default=common.quick_methods())
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     common.alone("compare")
-    loaded = common.load(model, weights, labels, device, debug)
+    reference = similar_to or different_from
+    loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
     fit_mode = common.check_fit(fit, loaded)
-    target_spec = common.target(target, loaded.categories)
+    target_spec = common.run_target(target, loaded, similar_to, different_from, fit_mode)
     if target_spec.kind == "topk":
         common.fail("compare shows one target per image: use top1, a class index or a class name")
     method_options = common.method_options(

@@ -15,6 +15,7 @@ from .options import (
     BaselineOpt,
     DebugOpt,
     DeviceOpt,
+    DifferentFromOpt,
     Fill,
     FitOpt,
     LabelsOpt,
@@ -27,6 +28,8 @@ from .options import (
     ReduceOpt,
     ReportOpt,
     SetOpt,
+    SimilarToOpt,
+    TargetOpt,
     WeightsOpt,
 )
 from .report import write as write_report
@@ -47,9 +50,15 @@ def evaluate(
             "--method", help="Repeatable; 'all': every method. [default: gradient, guided, gradcam]"
         ),  # fmt: skip
     ] = None,
+    target: TargetOpt = "top1",
+    similar_to: SimilarToOpt = None,
+    different_from: DifferentFromOpt = None,
     metric: Annotated[
         list[Metric] | None,
-        typer.Option("--metric", help="Repeatable. [default: all five]"),
+        typer.Option(
+            "--metric",
+            help="Repeatable. [default: all five; with a target, all but class_sensitivity]",
+        ),
     ] = None,
     steps: Annotated[
         int, typer.Option(min=1, help="Deletion and insertion: pixels go in this many equal steps.")
@@ -100,9 +109,11 @@ def evaluate(
     """
     common.alone("evaluate")
     methods = common.methods_from(method, default=("gradient", "guided", "gradcam"))
-    metrics = [str(m.value) for m in metric] if metric else list(choices.METRICS)
-    loaded = common.load(model, weights, labels, device, debug)
+    reference = similar_to or different_from
+    loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
     fit_mode = common.check_fit(fit, loaded)
+    explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "evaluate")
+    metrics = _metrics(metric, targeted=explained is not None)
     method_options = common.method_options(
         loaded, methods, {"layer": layer, "steps": ig_steps, "baseline": baseline}, settings,
         flags={"steps": "--ig-steps"}, batch_size=batch_size,
@@ -141,6 +152,7 @@ def evaluate(
                 result = run_evaluation(
                     loaded, inputs, methods, metrics, names, protocol=protocol,
                     options=method_options, on_batch=lambda n: progress.advance(task, n),
+                    target=explained,
                 )  # fmt: skip
             write_scores(result, out / "evaluation.csv")
             write_curves(result, out / "curves.csv")
@@ -155,6 +167,20 @@ def evaluate(
         if report:
             write_report(out, None, None, debug)
         raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+
+
+def _metrics(asked: list[Metric] | None, targeted: bool) -> list[str]:
+    """The metrics to score: those asked for, or all; with a target, class sensitivity left
+    out (a usage error when asked for by name)."""
+    metrics = [str(m.value) for m in asked] if asked else list(choices.METRICS)
+    if targeted and "class_sensitivity" in metrics:
+        if asked:
+            common.fail(
+                "class_sensitivity compares the maps of a classifier's top-1 and "
+                "another class: it takes no --target, --similar-to or --different-from"
+            )
+        metrics.remove("class_sensitivity")
+    return metrics
 
 
 def _print_leaderboard(standings: list[Any], images: int) -> None:

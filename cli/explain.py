@@ -17,6 +17,7 @@ from .options import (
     CmapOpt,
     DebugOpt,
     DeviceOpt,
+    DifferentFromOpt,
     FitOpt,
     LabelsOpt,
     LayerOpt,
@@ -32,6 +33,7 @@ from .options import (
     SeedOpt,
     SetOpt,
     SignOpt,
+    SimilarToOpt,
     SmoothOpt,
     StepsOpt,
     StyleOpt,
@@ -56,21 +58,8 @@ def explain(
     device: DeviceOpt = "auto",
     method: MethodOpt = None,
     target: TargetOpt = "top1",
-    similar_to: Annotated[
-        Path | None,
-        typer.Option(
-            help="Explain what makes each photo like this one: the model as an embedding (its "
-            "head removed), the cosine of the embeddings.",
-            show_default=False,
-        ),
-    ] = None,
-    different_from: Annotated[
-        Path | None,
-        typer.Option(
-            help="Explain what makes each photo unlike this one (1 - the cosine).",
-            show_default=False,
-        ),
-    ] = None,
+    similar_to: SimilarToOpt = None,
+    different_from: DifferentFromOpt = None,
     layer: LayerOpt = None,
     smooth: SmoothOpt = 0,
     noise: NoiseOpt = 0.15,
@@ -157,7 +146,7 @@ def explain(
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     place = placement(shard, debug)
     reference = similar_to or different_from
-    loaded = common.load(model, weights, labels, device, debug, place.group, bool(reference), True)
+    loaded = common.load(model, weights, labels, device, debug, place.group, bool(reference))
     fit_mode = common.check_fit(fit, loaded)
     target_spec = common.run_target(target, loaded, similar_to, different_from, fit_mode)
     method_options = common.method_options(

@@ -117,7 +117,25 @@ SetOpt = Annotated[
 ]
 TargetOpt = Annotated[
     str,
-    typer.Option(help="top1, topk:N, a class index, or a class name (case-insensitive)."),
+    typer.Option(
+        help="top1, topk:N, a class index, or a class name (case-insensitive); for a "
+        "segmentation model, a class over its pixels (default: each class present)."
+    ),
+]
+SimilarToOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Explain what makes each photo like this one: the model as an embedding (its "
+        "head removed), the cosine of the embeddings.",
+        show_default=False,
+    ),
+]
+DifferentFromOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Explain what makes each photo unlike this one (1 - the cosine).",
+        show_default=False,
+    ),
 ]
 FitOpt = Annotated[
     Fit | None,

@@ -14,6 +14,7 @@ from .options import (
     BaselineOpt,
     DebugOpt,
     DeviceOpt,
+    DifferentFromOpt,
     FigureFormatOpt,
     FitOpt,
     Granularity,
@@ -27,8 +28,10 @@ from .options import (
     QuietOpt,
     ReportOpt,
     SetOpt,
+    SimilarToOpt,
     SmoothOpt,
     StepsOpt,
+    TargetOpt,
     WeightsOpt,
 )
 from .report import write as write_report
@@ -51,6 +54,9 @@ def sanity(
             "[default: gradient, guided, gradcam, guided_gradcam]",
         ),
     ] = None,
+    target: TargetOpt = "top1",
+    similar_to: SimilarToOpt = None,
+    different_from: DifferentFromOpt = None,
     mode: Annotated[
         Mode,
         typer.Option(
@@ -104,8 +110,10 @@ def sanity(
         common.fail(f"--threshold must be in (0, 1], got {threshold}")
     methods = common.methods_from(method, default=DEFAULT_METHODS)
     common.alone("sanity")
-    loaded = common.load(model, weights, labels, device, debug)
+    reference = similar_to or different_from
+    loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
     fit_mode = common.check_fit(fit, loaded)
+    explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "sanity")
     method_options = common.method_options(
         loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,
         smooth=smooth, noise=noise, seed=seed, batch_size=batch_size,
@@ -132,6 +140,7 @@ def sanity(
                     loaded.model, inputs, names, methods, mode=mode.value,
                     granularity=granularity.value, seed=seed, repredict=repredict,
                     options=method_options, normalization=loaded.normalization, on_step=on_step,
+                    target=explained,
                 )  # fmt: skip
             found_verdicts = _write(result, files, out, threshold, str(format.value))
 

@@ -348,16 +348,13 @@ def test_an_embedding_is_a_classifier_without_its_head() -> None:
     assert default.model(photos((224, 224))).shape == (2, 1280)
 
 
-def test_the_command_refuses_what_it_cannot_draw_yet(tmp_path: Path) -> None:
+def test_a_segmentation_has_no_topk(tmp_path: Path) -> None:
     from tests.commands import cli
 
     done = cli("explain", SAMPLES / "chelsea.png", "--model", "lraspp_mobilenet_v3_large",
                "--weights", "random", "--out", tmp_path / "out", "--target", "topk:2")  # fmt: skip
     assert done.returncode == 2 and "is a segmentation model" in done.stderr
     assert "not topk" in done.stderr and not (tmp_path / "out" / "results.jsonl").exists()
-    compared = cli("compare", SAMPLES / "chelsea.png", "--model", "lraspp_mobilenet_v3_large",
-                   "--weights", "random", "--out", tmp_path / "c")  # fmt: skip
-    assert compared.returncode == 2 and "RegionTarget" in compared.stderr
 
 
 def test_the_command_explains_a_segmentation_class_over_its_region(tmp_path: Path) -> None:

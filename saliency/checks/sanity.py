@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from torch import nn
 from ..api import explain_batch
 from ..choices import GRANULARITIES
 from ..choices import SANITY_MODES as MODES
+from ..engine.objectives import Target
 from ..engine.options import MethodOptions, resolved
 from ..engine.passes import predict
 from ..engine.registry import get_method
@@ -190,6 +192,7 @@ def run_sanity(
     options: MethodOptions | None = None,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     on_step: Callable[[int, int, str], None] = lambda done, total, name: None,
+    target: Target | None = None,
 ) -> SanityResult:
     """The model-randomization sanity check (Adebayo et al. 2018) on your model and inputs.
 
@@ -212,6 +215,9 @@ def run_sanity(
         options: The methods' settings; its ``batch_size`` is the number of inputs per pass.
         normalization: (mean, std) of the model's input, for the black baseline.
         on_step: Called as ``on_step(done, total, layer)`` after each step (for progress).
+        target: What to explain instead of the top-1 class (a segmentation's class over its
+            region, a similarity), fixed on the original model's output (the region it
+            assigns) for every randomized step, or with ``repredict`` on each step's own.
 
     Returns:
         The rows (``image, method, step, layer, metric, value``), the map strips and the
@@ -235,7 +241,9 @@ def run_sanity(
     options = resolved(options, [get_method(m) for m in chosen], work, first)
 
     result = SanityResult(steps, chosen, list(names), mode)
-    original, targets = _maps(work, inputs, groups, chosen, options, normalization, None, device)
+    fixing = _Fixing(target)
+    original, targets = _maps(work, inputs, groups, chosen, options, normalization, None, device,
+                              fixing)  # fmt: skip
     result.classes.append(targets.tolist())
     generator = torch.Generator().manual_seed(seed)
     reference = {m: [MapFeatures.of(maps) for maps in original[m]] for m in chosen}
@@ -257,7 +265,9 @@ def run_sanity(
     for index, step in enumerate(steps, start=1):
         randomize(work, step, seed + index)
         fixed = None if repredict else targets
-        maps, explained = _maps(work, inputs, groups, chosen, options, normalization, fixed, device)
+        fixing.again = repredict
+        maps, explained = _maps(work, inputs, groups, chosen, options, normalization, fixed, device,
+                                fixing)  # fmt: skip
         result.classes.append(explained.tolist())
         for i, name in enumerate(names):
             for method in chosen:
@@ -292,16 +302,22 @@ def _maps(
     normalization: tuple[Sequence[float], Sequence[float]] | None,
     targets: torch.Tensor | None,
     device: torch.device,
+    fixing: _Fixing,
 ) -> tuple[dict[str, list[torch.Tensor]], torch.Tensor]:
-    """Each method's map per input (CPU), and the classes explained."""
+    """Each method's map per input (CPU), and the classes explained (-1 for a target with no
+    class)."""
     maps: dict[str, list[torch.Tensor | None]] = {m: [None] * len(inputs) for m in methods}
     explained = torch.zeros(len(inputs), dtype=torch.long)
     for group in groups:
         for part in _chunks(group, options.batch_size):
             batch = torch.stack([inputs[i] for i in part]).to(device)
-            index = torch.tensor(part)
+            index, key = torch.tensor(part), tuple(part)
 
-            def choose(logits: torch.Tensor, index: torch.Tensor = index) -> list[torch.Tensor]:
+            def choose(
+                logits: torch.Tensor, index: torch.Tensor = index, key: tuple[int, ...] = key
+            ) -> list[Any]:
+                if fixing.target is not None:
+                    return [fixing.bound(key, logits)]
                 if targets is None:
                     return [logits.argmax(dim=1)]
                 return [targets[index].to(logits.device)]
@@ -313,6 +329,22 @@ def _maps(
                     maps[method][i] = result.maps[row].detach().float().cpu()
                     explained[i] = int(result.targets[row])
     return maps, explained  # type: ignore[return-value]
+
+
+class _Fixing:
+    """A target bound once per batch of inputs on the original model's output, and reused for
+    the randomized models' (or bound again on each one's, ``again``)."""
+
+    def __init__(self, target: Target | None) -> None:
+        self.target = target
+        self.again = False
+        self._bound: dict[tuple[int, ...], Target] = {}
+
+    def bound(self, part: tuple[int, ...], logits: torch.Tensor) -> Target:
+        assert self.target is not None
+        if self.again or part not in self._bound:
+            self._bound[part] = self.target.bind(logits)
+        return self._bound[part]
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

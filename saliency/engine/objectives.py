@@ -194,6 +194,20 @@ class RegionTarget(Target):
             total = total / mask.sum(dim=(1, 2)).clamp(min=1e-12)
         return total
 
+    def confidence(self, output: torch.Tensor) -> torch.Tensor:
+        """The class's mean probability over the region (0 to 1, as a classifier's), which RISE
+        weighs its masks by and deletion and insertion follow: a sum of logits over thousands
+        of pixels has no scale to read."""
+        output = _segmentation(output)
+        if self.mask is None:
+            raise ValueError("a RegionTarget without a mask must be bound to the clean output")
+        batch = output.shape[0]
+        categories = self._categories(batch, output.device)
+        rows = torch.arange(batch, device=output.device)
+        chosen = output.float().softmax(dim=1)[rows, categories]  # (B, H, W)
+        mask = self.mask.to(output.device, chosen.dtype).expand_as(chosen)
+        return (chosen * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1e-12)
+
     def select(self, rows: torch.Tensor) -> RegionTarget:
         category = self.category
         if not isinstance(category, int):

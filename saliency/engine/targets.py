@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .objectives import RegionTarget, SimilarityTarget, classifier_output
+from .objectives import RegionTarget, SimilarityTarget, Target, classifier_output
 
 TargetLike = int | Sequence[int] | torch.Tensor | None
 
@@ -157,12 +157,52 @@ class TargetSpec:
         ranked = logits.detach().topk(self.k, dim=1).indices
         return [ranked[:, rank] for rank in range(self.k)]
 
+    def one(self) -> Target | None:
+        """The one target per image of a command that shows one (compare, sanity, evaluate):
+        None for a classifier's class specs (each command's own class handling); a region
+        target for a segmentation's class, or, for classes present, each image's class with
+        the most pixels but the ignored ones; the similarity for an embedding."""
+        if self.found:
+            return MainRegion(self.ignore)
+        if self.region:
+            return RegionTarget(self.index)
+        if self.is_similarity:
+            return self.similarity()
+        return None
+
     @staticmethod
     def ranked(present: list[list[int]]) -> list[list[int]]:
         """Per rank, each image's class of that rank among ``present``: images with fewer
         classes repeat their first (0 if none), a map no picture is made of."""
         ranks = max((len(p) for p in present), default=0)
         return [[p[r] if r < len(p) else (p[0] if p else 0) for p in present] for r in range(ranks)]
+
+
+class MainRegion(Target):
+    """Each image's main class over its region: the class the model assigns the most pixels
+    to on the clean input, leaving out those in ``ignore`` (its background) unless it assigns
+    nothing else. Bound once on the clean output, as a :class:`RegionTarget`."""
+
+    kind = "region"
+
+    def __init__(self, ignore: tuple[int, ...] = ()) -> None:
+        self.ignore = ignore
+
+    def bind(self, output: torch.Tensor) -> Target:
+        from .objectives import model_output
+
+        logits = model_output(output).detach()
+        classes = logits.shape[1]
+        assigned = logits.argmax(dim=1).flatten(1)
+        counts = torch.zeros(assigned.shape[0], classes, device=assigned.device)
+        counts.scatter_add_(1, assigned, torch.ones_like(assigned, dtype=counts.dtype))
+        others = counts.clone()
+        others[:, list(self.ignore)] = -1
+        main = torch.where(others.max(dim=1).values > 0, others.argmax(dim=1), counts.argmax(dim=1))
+        return RegionTarget(main).bind(output)
+
+    def score(self, output: torch.Tensor) -> torch.Tensor:
+        raise ValueError("a MainRegion target must be bound to the clean output first")
 
 
 def parse_target(spec: str, categories: list[str]) -> TargetSpec:

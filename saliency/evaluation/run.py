@@ -17,6 +17,7 @@ from torch import nn
 
 from ..api import explain_batch
 from ..choices import METRICS
+from ..engine.objectives import Target, model_output
 from ..engine.options import MethodOptions
 from ..grouping import by_shape
 from ..models.loading import LoadedModel
@@ -99,10 +100,14 @@ def evaluate(
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     on_batch: Callable[[int], None] | None = None,
     baselines: Sequence[str] = BASELINES,
+    target: Target | None = None,
 ) -> Evaluation:
     """Score methods' maps by deletion, insertion, ROAD and class sensitivity, beside baselines.
 
-    The explained class is each image's top-1. Each batch's maps come from one shared
+    The explained class is each image's top-1; or, with ``target``, the target itself (a
+    segmentation's class over its region, a similarity): its maps are made for it, and the
+    curves score it (:meth:`~saliency.Target.confidence`) on every perturbed copy, against the
+    region fixed on the clean photo. Each batch's maps come from one shared
     explanation pass, each map is ranked once for all metrics, and the perturbed copies run
     forward-only. The same ``protocol.seed`` gives the same numbers.
 
@@ -121,6 +126,8 @@ def evaluate(
         on_batch: Told ``on_batch(n)`` of each batch of ``n`` images done.
         baselines: ``random`` and ``centre`` maps, scored like the methods. Leave them out only
             to time the methods alone: without them a score has no scale.
+        target: What to explain and score instead of the top-1 class (not with class
+            sensitivity, which compares two classes of a classifier).
 
     Returns:
         Every score (one row per image, method and metric) and every curve point.
@@ -132,6 +139,11 @@ def evaluate(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ValueError(f"unknown metric {unknown}; valid: {', '.join(METRICS)}")
+    if target is not None and "class_sensitivity" in metrics:
+        raise ValueError(
+            "class sensitivity compares the maps of two classes of a classifier: leave it out "
+            "with a target"
+        )
     unknown_baselines = [b for b in baselines if b not in BASELINES]
     if unknown_baselines:
         raise ValueError(f"unknown baseline {unknown_baselines}; valid: {', '.join(BASELINES)}")
@@ -149,7 +161,8 @@ def evaluate(
         for start in range(0, len(indices), size):
             chunk = indices[start : start + size]
             batch = torch.stack([items[i] for i in chunk]).to(device)
-            _Batch(module, batch, chunk, result, protocol).score(methods, options, normalization)
+            scored = _Batch(module, batch, chunk, result, protocol, target)
+            scored.score(methods, options, normalization)
             if on_batch is not None:
                 on_batch(len(chunk))
     order = {name: i for i, name in enumerate(result.methods)}
@@ -169,6 +182,7 @@ class _Batch:
     indices: list[int]
     result: Evaluation
     protocol: Protocol
+    target: Target | None = None  # bound on the clean output in _maps
 
     def score(
         self,
@@ -202,7 +216,10 @@ class _Batch:
         sensitivity = "class_sensitivity" in self.result.metrics
         contrast, reduce, seed = self.protocol.contrast, self.protocol.reduce, self.protocol.seed
 
-        def choose(logits: torch.Tensor) -> list[torch.Tensor]:
+        def choose(logits: torch.Tensor) -> list[torch.Tensor] | list[Target]:
+            if self.target is not None:  # fixed on the clean output, for every copy too
+                self.target = self.target.bind(logits)
+                return [self.target]
             top = logits.argmax(1)
             if not sensitivity:
                 return [top]
@@ -225,6 +242,8 @@ class _Batch:
         if "centre" in self.result.methods:
             values["centre"] = contrasts["centre"] = centre_map(shape)
         values = {m: v.to(x.device) for m, v in values.items()}
+        if self.target is not None:  # the rows whose target each copy is scored for
+            return torch.arange(x.shape[0], device=x.device), values, contrasts
         return logits.argmax(1), values, contrasts
 
     def _random(self, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
@@ -232,11 +251,17 @@ class _Batch:
 
     @torch.no_grad()
     def _probabilities(self, copies: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
-        """The model's probability of ``wanted`` for each perturbed copy, batched."""
+        """The model's probability of ``wanted`` for each perturbed copy, batched; with a
+        target, its confidence for the rows ``wanted`` names."""
         out, size = [], self.protocol.batch_size
         for start in range(0, copies.shape[0], size):
-            part = self.module(copies[start : start + size]).float().softmax(1)
-            out.append(part.gather(1, wanted[start : start + size, None])[:, 0])
+            output = self.module(copies[start : start + size])
+            rows = wanted[start : start + size]
+            if self.target is not None:
+                out.append(self.target.select(rows).confidence(model_output(output)).float())
+                continue
+            part = output.float().softmax(1)
+            out.append(part.gather(1, rows[:, None])[:, 0])
         return torch.cat(out)
 
     def _curves(

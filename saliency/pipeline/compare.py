@@ -4,6 +4,10 @@ panels per photo, for :func:`~saliency.pictures.figures.save_figure` to lay out.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
 
 from ..api import explain_batch
 from ..engine.options import MethodOptions
@@ -13,6 +17,7 @@ from ..files.images import load_image
 from ..files.inputs import InputFile
 from ..models.loading import LoadedModel
 from ..pictures.figures import CompareRow
+from ..pictures.paint import outline
 from ..pictures.render import RenderOptions, draw
 
 THUMBNAIL = 800  # longest side of each panel, in pixels
@@ -29,6 +34,11 @@ def compare_rows(
 ) -> Iterator[tuple[InputFile, CompareRow | str]]:
     """For each file, its row, or the reason it failed (a string)."""
     method_options = method_options or MethodOptions()
+    one = target.one()  # a target object, or None for a classifier's class
+
+    def choose(logits: torch.Tensor) -> list[Any]:
+        return target.targets(logits)[:1] if one is None else [one]
+
     for file in files:
         try:
             image = load_image(file.path)
@@ -44,19 +54,43 @@ def compare_rows(
                 loaded,
                 tensor[None].to(loaded.device),
                 methods,
-                lambda logits: target.targets(logits)[:1],
+                choose,
                 method_options,
             )
         except Exception as exc:  # the model failed on this image: report it, go on
             yield file, f"model failed: {type(exc).__name__}: {exc}"
             continue
         panels = []
-        probabilities = logits.float().softmax(1)[0]
         for method, result in results.items():
             index = int(result.targets[0])
-            probability = float(probabilities[index])
+            size = (tensor.shape[-2], tensor.shape[-1])
+            label, region = _label(loaded, target, logits, index, size)
             title = method + (f" (smooth {result.smooth})" if result.smooth else "")
             picture, _ = draw(photo, get_method(method).shown(result.maps[0]), small, options)
-            name = loaded.categories[index]
-            panels.append((f"{title}\n{name} ({probability:.1%})", picture))
+            if region is not None:
+                picture = outline(picture, region, small)
+            panels.append((f"{title}\n{label}", picture))
         yield file, CompareRow(photo, panels)
+
+
+def _label(
+    loaded: LoadedModel,
+    target: TargetSpec,
+    logits: torch.Tensor,
+    index: int,
+    size: tuple[int, int],
+) -> tuple[str, np.ndarray | None]:
+    """What a panel explains, in words with its number, and the region to outline on it: a
+    class and its probability; a segmentation's class and its share of the pixels (its
+    region); a similarity and its cosine."""
+    if target.is_similarity:
+        score = float(target.similarity().score(logits.float())[0])
+        return f"{target.name(index, loaded.categories)} ({score:.3f})", None
+    if logits.dim() == 4:  # a segmentation: the class over the pixels assigned to it
+        mask = (logits[0].argmax(dim=0) == index).float()
+        share = float(mask.mean())
+        if tuple(mask.shape) != size:  # an output coarser than the input
+            mask = torch.nn.functional.interpolate(mask[None, None], size=size)[0, 0]
+        return f"{loaded.categories[index]} ({share:.1%} of pixels)", mask.cpu().numpy()
+    probability = float(logits.float().softmax(1)[0, index])
+    return f"{loaded.categories[index]} ({probability:.1%})", None
