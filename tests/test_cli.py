@@ -340,7 +340,7 @@ def test_native_fit_on_a_fixed_size_model_is_a_usage_error(photos, tmp_path, mon
     fixed = dataclasses.replace(
         loaded, preprocessing=dataclasses.replace(loaded.preprocessing, fixed_input_size=True)
     )
-    monkeypatch.setattr(cli, "load", lambda *args: fixed)
+    monkeypatch.setattr(cli, "load", lambda *args, **kwargs: fixed)
     result = run(command, photos / "cat.png", "--out", tmp_path / "out", "--fit", "native")
     assert result.exit_code == 2
     assert "needs a fixed input size: use --fit resize or --fit crop" in result.output
