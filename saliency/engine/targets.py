@@ -102,11 +102,7 @@ class TargetSpec:
     def present(self, logits: torch.Tensor) -> list[list[int]]:
         """Per image of a segmentation's output (B, C, H, W), the classes the model assigns
         some pixel to, in index order, but the ignored ones."""
-        assigned = logits.detach().argmax(dim=1).flatten(1)  # (B, H*W)
-        classes = logits.shape[1]
-        counts = torch.zeros(assigned.shape[0], classes, device=assigned.device, dtype=torch.long)
-        counts.scatter_add_(1, assigned, torch.ones_like(assigned))
-        shown = counts.cpu() > 0
+        shown = pixel_counts(logits).cpu() > 0
         return [[c for c in row.nonzero()[:, 0].tolist() if c not in self.ignore] for row in shown]
 
     def name(self, index: int, categories: list[str]) -> str:
@@ -178,6 +174,16 @@ class TargetSpec:
         return [[p[r] if r < len(p) else (p[0] if p else 0) for p in present] for r in range(ranks)]
 
 
+def pixel_counts(logits: torch.Tensor) -> torch.Tensor:
+    """Per image of a segmentation's output (B, C, H, W), how many pixels the model assigns to
+    each class (its argmax): a LongTensor (B, C)."""
+    assigned = logits.detach().argmax(dim=1).flatten(1)  # (B, H*W)
+    counts = torch.zeros(
+        assigned.shape[0], logits.shape[1], device=assigned.device, dtype=torch.long
+    )
+    return counts.scatter_add_(1, assigned, torch.ones_like(assigned))
+
+
 class MainRegion(Target):
     """Each image's main class over its region: the class the model assigns the most pixels
     to on the clean input, leaving out those in ``ignore`` (its background) unless it assigns
@@ -191,11 +197,7 @@ class MainRegion(Target):
     def bind(self, output: torch.Tensor) -> Target:
         from .objectives import model_output
 
-        logits = model_output(output).detach()
-        classes = logits.shape[1]
-        assigned = logits.argmax(dim=1).flatten(1)
-        counts = torch.zeros(assigned.shape[0], classes, device=assigned.device)
-        counts.scatter_add_(1, assigned, torch.ones_like(assigned, dtype=counts.dtype))
+        counts = pixel_counts(model_output(output))
         others = counts.clone()
         others[:, list(self.ignore)] = -1
         main = torch.where(others.max(dim=1).values > 0, others.argmax(dim=1), counts.argmax(dim=1))
