@@ -39,6 +39,9 @@ _EXPORTS = {
     "RegionTarget": "saliency.engine.objectives",
     "SimilarityTarget": "saliency.engine.objectives",
     "ScoreTarget": "saliency.engine.objectives",
+    "BoxScoreTarget": "saliency.engine.boxes",
+    "DRiseTarget": "saliency.engine.boxes",
+    "Detector": "saliency.models.detection",
     "RuleError": "saliency.errors",
     "ModelError": "saliency.errors",
     "ImageError": "saliency.errors",
@@ -48,7 +51,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BoxScoreTarget",
     "ClassTarget",
+    "DRiseTarget",
+    "Detector",
     "Explanation",
     "ImageError",
     "LoadedModel",
@@ -83,6 +89,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .api import explain, explain_batch
     from .checks.sanity import run_sanity
+    from .engine.boxes import BoxScoreTarget, DRiseTarget
     from .engine.hooks import RuleHooks
     from .engine.method import Method
     from .engine.objectives import (
@@ -108,6 +115,7 @@ if TYPE_CHECKING:
     from .explanation import Explanation
     from .files.images import load_image
     from .files.raw_maps import read_maps
+    from .models.detection import Detector
     from .models.loading import LoadedModel, load_model
     from .pictures.render import RenderOptions, render
 

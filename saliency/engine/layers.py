@@ -5,15 +5,23 @@ A candidate is a submodule that runs once per forward pass and outputs a feature
 flatten modules. The default is the last candidate to finish in the forward pass: the outermost
 module around the network's final feature map (``layer4`` for a ResNet, ``features`` for VGG,
 DenseNet and MobileNet, ``Mixed_7c`` for Inception v3, ``bn2`` for timm's EfficientNets).
+
+A module that outputs a dict of feature maps (a feature pyramid: a detector's ``backbone``) is a
+candidate too, read as pytorch-grad-cam's ``fasterrcnn_reshape_transform`` reads it: each level's
+absolute value resized bilinearly to its last (coarsest) level's grid, concatenated along the
+channels; its gradients are read the same way. A model may name its default with a
+``cam_layer`` attribute (a :class:`~saliency.Detector` names its backbone).
 """
 
 from __future__ import annotations
 
 import difflib
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _NOT_FEATURES = (
@@ -45,12 +53,41 @@ class LayerInfo:
 
     @property
     def is_candidate(self) -> bool:
-        """Whether Grad-CAM can explain this layer's output."""
+        """Whether Grad-CAM can explain this layer's output: one feature map per input (a
+        detector's pooled proposals are not)."""
         return self.calls == 1 and _is_feature_map(self.shape) and self.kind == "features"
 
 
 def _is_feature_map(shape: tuple[int, ...] | None) -> bool:
-    return shape is not None and len(shape) == 4 and shape[2] * shape[3] > 1
+    return shape is not None and len(shape) == 4 and shape[0] == 1 and shape[2] * shape[3] > 1
+
+
+def _levels(output: object) -> list[torch.Tensor] | None:
+    """The feature maps of a dict output (a feature pyramid), or None if it is not one."""
+    if not isinstance(output, Mapping) or not output:
+        return None
+    values = list(output.values())
+    if all(isinstance(v, torch.Tensor) and v.dim() == 4 for v in values):
+        return values
+    return None
+
+
+def pyramid(levels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A feature pyramid's levels as one feature map, as pytorch-grad-cam's
+    ``fasterrcnn_reshape_transform``: each level's absolute value resized bilinearly to the
+    last level's grid, concatenated along the channels."""
+    size = levels[-1].shape[-2:]
+    return torch.cat([F.interpolate(level.abs(), size, mode="bilinear") for level in levels], 1)
+
+
+def _output_shape(output: object) -> tuple[int, ...] | None:
+    if isinstance(output, torch.Tensor):
+        return tuple(output.shape)
+    levels = _levels(output)
+    if levels is None:
+        return None
+    last = levels[-1].shape
+    return (last[0], sum(level.shape[1] for level in levels), last[2], last[3])
 
 
 def probe_layers(
@@ -71,7 +108,7 @@ def probe_layers(
     def record(name: str, module: nn.Module):
         def hook(mod: nn.Module, args: object, output: object) -> None:
             entry = seen.pop(name, None) or [None, 0, ""]
-            entry[0] = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+            entry[0] = _output_shape(output)
             entry[1] += 1
             entry[2] = "other" if isinstance(mod, _NOT_FEATURES) else "features"
             seen[name] = entry  # re-inserted: the order is that of the last finish
@@ -111,7 +148,7 @@ def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = Non
                 "found no layer with a feature-map output (B, C, h, w) for Grad-CAM; "
                 "is this a convolutional network?"
             )
-        return candidates[-1]
+        return _preferred(model, candidates)
     by_name = {info.name: info for info in infos}
     info = by_name.get(name)
     if info is not None and info.is_candidate:
@@ -126,6 +163,19 @@ def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = Non
     else:
         reason = f"outputs {_shape(info.shape)}, not a feature map (B, C, h, w) with h*w > 1"
     raise ValueError(f"layer {name!r} {reason}; {_candidates_hint(name, candidates)}")
+
+
+def _preferred(model: nn.Module, candidates: list[str]) -> str:
+    """The model's own ``cam_layer`` if it is a candidate, else the last candidate inside it,
+    else the last candidate."""
+    named = getattr(model, "cam_layer", None)
+    if isinstance(named, str):
+        inside = [c for c in candidates if c == named or c.startswith(named + ".")]
+        if named in inside:
+            return named
+        if inside:
+            return inside[-1]
+    return candidates[-1]
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
@@ -148,13 +198,15 @@ class LayerCapture:
     """Keep the output of one submodule during a forward pass, for Grad-CAM.
 
     The hook hands the rest of the network a copy of the output, so later in-place operations
-    (an in-place ReLU, ``+=``) cannot change the captured activation or its gradient.
+    (an in-place ReLU, ``+=``) cannot change the captured activation or its gradient. A feature
+    pyramid's levels are kept each, and read as one map (see :func:`pyramid`).
     """
 
     def __init__(self, model: nn.Module, name: str) -> None:
         self.name = name
         self.module = dict(model.named_modules())[name]
         self.output: torch.Tensor | None = None
+        self.levels: list[torch.Tensor] | None = None
         self.calls = 0
         self._handle = None
 
@@ -162,8 +214,15 @@ class LayerCapture:
         self._handle = self.module.register_forward_hook(self._hook)
         return self
 
-    def _hook(self, module: nn.Module, args: object, output: object) -> torch.Tensor | None:
+    def _hook(self, module: nn.Module, args: object, output: object) -> object:
         self.calls += 1
+        levels = _levels(output)
+        if levels is not None:
+            assert isinstance(output, Mapping)
+            self.levels = levels
+            self.output = pyramid(levels)
+            copy = type(output)((key, value.clone()) for key, value in output.items())  # type: ignore[call-arg]
+            return copy
         if not isinstance(output, torch.Tensor):
             return None
         self.output = output
@@ -183,6 +242,20 @@ class LayerCapture:
                 else f"layer {self.name!r} gave no feature map (B, C, h, w)"
             )
         return self.output
+
+    def sources(self) -> list[torch.Tensor]:
+        """What the layer's gradient is taken with respect to: its output, or each level."""
+        self.activation()
+        assert self.output is not None
+        return self.levels if self.levels is not None else [self.output]
+
+    def gradient(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """The gradients with respect to :meth:`sources` (None: unused) read as the activation
+        is: the output's own, or a pyramid's levels read as one map."""
+        sources = self.sources()
+        pairs = zip(grads, sources, strict=True)
+        filled = [torch.zeros_like(s) if g is None else g for g, s in pairs]
+        return filled[0] if self.levels is None else pyramid(filled)
 
 
 def captured(model: nn.Module, name: str, inputs: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,8 @@ def classifier_output(output: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"a class target needs a classifier's output (B, K); this model returns "
             f"{tuple(output.shape)}: pass a target object (RegionTarget for a segmentation, "
-            "SimilarityTarget for an embedding, ScoreTarget for anything else)"
+            "SimilarityTarget for an embedding, BoxScoreTarget for a detector, ScoreTarget for "
+            "anything else)"
         )
     return output
 

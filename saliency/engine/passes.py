@@ -112,8 +112,10 @@ class ForwardPass:
         assert self.capture is not None
         activation = self.capture.activation()
         score = as_target(targets).score(self.logits).sum()
-        (grads,) = torch.autograd.grad(score, activation, retain_graph=keep)
-        return LayerGradients(activation.detach(), grads)
+        grads = torch.autograd.grad(
+            score, self.capture.sources(), retain_graph=keep, allow_unused=True
+        )
+        return LayerGradients(activation.detach(), self.capture.gradient(grads))
 
 
 def check_inputs(model: nn.Module, inputs: torch.Tensor) -> None:

