@@ -125,15 +125,22 @@ def run_target(
     similar_to: Path | None,
     different_from: Path | None,
     fit: str | None,
+    detections: tuple[float | None, int | None, bool] = (None, None, False),
 ) -> TargetSpec:
     """What explain's run explains: ``--target`` (for a segmentation model, each class present
-    or the one named, over the pixels assigned to it), or the similarity to ``--similar-to``'s
-    photo (or the difference from ``--different-from``'s) for the model as an embedding; a
-    usage error where they do not fit."""
+    or the one named, over the pixels assigned to it; for a detector, each detection as
+    ``detections`` = (min score, most per image, per-box normalisation) say), or the
+    similarity to ``--similar-to``'s photo (or the difference from ``--different-from``'s) for
+    the model as an embedding; a usage error where they do not fit."""
     from saliency.errors import SaliencyError
-    from saliency.pipeline.options import segmentation_spec, similarity_spec
+    from saliency.pipeline.options import detection_spec, segmentation_spec, similarity_spec
 
     reference = similar_to or different_from
+    if loaded.task == "detection" or detections != (None, None, False):
+        try:
+            return detection_spec(loaded, target(spec, loaded.categories), *detections)
+        except ValueError as exc:
+            fail(str(exc))
     if reference is None and loaded.task == "segmentation":
         try:
             return segmentation_spec(loaded, target(spec, loaded.categories))

@@ -57,7 +57,8 @@ def evaluate(
         list[Metric] | None,
         typer.Option(
             "--metric",
-            help="Repeatable. [default: all five; with a target, all but class_sensitivity]",
+            help="Repeatable. [default: all five; with a target, all but class_sensitivity; "
+            "on a detector, those four and pointing_game]",
         ),
     ] = None,
     steps: Annotated[
@@ -101,7 +102,8 @@ def evaluate(
     """Score maps: deletion, insertion, ROAD and class sensitivity, beside baselines.
 
     Metrics: [b]deletion[/] and [b]insertion[/] (RISE), [b]road_morf[/] and [b]road_lerf[/]
-    (ROAD), [b]class_sensitivity[/]; baselines: a [b]random[/] and a [b]centre[/] map.
+    (ROAD), [b]class_sensitivity[/], and on a detector [b]pointing_game[/] (the map's peak
+    inside the box); baselines: a [b]random[/] and a [b]centre[/] map.
 
     Writes [b]evaluation.csv[/] (image, method, metric, value), [b]curves.csv[/],
     [b]evaluation.json[/] (the leaderboard) and [b]evaluation.png[/], and prints the leaderboard:
@@ -113,7 +115,7 @@ def evaluate(
     loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
     fit_mode = common.check_fit(fit, loaded)
     explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "evaluate")
-    metrics = _metrics(metric, targeted=explained is not None)
+    metrics = _metrics(metric, explained is not None, loaded.task == "detection")
     method_options = common.method_options(
         loaded, methods, {"layer": layer, "steps": ig_steps, "baseline": baseline}, settings,
         flags={"steps": "--ig-steps"}, batch_size=batch_size,
@@ -169,10 +171,15 @@ def evaluate(
         raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
 
 
-def _metrics(asked: list[Metric] | None, targeted: bool) -> list[str]:
+def _metrics(asked: list[Metric] | None, targeted: bool, detector: bool = False) -> list[str]:
     """The metrics to score: those asked for, or all; with a target, class sensitivity left
-    out (a usage error when asked for by name)."""
+    out, and the pointing game but on a detector (a usage error when asked for by name)."""
     metrics = [str(m.value) for m in asked] if asked else list(choices.METRICS)
+    if not detector and "pointing_game" in metrics:
+        if asked:
+            common.fail("pointing_game asks whether a map's peak lies in a detection's box: "
+                        "it takes a detector")  # fmt: skip
+        metrics.remove("pointing_game")
     if targeted and "class_sensitivity" in metrics:
         if asked:
             common.fail(

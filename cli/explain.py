@@ -21,10 +21,13 @@ from .options import (
     FitOpt,
     LabelsOpt,
     LayerOpt,
+    MaxDetectionsOpt,
     MethodOpt,
+    MinScoreOpt,
     ModelOpt,
     NoiseOpt,
     PathsArg,
+    PerBoxOpt,
     PictureFormatOpt,
     QuietOpt,
     RawFormat,
@@ -60,6 +63,9 @@ def explain(
     target: TargetOpt = "top1",
     similar_to: SimilarToOpt = None,
     different_from: DifferentFromOpt = None,
+    min_score: MinScoreOpt = None,
+    max_detections: MaxDetectionsOpt = None,
+    per_box_normalize: PerBoxOpt = False,
     layer: LayerOpt = None,
     smooth: SmoothOpt = 0,
     noise: NoiseOpt = 0.15,
@@ -148,7 +154,13 @@ def explain(
     reference = similar_to or different_from
     loaded = common.load(model, weights, labels, device, debug, place.group, bool(reference))
     fit_mode = common.check_fit(fit, loaded)
-    target_spec = common.run_target(target, loaded, similar_to, different_from, fit_mode)
+    detections = (min_score, max_detections, per_box_normalize)
+    target_spec = common.run_target(
+        target, loaded, similar_to, different_from, fit_mode, detections
+    )
+    if device_pipeline and loaded.task == "detection":
+        common.fail("a detector's pictures (boxes and labels) are drawn on the CPU: drop "
+                    "--device-pipeline")  # fmt: skip
     method_options = common.method_options(
         loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,
         smooth=smooth, noise=noise, seed=seed, batch_size=batch_size,

@@ -130,6 +130,29 @@ SimilarToOpt = Annotated[
         show_default=False,
     ),
 ]
+MinScoreOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="A detector's: explain each detection scored this or more. [default: 0.5]",
+        show_default=False,
+    ),
+]
+MaxDetectionsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="A detector's: explain at most this many per image. [default: 10]",
+        show_default=False,
+    ),
+]  # fmt: skip
+PerBoxOpt = Annotated[
+    bool,
+    typer.Option(
+        "--per-box-normalize",
+        help="A detector's: cut each map to its box and scale it there from 0 to 1.",
+    ),
+]
 DifferentFromOpt = Annotated[
     Path | None,
     typer.Option(

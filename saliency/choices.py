@@ -13,5 +13,6 @@ GRANULARITIES = ("stage", "layer")
 FIGURE_FORMATS = ("png", "pdf")
 PICTURE_FORMATS = ("png", "jpg", "webp")  # how folder runs store pictures (png: lossless)
 RAW_FORMATS = ("npy", "safetensors")  # how --save-raw stores maps: a file each, or containers
-METRICS = ("deletion", "insertion", "road_morf", "road_lerf", "class_sensitivity")  # evaluate
+# evaluate's; the pointing game is a detector's
+METRICS = ("deletion", "insertion", "road_morf", "road_lerf", "class_sensitivity", "pointing_game")
 FILLS = ("blur", "mean")  # what deletion's removed pixels become, and insertion starts from

@@ -23,7 +23,7 @@ import torch
 from ..models.detection import BOX, LABEL, SCORE, detections_of
 from .objectives import Target
 
-__all__ = ["BoxScoreTarget", "DRiseTarget", "box_iou"]
+__all__ = ["BoxScoreTarget", "BoxTarget", "DRiseTarget", "box_iou"]
 
 
 def box_iou(boxes: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
@@ -44,8 +44,10 @@ def box_iou(boxes: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
-class _Boxes(Target):
-    """Reference boxes (M, 4) for every sample or (B, M, 4), and their labels (M,) or (B, M)."""
+class BoxTarget(Target):
+    """What the box targets share: reference boxes (M, 4) for every sample or (B, M, 4), their
+    labels (M,) or (B, M), and the D-RISE similarity to them (:meth:`drise`), which is their
+    :meth:`confidence`."""
 
     kind = "box"
 
@@ -89,7 +91,7 @@ class _Boxes(Target):
     def confidence(self, output: torch.Tensor) -> torch.Tensor:
         return self.drise(output)
 
-    def select(self, rows: torch.Tensor) -> _Boxes:
+    def select(self, rows: torch.Tensor) -> BoxTarget:
         if self.boxes.dim() == 2:
             return self
         copy = type(self).__new__(type(self))
@@ -104,7 +106,7 @@ class _Boxes(Target):
         return first.expand(batch) if labels.dim() == 1 else first
 
 
-class BoxScoreTarget(_Boxes):
+class BoxScoreTarget(BoxTarget):
     """pytorch-grad-cam's ``FasterRCNNBoxScoreTarget`` on a :class:`~saliency.Detector`'s
     output: for each reference box, the prediction of highest IoU with it adds IoU + score if
     that IoU is above ``iou_threshold`` and its label is the box's; 0 otherwise.
@@ -135,7 +137,7 @@ class BoxScoreTarget(_Boxes):
         return torch.where(counts, iou + score, torch.zeros_like(iou)).sum(dim=-1)
 
 
-class DRiseTarget(_Boxes):
+class DRiseTarget(BoxTarget):
     """The D-RISE similarity to reference boxes as the score itself (see the module's text).
 
     Args:

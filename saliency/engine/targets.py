@@ -88,6 +88,8 @@ class TargetSpec:
     reference_sha256: str = ""
     region: bool = False  # a segmentation's class: over the pixels the model assigns to it
     ignore: tuple[int, ...] = ()  # classes never "present" (a segmentation's background)
+    min_score: float = 0.5  # a detector's: the detections explained, up to k of them
+    box_normalize: bool = False  # a detector's maps renormalised inside each box
 
     @property
     def is_similarity(self) -> bool:
@@ -96,14 +98,38 @@ class TargetSpec:
     @property
     def found(self) -> bool:
         """Whether an image's targets are found in the model's output (so its pictures are
-        known only then): each class present in a segmentation."""
-        return self.kind == "present"
+        known only then): each class present in a segmentation, each detection of a
+        detector."""
+        return self.kind in ("present", "detections")
+
+    @property
+    def detections(self) -> bool:
+        """Whether it explains a detector's detections, each over its box."""
+        return self.kind == "detections"
+
+    @property
+    def nothing(self) -> str:
+        """What a row of an image where nothing was found says."""
+        if self.detections:
+            return f"no detection scored {self.min_score:g} or more"
+        return "no class present but the background"
 
     def present(self, logits: torch.Tensor) -> list[list[int]]:
         """Per image of a segmentation's output (B, C, H, W), the classes the model assigns
-        some pixel to, in index order, but the ignored ones."""
+        some pixel to, in index order, but the ignored ones; of a detector's (B, N, 6), the
+        rows of its detections scored ``min_score`` or more, the ``k`` best."""
+        if self.detections:
+            from ..models.detection import SCORE
+
+            kept = (logits[..., SCORE] >= self.min_score).cpu()
+            return [row.nonzero()[:, 0].tolist()[: self.k] for row in kept]
         shown = pixel_counts(logits).cpu() > 0
         return [[c for c in row.nonzero()[:, 0].tolist() if c not in self.ignore] for row in shown]
+
+    def found_suffix(self, found: int) -> str:
+        """The output-name part of a target found in an image: a class's index, or a
+        detection's rank (``box1`` for the best)."""
+        return f"box{found + 1}" if self.detections else str(found)
 
     def name(self, index: int, categories: list[str]) -> str:
         """What a picture explains, in words: the class's name, or the similarity."""
@@ -114,7 +140,15 @@ class TargetSpec:
         return categories[index]
 
     def describe(self) -> dict[str, Any]:
-        """What the pictures depend on beyond their names (the reference's content)."""
+        """What the pictures depend on beyond their names (the reference's content; which
+        detections, and how their maps are scaled)."""
+        if self.detections:
+            return {
+                "kind": self.kind,
+                "min_score": self.min_score,
+                "max_detections": self.k,
+                "per_box_normalize": self.box_normalize,
+            }
         return {"kind": self.kind, "reference_sha256": self.reference_sha256}
 
     def suffixes(self) -> list[str]:
@@ -137,10 +171,12 @@ class TargetSpec:
             raise ValueError(f"a {self.kind} target has no reference embedding")
         return SimilarityTarget(self.reference, self.kind == "different")
 
-    def targets(self, logits: torch.Tensor) -> list[torch.Tensor | SimilarityTarget | RegionTarget]:
+    def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
         """One LongTensor (B,) per target rank, or the similarity target; for classes present,
         one region target per rank: each image's r-th class (images with fewer repeat their
         first, and those maps are dropped: see :meth:`ranked`)."""
+        if self.detections:
+            return [_boxes_at(logits, rows) for rows in self.ranked(self.present(logits))]
         if self.found:
             per_rank = self.ranked(self.present(logits))
             return [RegionTarget(torch.tensor(r, device=logits.device)) for r in per_rank]
@@ -158,6 +194,8 @@ class TargetSpec:
         None for a classifier's class specs (each command's own class handling); a region
         target for a segmentation's class, or, for classes present, each image's class with
         the most pixels but the ignored ones; the similarity for an embedding."""
+        if self.detections:
+            return TopDetection()
         if self.found:
             return MainRegion(self.ignore)
         if self.region:
@@ -205,6 +243,32 @@ class MainRegion(Target):
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
         raise ValueError("a MainRegion target must be bound to the clean output first")
+
+
+def _boxes_at(logits: torch.Tensor, rows: list[int]) -> Target:
+    """Each image's detection in row ``rows[i]`` of a detector's output, as a box target."""
+    from ..models.detection import BOX, LABEL
+    from .boxes import BoxScoreTarget
+
+    picked = logits.detach()[torch.arange(len(rows)), torch.tensor(rows, dtype=torch.long)]
+    return BoxScoreTarget(picked[:, None, BOX], picked[:, None, LABEL].long())
+
+
+class TopDetection(Target):
+    """Each image's best detection (its highest score), bound once on the clean output as a
+    :class:`~saliency.BoxScoreTarget`: what compare, sanity and evaluate explain on a
+    detector."""
+
+    kind = "box"
+
+    def bind(self, output: torch.Tensor) -> Target:
+        from ..models.detection import detections_of
+
+        found = detections_of(output)
+        return _boxes_at(found, [0] * found.shape[0]).bind(output)
+
+    def score(self, output: torch.Tensor) -> torch.Tensor:
+        raise ValueError("a TopDetection target must be bound to the clean output first")
 
 
 def parse_target(spec: str, categories: list[str]) -> TargetSpec:

@@ -10,6 +10,8 @@ probability as pixels go (or come back), and a curve into one number.
   better; LeRF: higher; their gap (LeRF - MoRF): higher.
 * ``class_sensitivity``: the Spearman rank correlation of the map for the top-1 class with the map
   for another class; near 1 means the map ignores the class (lower is better).
+* ``pointing_game`` (Zhang et al. 2016), for a detection: 1 if the map's peak lies inside the
+  detection's box, else 0; its mean is the share of hits (higher is better).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from .road import impute
 
 CURVES = ("deletion", "insertion", "road_morf", "road_lerf")
 LOWER_IS_BETTER = {"deletion": True, "insertion": False, "road_morf": True, "road_lerf": False,
-                   "road_gap": False, "class_sensitivity": True}  # fmt: skip
+                   "road_gap": False, "class_sensitivity": True,
+                   "pointing_game": False}  # fmt: skip
 ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 Probabilities = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -97,3 +100,15 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     first, second = a.flatten(1).cpu().double().numpy(), b.flatten(1).cpu().double().numpy()
     return torch.tensor([rank_correlation(x, y) for x, y in zip(first, second, strict=True)])
+
+
+def pointing_game(values: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) pixel values and each image's box ``x1, y1, x2, y2`` (B, 4) -> (B,): 1.0 where
+    the value's maximum (its first, in row order, on a tie) lies inside the box, else 0.0. A
+    pixel is inside when its centre is."""
+    width = values.shape[-1]
+    peak = values.flatten(1).argmax(dim=1)
+    row, column = (peak // width).to(boxes.dtype) + 0.5, (peak % width).to(boxes.dtype) + 0.5
+    inside = (column >= boxes[:, 0]) & (column <= boxes[:, 2])
+    inside &= (row >= boxes[:, 1]) & (row <= boxes[:, 3])
+    return inside.to(values.dtype)

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..api import explain_batch
 from ..choices import METRICS
+from ..engine.boxes import BoxTarget
 from ..engine.objectives import Target, model_output
 from ..engine.options import MethodOptions
 from ..grouping import by_shape
@@ -27,6 +28,7 @@ from .metrics import (
     area,
     deletion_curves,
     fractions,
+    pointing_game,
     road_curves,
     spearman,
     substrate,
@@ -144,6 +146,11 @@ def evaluate(
             "class sensitivity compares the maps of two classes of a classifier: leave it out "
             "with a target"
         )
+    if "pointing_game" in metrics and not _boxed(target):
+        raise ValueError(
+            "the pointing game asks whether a map's peak lies in a detection's box: it needs a "
+            "detector's target (a BoxScoreTarget, DRiseTarget or TopDetection)"
+        )
     unknown_baselines = [b for b in baselines if b not in BASELINES]
     if unknown_baselines:
         raise ValueError(f"unknown baseline {unknown_baselines}; valid: {', '.join(BASELINES)}")
@@ -199,6 +206,13 @@ class _Batch:
             places = ranks(values[method])
             for name, (curve, xs) in self._curves(places, base, targets, number).items():
                 self._record(method, name, curve, xs)
+            if "pointing_game" in metrics:
+                assert isinstance(self.target, BoxTarget)
+                boxes = self.target.boxes.to(self.x.device)
+                boxes = boxes[:, 0] if boxes.dim() == 3 else boxes[:1].expand(len(self.x), 4)
+                hits = pointing_game(values[method], boxes.to(values[method].dtype))
+                for row, i in enumerate(self.indices):
+                    _score(self.result, i, method, "pointing_game", float(hits[row]))
             if "class_sensitivity" in metrics:
                 other = contrasts[method].to(self.x.device)
                 correlation = spearman(values[method], other)
@@ -297,6 +311,13 @@ class _Batch:
                     {"index": i, "image": result.images[i], "method": method, "metric": name,
                      "fraction": fraction, "value": value}
                 )  # fmt: skip
+
+
+def _boxed(target: Target | None) -> bool:
+    """Whether ``target`` names a detection's box (bound on the clean output or to be)."""
+    from ..engine.targets import TopDetection
+
+    return isinstance(target, (BoxTarget, TopDetection))
 
 
 def _score(result: Evaluation, index: int, method: str, metric: str, value: float) -> None:

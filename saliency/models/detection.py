@@ -111,6 +111,16 @@ def detections_of(output: torch.Tensor) -> torch.Tensor:
     return output
 
 
+def box_mask(box: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A box ``x1, y1, x2, y2`` as a mask (h, w) of ``size`` (h, w): the pixels it covers (one
+    at least), to outline on a picture and to measure a map's share inside."""
+    x1, y1, x2, y2 = box.tolist()
+    mask = torch.zeros(size, dtype=torch.bool)
+    left, top = min(max(0, int(x1)), size[1] - 1), min(max(0, int(y1)), size[0] - 1)
+    mask[top : max(top + 1, round(y2)), left : max(left + 1, round(x2))] = True
+    return mask
+
+
 def detection_preprocessing(model: nn.Module) -> Preprocessing:
     """A detector's input: the photo's pixels in [0, 1] (it normalizes them itself), its
     shorter side at the detector's own ``min_size`` so that its own resize changes nothing."""

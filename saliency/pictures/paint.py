@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..choices import REDUCTIONS, SIGNS, STYLES
 from ..geometry import Geometry
@@ -182,3 +182,25 @@ def outline(picture: Image.Image, region: np.ndarray, geometry: Geometry) -> Ima
     pixels = np.array(picture.convert("RGB"))
     pixels[edge] = OUTLINE
     return Image.fromarray(pixels, "RGB")
+
+
+def caption(picture: Image.Image, region: np.ndarray, geometry: Geometry, text: str) -> Image.Image:
+    """``picture`` with ``text`` written at the top left of ``region`` (a detection's box, a
+    mask at the model's input size, mapped onto the photo as :func:`outline` maps it), white
+    on black, inside the photo: a detection's label and score on its picture."""
+    plane = Image.fromarray(np.asarray(region, dtype=np.float32), "F")
+    inside = np.asarray(geometry.resample(plane)) >= 0.5
+    rows, columns = np.nonzero(inside)
+    if len(rows) == 0:
+        return picture
+    drawn = picture.convert("RGB")
+    size = max(10, round(min(drawn.size) / 32))
+    font = ImageFont.load_default(size=size)
+    draw = ImageDraw.Draw(drawn)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    width, height = right - left + 4, bottom - top + 4
+    x = min(int(columns.min()), max(0, drawn.size[0] - width))
+    y = int(rows.min()) - height if rows.min() >= height else int(rows.min())
+    draw.rectangle((x, y, x + width, y + height), fill=(0, 0, 0))
+    draw.text((x + 2 - left, y + 2 - top), text, fill=OUTLINE, font=font)
+    return drawn

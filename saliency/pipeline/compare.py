@@ -86,6 +86,14 @@ def _label(
     if target.is_similarity:
         score = float(target.similarity().score(logits.float())[0])
         return f"{target.name(index, loaded.categories)} ({score:.3f})", None
+    if target.detections:  # a detector: its best detection, its box outlined
+        from ..models.detection import BOX, LABEL, SCORE, box_mask
+
+        best = logits[0, 0].float().cpu()
+        if int(best[LABEL]) < 0:
+            return "no detection", None
+        name = target.name(int(best[LABEL]), loaded.categories)
+        return f"{name} ({float(best[SCORE]):.2f})", box_mask(best[BOX], size).numpy()
     if logits.dim() == 4:  # a segmentation: the class over the pixels assigned to it
         mask = (logits[0].argmax(dim=0) == index).float()
         share = float(mask.mean())

@@ -67,6 +67,7 @@ def run_job(
     """
     methods = tuple(get_method(m).name for m in options.methods)
     resident = loaded.device.type == "cuda" if options.resident is None else options.resident
+    resident = resident and loaded.task != "detection"  # its boxes and labels: Pillow's
     options = replace(options, methods=methods, resident=resident)
     mine = None
     if shard is not None:

@@ -129,3 +129,32 @@ def segmentation_spec(loaded: LoadedModel, target: TargetSpec) -> TargetSpec:
         f"{loaded.name} is a segmentation model: it explains each class present in an image "
         "(the default) or one class named with --target (an index or a name), not topk"
     )
+
+
+def detection_spec(
+    loaded: LoadedModel,
+    target: TargetSpec,
+    min_score: float | None = None,
+    max_detections: int | None = None,
+    per_box_normalize: bool = False,
+) -> TargetSpec:
+    """A folder run's target for a detector: each detection scored ``min_score`` (0.5) or more,
+    the ``max_detections`` (10) best, each over its box (optionally renormalised inside it).
+    Raises ``ValueError`` for these settings on a model that is not a detector, and for a
+    class target (a detector's pictures are its detections')."""
+    if loaded.task != "detection":
+        raise ValueError(
+            f"--min-score, --max-detections and --per-box-normalize are a detector's; "
+            f"{loaded.name} is a {loaded.task} model"
+        )
+    if target.kind != "top1":
+        raise ValueError(
+            f"{loaded.name} is a detector: it explains each detection (--min-score, "
+            "--max-detections), not a class named with --target"
+        )
+    return TargetSpec(
+        "detections",
+        k=10 if max_detections is None else max_detections,
+        min_score=0.5 if min_score is None else min_score,
+        box_normalize=per_box_normalize,
+    )

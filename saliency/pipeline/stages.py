@@ -19,7 +19,7 @@ from ..api import explain_batch
 from ..engine.options import MethodOptions, method_settings
 from ..engine.registry import get_method
 from ..engine.report import RuleReport
-from ..engine.targets import FOUND
+from ..engine.targets import FOUND, TargetSpec
 from ..errors import ImageError
 from ..explanation import Explanation
 from ..files.inputs import InputFile
@@ -254,15 +254,16 @@ def explain_group(
     ranked = spec.ranked(present) if present is not None else []
     suffixes = [FOUND] * len(results) if spec.found else spec.suffixes()
     for rank, (suffix, by_method) in enumerate(zip(suffixes, results, strict=True)):
-        if present is not None:  # each image's class of this rank, over its pixels
-            ranks = torch.tensor(ranked[rank], device=logits.device)
-            *fixed, regions = _region(logits, ranks, size)  # type: ignore[assignment]
+        if present is not None:  # each image's target of this rank, over its pixels or box
+            *fixed, regions = _found_at(spec, logits, ranked[rank], group, loaded)  # type: ignore[assignment]
         for method in options.methods:
             result = by_method[method]
             reports.setdefault(method, result.report)
             maps = result.maps.float() if options.resident else result.maps.float().cpu()
             targets = result.targets.cpu()
             extras = _extras(result, options.method_options)
+            if spec.detections and regions is not None:
+                maps, extras = _in_boxes(maps, regions, extras, spec.box_normalize)
             if fixed is not None:
                 chosen = fixed[0]
                 extras = [{**e, **f} for e, f in zip(extras, fixed[1], strict=True)]
@@ -274,8 +275,8 @@ def explain_group(
                 if present is not None:
                     if rank >= len(present[i]):
                         continue  # a rank this image has no class for
-                    own = str(present[i][rank])
-                    extra = {**extra, "found": [str(c) for c in present[i]]}
+                    own = spec.found_suffix(present[i][rank])
+                    extra = {**extra, "found": [spec.found_suffix(c) for c in present[i]]}
                 region = None if regions is None else regions[i]
                 per_image[i].append(
                     _Map(method, own, int(targets[i]), chosen[i], maps[i], extra, region)
@@ -307,6 +308,66 @@ def _region(
     if tuple(mask.shape[-2:]) != size:  # an output coarser than the input
         mask = torch.nn.functional.interpolate(mask[:, None], size=size, mode="nearest")[:, 0]
     return list(chosen), keys, mask.bool()
+
+
+def _found_at(
+    spec: TargetSpec, logits: torch.Tensor, rows: list[int], group: list[Decoded],
+    loaded: LoadedModel,
+) -> tuple[list[float | None], list[dict[str, Any]], torch.Tensor]:  # fmt: skip
+    """What the rows and pictures of each image's target found at one rank record: a
+    segmentation's class over its pixels (see :func:`_region`), or a detection: its score, its
+    box on the photo, label and score for the row, and its box as a mask to draw."""
+    size = (logits.shape[-2], logits.shape[-1])
+    if not spec.detections:
+        return _region(logits, torch.tensor(rows, device=logits.device), size)
+    from ..models.detection import BOX, LABEL, SCORE, box_mask
+
+    first = group[0].tensor
+    assert first is not None
+    input_size = (first.shape[-2], first.shape[-1])
+    picked = logits[torch.arange(len(rows)), torch.tensor(rows, dtype=torch.long)].float().cpu()
+    masks = torch.stack([box_mask(detection[BOX], input_size) for detection in picked])
+    keys = []
+    for detection, item in zip(picked, group, strict=True):
+        assert item.geometry is not None
+        label = int(detection[LABEL])
+        keys.append({
+            "box": _on_photo(tuple(detection[BOX].tolist()), item.geometry),
+            "label": loaded.categories[label] if 0 <= label < len(loaded.categories) else label,
+            "score": round(float(detection[SCORE]), 6),
+        })  # fmt: skip
+    scores = [round(float(d[SCORE]), 6) for d in picked]
+    return list(scores), keys, masks.to(logits.device)
+
+
+def _on_photo(box: tuple[float, ...], geometry: Geometry) -> list[float]:
+    """A box in the model's input pixels, in the photo's pixels (rounded to 0.1)."""
+    left, top, right, bottom = geometry.box
+    sx = (right - left) / geometry.input_size[0]
+    sy = (bottom - top) / geometry.input_size[1]
+    x1, y1, x2, y2 = box
+    return [round(v, 1) for v in (left + x1 * sx, top + y1 * sy, left + x2 * sx, top + y2 * sy)]
+
+
+def _in_boxes(
+    maps: torch.Tensor, boxes: torch.Tensor, extras: list[dict[str, Any]], normalize: bool
+) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """Each map's share of its positive part inside its detection's box, for the row; with
+    ``normalize``, the map itself cut to the box and scaled there from 0 to 1 (the peers'
+    tutorials' per-box renormalisation)."""
+    inside = boxes.to(maps.device)[:, None].expand_as(maps)
+    positive = maps.clamp(min=0)
+    total = positive.flatten(1).sum(dim=1)
+    share = (positive * inside).flatten(1).sum(dim=1) / total.clamp(min=1e-12)
+    shares = [round(float(s), 6) if t > 0 else None for s, t in zip(share, total, strict=True)]
+    extras = [{**e, "box_share": s} for e, s in zip(extras, shares, strict=True)]
+    if normalize:
+        big = torch.finfo(maps.dtype).max
+        low = torch.where(inside, maps, big).flatten(1).amin(dim=1).view(-1, 1, 1, 1)
+        high = torch.where(inside, maps, -big).flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+        scaled = (maps - low) / (high - low).clamp(min=1e-12)
+        maps = torch.where(inside, scaled, torch.zeros_like(maps))
+    return maps, extras
 
 
 def _top5(probs: torch.Tensor | None, i: int, loaded: LoadedModel) -> list[dict[str, Any]]:
@@ -384,7 +445,8 @@ def drawing(
         if decoded.photo is None:
             region = None if entry.region is None else entry.region.cpu().numpy()
             planes = prepare(shown, options.render)
-            task.pictures.append(Picture(outputs, planes, raw, mark, outline=region))
+            label = _caption(entry) if options.target.detections else None
+            task.pictures.append(Picture(outputs, planes, raw, mark, outline=region, label=label))
         else:  # drawn on the device, encoded there too for jpg
             pixels, blank = resident.paint(decoded.photo, shown, geometry, options.render)
             if entry.region is not None:
@@ -412,20 +474,27 @@ def drawing(
             )  # fmt: skip
         )
     if options.target.found:  # a method that found nothing says so, once per image
-        nothing = _nothing_found(loaded, item, wanted, fingerprints)
-        notes += [f"{row.method}: {NOTHING}" for row in nothing]
+        nothing = _nothing_found(loaded, item, wanted, fingerprints, options.target)
+        notes += [f"{row.method}: {options.target.nothing}" for row in nothing]
         rows += nothing
     return Drawing(file, task, rows, notes)
 
 
-NOTHING = "no class present but the background"
+def _caption(entry: _Map) -> str:
+    """A detection's label and score, as its picture shows them."""
+    return f"{entry.extra.get('label')} {float(entry.extra.get('score') or 0):.2f}"
 
 
 def _nothing_found(
-    loaded: LoadedModel, item: Explained, wanted: Collection[Entry], fingerprints: dict[str, str]
+    loaded: LoadedModel,
+    item: Explained,
+    wanted: Collection[Entry],
+    fingerprints: dict[str, str],
+    spec: TargetSpec,
 ) -> list[Row]:
     """A row for each wanted method that found no target in the image (no class present but
-    the background), so that the image counts as done and a rerun does not look again."""
+    the background, no detection), so that the image counts as done and a rerun does not look
+    again."""
     source = item.decoded.source
     assert source is not None
     some = {entry.method for entry in item.items}
@@ -436,7 +505,7 @@ def _nothing_found(
             method,
             source.to_dict(),
             fingerprints[method],
-            {"found": [], "note": NOTHING},
+            {"found": [], "note": spec.nothing},
         )  # fmt: skip
         for method, suffix in wanted
         if suffix == FOUND and method not in some
