@@ -64,7 +64,7 @@ class Detector(nn.Module):
         net = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
             weights=None, weights_backbone=None, num_classes=3
         )
-        detections = Detector(net).eval()(torch.rand(2, 3, 96, 128))
+        detections = Detector(net.eval())(torch.rand(2, 3, 96, 128))
         print(tuple(detections.shape))  # (2, 100, 6)
         ```
     """
@@ -75,6 +75,7 @@ class Detector(nn.Module):
         super().__init__()
         self.detector = detector
         self.kept = kept_per_image(detector) if kept is None else kept
+        self.train(detector.training)  # in the mode the detector was given in
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.training:

@@ -1,0 +1,259 @@
+"""Detectors in the commands (issue 35): ``explain`` writes a picture per detection above
+``--min-score`` (its box and label drawn) and a row each; resumes, shards and reports (in a real
+browser); an image with no detection gets a row that says so; ``compare`` and ``evaluate``
+(with the pointing game) work on it.
+
+The model is a seeded random-initialised Faster R-CNN (MobileNetV3, 320) with its batch-norm
+statistics taken from the sample photos and its class scores made to depend on the photo (its
+classifier's weights scaled up), so that some photos have detections above 0.5 and one has none.
+What it detects is computed here with the bare torchvision model, independently of the command.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from tests.commands import cli
+from tests.outputs_check import check_nothing_lost, manifest_rows
+from tests.test_beyond_classifiers import SAMPLES
+
+MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
+NAMES = ("astronaut.jpg", "coffee.jpg", "chelsea.png")  # chelsea: no detection above 0.5
+COCO = torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights.DEFAULT.meta["categories"]
+ARGS = ("--model", MODEL, "--method", "gradcam", "--method", "guided", "--max-detections", "3")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    net = torchvision.models.get_model(MODEL, weights=None, weights_backbone=None)
+    photos = [_pixels(name, (320, 320)) for name in (*NAMES, "grace_hopper.jpg", "rocket.jpg")]
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # the statistics of these photos exactly
+    net.train()
+    with torch.no_grad():
+        net.backbone(net.transform(photos)[0].tensors)
+        head = net.roi_heads.box_predictor.cls_score
+        head.weight.mul_(30)
+        head.bias[1] += 4.0  # person
+        head.bias[18] += 3.5  # dog
+    path = tmp_path_factory.mktemp("detector") / "detector.pth"
+    torch.save(net.eval().state_dict(), path)
+    return path
+
+
+def _pixels(name: str, size: tuple[int, int] | None = None) -> torch.Tensor:
+    image = Image.open(SAMPLES / name).convert("RGB")
+    image = image.resize(size) if size else image
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+
+
+def expected(weights: Path, name: str, min_score: float = 0.5) -> list[dict[str, Any]]:
+    """The detections the bare torchvision model makes on the command's input for ``name``
+    (the photo resized as the command resizes it), boxes on the photo, the 3 best."""
+    from saliency import load_image, load_model
+
+    loaded = load_model(MODEL, weights=weights)
+    photo = load_image(SAMPLES / name)
+    x, geometry = loaded.preprocess(photo)
+    with torch.no_grad():
+        found = loaded.model.detector([x])[0]
+    scale = photo.size[0] / x.shape[-1], photo.size[1] / x.shape[-2]
+    return [
+        {"label": int(label), "score": float(score),
+         "box": [float(box[0]) * scale[0], float(box[1]) * scale[1],
+                 float(box[2]) * scale[0], float(box[3]) * scale[1]]}
+        for box, label, score in zip(found["boxes"], found["labels"], found["scores"], strict=True)
+        if score >= min_score
+    ][:3]  # fmt: skip
+
+
+def photos_folder(root: Path) -> Path:
+    folder = root / "photos"
+    folder.mkdir()
+    for name in NAMES:
+        shutil.copy(SAMPLES / name, folder / name)
+    return folder
+
+
+def explain(photos: Path, out: Path, weights: Path, *extra: object) -> Any:
+    return cli("explain", photos, "--out", out, *ARGS, "--weights", weights, *extra)
+
+
+def white(path: Path) -> np.ndarray:
+    return (np.asarray(Image.open(path).convert("RGB")) == 255).all(axis=-1)
+
+
+def test_a_picture_and_a_row_per_detection_with_its_box_drawn(tmp_path: Path, weights: Path):
+    photos, out = photos_folder(tmp_path), tmp_path / "out"
+    done = explain(photos, out, weights, "--style", "heatmap")  # white is no heatmap colour
+    assert done.returncode == 0, done.stderr
+    rows = check_nothing_lost(out)
+    for name in NAMES:
+        wanted, stem = expected(weights, name), Path(name).stem
+        mine = [r for r in rows if Path(r["image"]).name == name]
+        if not wanted:
+            continue  # the next test's
+        ranks = [f"box{n}" for n in range(1, len(wanted) + 1)]
+        assert sorted(r["outputs"][0] for r in mine) == sorted(
+            f"{stem}.{method}.{rank}.png" for method in ("gradcam", "guided") for rank in ranks
+        )
+        for row in mine:
+            detection = wanted[ranks.index(row["outputs"][0].split(".")[-2])]
+            assert row["found"] == ranks and row["target"] == detection["label"]
+            assert abs(row["score"] - detection["score"]) < 1e-5
+            assert row["probability"] == row["score"]
+            assert row["label"] == row["target_name"] == COCO[detection["label"]]
+            assert np.allclose(row["box"], detection["box"], atol=0.2)
+            assert 0 <= row["box_share"] <= 1
+            picture = white(out / row["outputs"][0])
+            x1, y1, x2, y2 = (round(v) for v in row["box"])
+            edge = picture[y1 + 2 : y2 - 2, max(0, x1 - 2) : x1 + 3]  # the box's left side
+            assert edge.any(axis=1).mean() > 0.9, row["outputs"][0]
+            assert not picture[y1 + 8 : y2 - 8, x1 + 8 : x2 - 8].any()  # drawn, not filled
+    assert any(expected(weights, name) for name in NAMES)
+    assert f"{len([r for r in rows if r['outputs']])} maps written" in done.stderr
+
+
+def test_an_image_without_detections_gets_a_row_and_a_rerun_does_nothing(
+    tmp_path: Path, weights: Path
+) -> None:
+    assert not expected(weights, "chelsea.png")
+    photos, out = photos_folder(tmp_path), tmp_path / "out"
+    first = explain(photos, out, weights)
+    assert first.returncode == 0, first.stderr
+    assert "chelsea.png: gradcam: no detection scored 0.5 or more" in first.stderr
+    rows = manifest_rows(out)
+    nothing = [r for r in rows if Path(r["image"]).name == "chelsea.png"]
+    assert sorted(r["method"] for r in nothing) == ["gradcam", "guided"]
+    assert all(r["status"] == "ok" and r["outputs"] == [] and r["found"] == [] for r in nothing)
+    times = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    again = explain(photos, out, weights)
+    assert again.returncode == 0, again.stderr
+    assert "0 images done, 0 maps written" in again.stderr and "3 already done" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == times
+    assert manifest_rows(out) == rows
+    best = expected(weights, "chelsea.png", 0.0)[0]["score"]
+    lower = f"{best - 0.005:.4f}"  # another setting: every photo redone, chelsea's best shown
+    assert explain(photos, out, weights, "--min-score", lower).returncode == 0
+    assert "chelsea.gradcam.box1.png" in {p.name for p in out.glob("*.png")}
+    rows = check_nothing_lost(out)
+    assert all(r["outputs"] for r in rows) and len(rows) > len(times)
+
+
+def test_per_box_normalize_cuts_each_map_to_its_box(tmp_path: Path, weights: Path) -> None:
+    photos, out = photos_folder(tmp_path), tmp_path / "out"
+    done = explain(photos, out, weights, "--per-box-normalize", "--save-raw", "--fit", "resize")
+    assert done.returncode == 0, done.stderr
+    for row in manifest_rows(out):
+        if not row["outputs"]:
+            continue
+        raw = np.load(out / row["outputs"][1])
+        geometry = json.loads((out / row["outputs"][2]).read_text())
+        sx = geometry["input_size"][0] / geometry["image_size"][0]
+        sy = geometry["input_size"][1] / geometry["image_size"][1]
+        x1, y1, x2, y2 = row["box"]  # on the photo, to 0.1 pixel: a pixel's leeway
+        near = np.zeros(raw.shape[-2:], dtype=bool)
+        near[int(y1 * sy) - 1 : round(y2 * sy) + 1, int(x1 * sx) - 1 : round(x2 * sx) + 1] = True
+        assert np.abs(raw[..., ~near]).max() == 0, row["outputs"][0]
+        assert raw.max() == pytest.approx(1.0) and raw.min() == 0
+
+
+def test_shards_then_merge_give_the_single_run(tmp_path: Path, weights: Path) -> None:
+    photos = photos_folder(tmp_path)
+    single, out = tmp_path / "single", tmp_path / "out"
+    assert explain(photos, single, weights).returncode == 0
+    for shard in ("0/2", "1/2"):
+        done = explain(photos, out, weights, "--shard", shard)
+        assert done.returncode == 0, done.stderr
+    assert cli("merge", out).returncode == 0
+    mine, theirs = check_nothing_lost(out), check_nothing_lost(single)
+
+    def key(row: dict[str, Any]) -> tuple[str, str, str]:
+        return row["image"], row["method"], row["outputs"][0] if row["outputs"] else ""
+
+    assert sorted(map(key, mine)) == sorted(map(key, theirs))
+    for a, b in zip(sorted(mine, key=key), sorted(theirs, key=key), strict=True):
+        assert a["box"] == b["box"] if "box" in a else a["found"] == b["found"] == []
+
+
+def test_a_detector_report_in_the_browser(browser: Any, tmp_path: Path, weights: Path) -> None:
+    """A card per photo, a picture per detection named by its label; a photo without
+    detections says so on its card."""
+    from tests.test_report import Page
+
+    photos, out = photos_folder(tmp_path), tmp_path / "out"
+    done = explain(photos, out, weights, "--report")
+    assert done.returncode == 0, done.stderr
+    report = Page(browser, out / "report.html")
+    page = report.open()
+    assert sorted(report.cards()) == sorted(NAMES)
+    assert report.images_decoded() == []
+    maps = [a for a in page.eval_on_selector_all("#cards img", "els => els.map(e => e.alt)")
+            if " map " in a]  # fmt: skip
+    assert len(maps) == len([r for r in manifest_rows(out) if r["outputs"]])
+    text = page.locator("#cards").text_content() or ""
+    label = COCO[expected(weights, "astronaut.jpg")[0]["label"]]
+    assert "box_share" in text and f"label {label}" in text
+    assert "no detection scored 0.5 or more" in text
+    assert page.locator(".card .note").count() == 2  # chelsea's, per method
+    assert page.locator(".card.error").count() == 0 and report.problems == []
+
+
+def test_compare_and_evaluate_on_a_detector(tmp_path: Path, weights: Path) -> None:
+    """compare draws the best detection's box; evaluate's insertion, scoring the detection's
+    D-RISE similarity, puts Grad-CAM and D-RISE above the random map on photos with
+    detections, and the pointing game is scored."""
+    photos = photos_folder(tmp_path)
+    compared = cli("compare", photos / "astronaut.jpg", "--out", tmp_path / "compare",
+                   "--model", MODEL, "--weights", weights, "--method", "gradcam")  # fmt: skip
+    assert compared.returncode == 0, compared.stderr
+    assert (tmp_path / "compare" / "astronaut.compare.png").is_file()
+    evaluated = cli(
+        "evaluate", photos / "astronaut.jpg", photos / "coffee.jpg", "--out", tmp_path / "eval",
+        "--model", MODEL, "--weights", weights, "--method", "gradcam", "--method", "drise",
+        "--set", "masks=100", "--steps", "8", "--metric", "insertion", "--metric",
+        "pointing_game",
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    scores = [
+        line.split(",") for line in (tmp_path / "eval" / "evaluation.csv").read_text().splitlines()
+    ]
+    header, body = scores[0], scores[1:]
+
+    def mean(method: str, metric: str) -> float:
+        values = [
+            float(r[header.index("value")])
+            for r in body
+            if r[header.index("method")] == method and r[header.index("metric")] == metric
+        ]
+        assert len(values) == 2, (method, metric)
+        return sum(values) / 2  # fmt: skip
+
+    for method in ("gradcam", "drise"):
+        assert mean(method, "insertion") > mean("random", "insertion") + 0.1, method
+        assert mean(method, "pointing_game") in (0.0, 0.5, 1.0)
+
+
+def test_usage_errors_around_detectors(tmp_path: Path, weights: Path) -> None:
+    photo = SAMPLES / "astronaut.jpg"
+    on_classifier = cli("explain", photo, "--out", tmp_path / "a", "--weights", "random",
+                        "--model", "resnet18", "--min-score", "0.3")  # fmt: skip
+    assert on_classifier.returncode == 2 and "a detector's" in on_classifier.stderr
+    with_class = explain(photo, tmp_path / "b", weights, "--target", "person")
+    assert with_class.returncode == 2 and "explains each detection" in with_class.stderr
+    device = explain(photo, tmp_path / "c", weights, "--device-pipeline")
+    assert device.returncode == 2 and "drawn on the CPU" in device.stderr
+    pointing = cli("evaluate", photo, "--out", tmp_path / "d", "--model", "resnet18",
+                   "--weights", "random", "--metric", "pointing_game")  # fmt: skip
+    assert pointing.returncode == 2 and "takes a detector" in pointing.stderr
