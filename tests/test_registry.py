@@ -48,14 +48,37 @@ def _quick(method) -> dict:
     return {k: v for k, v in quick.items() if k in names}
 
 
+def _tiny_detector() -> tuple[torch.nn.Module, torch.Tensor, object]:
+    """A seeded Faster R-CNN at 64 pixels, two photos of noise, and each one's best box."""
+    import torchvision
+
+    from saliency import BoxScoreTarget, Detector
+
+    torch.manual_seed(0)
+    net = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=4, min_size=64, max_size=64
+    )
+    net.roi_heads.score_thresh = 0.0
+    detector, x = Detector(net.eval()), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        found = detector(x)
+    return detector, x, BoxScoreTarget(found[:, :1, :4], found[:, :1, 5].long())
+
+
 def test_every_registered_method_explains_and_smooths(method):
     model, x = TinyCNN(), torch.randn(2, 3, 8, 8)
-    plain = explain(model, x, method.name, [0, 2], **_quick(method))
+    target: object = [0, 2]
+    if method.tasks is not None:  # a method for some kinds of model only: a detector's
+        assert method.tasks == ("detection",)
+        model, x, target = _tiny_detector()
+        with pytest.raises(ValueError, match="box target"):
+            explain(TinyCNN(), torch.randn(2, 3, 8, 8), method.name, [0, 2], **_quick(method))
+    plain = explain(model, x, method.name, target, **_quick(method))
     assert plain.method == method.name and plain.maps.shape[0] == 2
     assert plain.maps.shape[-2:] == x.shape[-2:] and torch.isfinite(plain.maps).all()
-    assert plain.targets.tolist() == [0, 2]
+    assert method.tasks is not None or plain.targets.tolist() == [0, 2]
     assert (plain.layer is not None) == method.uses_layer
-    smooth = explain(model, x, method.name, [0, 2], smooth=3, **_quick(method))
+    smooth = explain(model, x, method.name, target, smooth=3, **_quick(method))
     assert smooth.smooth == 3 and smooth.maps.shape == plain.maps.shape
     assert not torch.equal(smooth.maps, plain.maps)  # the noise changed something
     rows = method.manifest_keys(plain, MethodOptions(settings=_quick(method)))
@@ -73,9 +96,12 @@ def test_all_lists_every_method_once_in_order():
         "integrated_gradients",
         "gradient_x_input",
     ]
-    assert expand_methods(["all"]) == tuple(names)
-    rest = tuple(n for n in names if n != "guided")
+    general = tuple(m.name for m in all_methods() if m.tasks is None)
+    assert "drise" in names and "drise" not in general  # a detector's: by its name only
+    assert expand_methods(["all"]) == general
+    rest = tuple(n for n in general if n != "guided")
     assert expand_methods(["guided", "all", "GUIDED"]) == ("guided", *rest)
+    assert expand_methods(["drise", "all"]) == ("drise", *general)
     assert sorted(names) == sorted(method_names())
 
 

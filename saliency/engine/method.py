@@ -178,6 +178,7 @@ class Method:
             ``compare`` leaves it out unless it is asked for.
         settings: Its own settings: keywords of ``explain()``, ``--set`` in the command, and,
             where they change the maps, parts of the fingerprint and of each manifest row.
+        tasks: The kinds of model it applies to (``detection`` for ``drise``); None: all.
     """
 
     name: ClassVar[str]
@@ -197,6 +198,9 @@ class Method:
     # Its own settings (a LAYER pass brings ``layer`` too): keyword arguments of explain(),
     # options of the CLI, and, where they change the maps, parts of the fingerprint and the row.
     settings: ClassVar[tuple[Setting, ...]] = ()
+    # The kinds of model (LoadedModel.task) whose outputs it explains; None: every kind. A
+    # method for some kinds only is left out of ``all`` and named to be used.
+    tasks: ClassVar[tuple[str, ...] | None] = None
 
     @property
     def uses_layer(self) -> bool:

@@ -167,11 +167,12 @@ def quick_methods() -> list[Method]:
 
 
 def expand_methods(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Method names with ``all`` expanded to every method, checked, duplicates dropped."""
+    """Method names with ``all`` expanded to every method that applies to every kind of model
+    (not ``drise``, a detector's), checked, duplicates dropped."""
     chosen: list[str] = []
     for name in names:
         expanded = (
-            [m.name for m in all_methods()]
+            [m.name for m in all_methods() if m.tasks is None]
             if name.strip().lower() == "all"
             else [get_method(name).name]
         )

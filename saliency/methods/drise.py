@@ -23,6 +23,7 @@ class DRISE(RISE):
     summary = "a detection's similarity through random masks, per pixel (Petsiuk et al. 2021)"
     cost = "1 forward per mask (MASKS, 4000 by default), batched; no backward"
     order = 96
+    tasks = ("detection",)
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
         for target in context.target_sets:

@@ -70,13 +70,21 @@ class JobOptions:
 def resolve_method_options(
     loaded: LoadedModel, methods: Sequence[str], options: MethodOptions
 ) -> MethodOptions:
-    """``options`` checked for ``methods``, the layer resolved on a probe of the model's input
-    size (see :func:`~saliency.engine.options.resolved`)."""
+    """``options`` checked for ``methods`` (each applies to the model's kind), the layer
+    resolved on a probe of the model's input size (see
+    :func:`~saliency.engine.options.resolved`)."""
     import torch
 
     from ..engine.options import resolved
     from ..engine.registry import get_method
 
+    for name in methods:
+        tasks = get_method(name).tasks
+        if tasks is not None and loaded.task not in tasks:
+            raise ValueError(
+                f"{name} explains a {' or '.join(tasks)} model; {loaded.name} is a "
+                f"{loaded.task} model" + (" (rise is its kind's)" if name == "drise" else "")
+            )
     size = loaded.input_size
     probe = torch.zeros(1, 3, size, size, device=loaded.device)
     return resolved(options, [get_method(m) for m in methods], loaded.model, probe)
