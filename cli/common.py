@@ -52,22 +52,25 @@ def count(number: int, noun: str) -> str:
 
 
 def methods_from(
-    chosen: list[Enum] | None, default: tuple[str, ...] = ("guided",)
+    chosen: list[Enum] | None, default: tuple[str, ...] = ("guided",), task: str | None = None
 ) -> tuple[str, ...]:
-    """The chosen methods' names, 'all' expanded, in order, without repeats."""
+    """The chosen methods' names, 'all' expanded (the methods for a model of kind ``task``),
+    in order, without repeats."""
     from saliency.engine.registry import expand_methods
 
     try:
-        return expand_methods([str(c.value) for c in chosen] if chosen else list(default))
+        names = [str(c.value) for c in chosen] if chosen else list(default)
+        return expand_methods(names, task)
     except ValueError as exc:
         fail(str(exc))
 
 
-def quick_methods() -> tuple[str, ...]:
-    """Every method but the slow ones (see ``saliency methods``): compare's default."""
+def quick_methods(task: str | None = None) -> tuple[str, ...]:
+    """Every method for a model of kind ``task`` but the slow ones (see ``saliency
+    methods``): compare's default."""
     from saliency.engine.registry import quick_methods as quick
 
-    return tuple(m.name for m in quick())
+    return tuple(m.name for m in quick(task))
 
 
 def alone(command: str) -> None:

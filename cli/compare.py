@@ -77,11 +77,11 @@ def compare(
 ) -> None:
     """One figure per image: the photo, then each method side by side (by default every method
     but those that run a forward pass per channel, window or mask: add them with --method)."""
-    methods = common.methods_from(method, default=common.quick_methods())
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     common.alone("compare")
     reference = similar_to or different_from
     loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
+    methods = common.methods_from(method, common.quick_methods(loaded.task), loaded.task)  # kind's
     fit_mode = common.check_fit(fit, loaded)
     target_spec = common.run_target(target, loaded, similar_to, different_from, fit_mode)
     if target_spec.kind == "topk":

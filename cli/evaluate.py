@@ -110,9 +110,9 @@ def evaluate(
     mean ± s.d. per method and metric, the best in bold. The same seed gives the same files.
     """
     common.alone("evaluate")
-    methods = common.methods_from(method, default=("gradient", "guided", "gradcam"))
     reference = similar_to or different_from
     loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
+    methods = common.methods_from(method, ("gradient", "guided", "gradcam"), loaded.task)
     fit_mode = common.check_fit(fit, loaded)
     explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "evaluate")
     metrics = _metrics(metric, explained is not None, loaded.task == "detection")

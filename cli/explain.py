@@ -148,11 +148,11 @@ def explain(
     """
     if batch_size < 1:
         common.fail(f"--batch-size must be at least 1, got {batch_size}")
-    methods = common.methods_from(method)
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     place = placement(shard, debug)
     reference = similar_to or different_from
     loaded = common.load(model, weights, labels, device, debug, place.group, bool(reference))
+    methods = common.methods_from(method, task=loaded.task)  # all: the methods for its kind
     fit_mode = common.check_fit(fit, loaded)
     detections = (min_score, max_detections, per_box_normalize)
     target_spec = common.run_target(

@@ -108,10 +108,10 @@ def sanity(
         common.fail(f"--batch-size must be at least 1, got {batch_size}")
     if not 0.0 < threshold <= 1.0:
         common.fail(f"--threshold must be in (0, 1], got {threshold}")
-    methods = common.methods_from(method, default=DEFAULT_METHODS)
     common.alone("sanity")
     reference = similar_to or different_from
     loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
+    methods = common.methods_from(method, DEFAULT_METHODS, loaded.task)  # all: for its kind
     fit_mode = common.check_fit(fit, loaded)
     explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "sanity")
     method_options = common.method_options(

@@ -243,6 +243,13 @@ def test_compare_and_evaluate_on_a_detector(tmp_path: Path, weights: Path) -> No
     for method in ("gradcam", "drise"):
         assert mean(method, "insertion") > mean("random", "insertion") + 0.1, method
         assert mean(method, "pointing_game") in (0.0, 0.5, 1.0)
+    checked = cli("sanity", photos / "astronaut.jpg", "--out", tmp_path / "sanity",
+                  "--model", MODEL, "--weights", weights, "--method", "gradcam")  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    # the detector's parts, its heads whole and its backbone stage by stage, not one step
+    assert "step 1 randomizes detector.roi_heads, step 20 ends with detector.backbone.body.0" in (
+        " ".join((checked.stdout + checked.stderr).split())
+    )
 
 
 def test_usage_errors_around_detectors(tmp_path: Path, weights: Path) -> None:
@@ -254,6 +261,11 @@ def test_usage_errors_around_detectors(tmp_path: Path, weights: Path) -> None:
     assert with_class.returncode == 2 and "explains each detection" in with_class.stderr
     device = explain(photo, tmp_path / "c", weights, "--device-pipeline")
     assert device.returncode == 2 and "drawn on the CPU" in device.stderr
+    lrp = explain(photo, tmp_path / "e", weights, "--method", "lrp_epsilon_plus")
+    assert lrp.returncode == 2 and "explains a classification model" in lrp.stderr
+    drise = cli("explain", photo, "--out", tmp_path / "f", "--weights", "random",
+                "--model", "resnet18", "--method", "drise")  # fmt: skip
+    assert drise.returncode == 2 and "rise is its kind's" in drise.stderr
     pointing = cli("evaluate", photo, "--out", tmp_path / "d", "--model", "resnet18",
                    "--weights", "random", "--metric", "pointing_game")  # fmt: skip
     assert pointing.returncode == 2 and "takes a detector" in pointing.stderr

@@ -68,7 +68,7 @@ def _tiny_detector() -> tuple[torch.nn.Module, torch.Tensor, object]:
 def test_every_registered_method_explains_and_smooths(method):
     model, x = TinyCNN(), torch.randn(2, 3, 8, 8)
     target: object = [0, 2]
-    if method.tasks is not None:  # a method for some kinds of model only: a detector's
+    if not method.applies_to("classification"):  # a detector's only
         assert method.tasks == ("detection",)
         model, x, target = _tiny_detector()
         with pytest.raises(ValueError, match="box target"):
@@ -76,7 +76,7 @@ def test_every_registered_method_explains_and_smooths(method):
     plain = explain(model, x, method.name, target, **_quick(method))
     assert plain.method == method.name and plain.maps.shape[0] == 2
     assert plain.maps.shape[-2:] == x.shape[-2:] and torch.isfinite(plain.maps).all()
-    assert method.tasks is not None or plain.targets.tolist() == [0, 2]
+    assert not method.applies_to("classification") or plain.targets.tolist() == [0, 2]
     assert (plain.layer is not None) == method.uses_layer
     smooth = explain(model, x, method.name, target, smooth=3, **_quick(method))
     assert smooth.smooth == 3 and smooth.maps.shape == plain.maps.shape
@@ -96,9 +96,12 @@ def test_all_lists_every_method_once_in_order():
         "integrated_gradients",
         "gradient_x_input",
     ]
-    general = tuple(m.name for m in all_methods() if m.tasks is None)
+    general = tuple(m.name for m in all_methods() if m.applies_to("classification"))
     assert "drise" in names and "drise" not in general  # a detector's: by its name only
     assert expand_methods(["all"]) == general
+    detector = tuple(m.name for m in all_methods() if m.applies_to("detection"))
+    assert expand_methods(["all"], "detection") == detector
+    assert "drise" in detector and not any(n.startswith("lrp_") for n in detector)
     rest = tuple(n for n in general if n != "guided")
     assert expand_methods(["guided", "all", "GUIDED"]) == ("guided", *rest)
     assert expand_methods(["drise", "all"]) == ("drise", *general)

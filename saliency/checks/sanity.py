@@ -104,9 +104,29 @@ def randomization_steps(
             else ".".join(parts[:2])
         )
         stages.setdefault(key, []).append(name)
+    if len(stages) == 1:  # one module around everything (a Detector's detector): its parts
+        stages = _split_dominant(layers)
     # a stage's place is that of its last layer to run
     ordered = sorted(stages.items(), key=lambda item: layers.index(item[1][-1]))
     return [Step(name, tuple(members)) for name, members in reversed(ordered)]
+
+
+def _split_dominant(layers: list[str]) -> dict[str, list[str]]:
+    """Stages for a model wrapped in one module: from the wrapped model's children down, a
+    module that holds more than half of the layers is split into its own children (a
+    detector's backbone into its stages; its heads stay whole)."""
+    stages: dict[str, list[str]] = {"": list(layers)}
+    while True:
+        key = next(
+            (k for k, m in stages.items() if (not k or 2 * len(m) > len(layers)) and m != [k]),
+            None,
+        )
+        if key is None:
+            return stages
+        for name in stages.pop(key):
+            head = (name[len(key) + 1 :] if key else name).split(".")[0]
+            part = key if name == key else (f"{key}.{head}" if key else head)
+            stages.setdefault(part, []).append(name)
 
 
 def randomize(model: nn.Module, step: Step, seed: int) -> None:

@@ -178,7 +178,8 @@ class Method:
             ``compare`` leaves it out unless it is asked for.
         settings: Its own settings: keywords of ``explain()``, ``--set`` in the command, and,
             where they change the maps, parts of the fingerprint and of each manifest row.
-        tasks: The kinds of model it applies to (``detection`` for ``drise``); None: all.
+        tasks: The kinds of model it applies to (``detection`` for ``drise``,
+            ``classification`` for LRP); None: all.
     """
 
     name: ClassVar[str]
@@ -198,9 +199,13 @@ class Method:
     # Its own settings (a LAYER pass brings ``layer`` too): keyword arguments of explain(),
     # options of the CLI, and, where they change the maps, parts of the fingerprint and the row.
     settings: ClassVar[tuple[Setting, ...]] = ()
-    # The kinds of model (LoadedModel.task) whose outputs it explains; None: every kind. A
-    # method for some kinds only is left out of ``all`` and named to be used.
+    # The kinds of model (LoadedModel.task) whose outputs it explains; None: every kind.
+    # ``all`` holds the methods for the model's kind; one named for another kind is refused.
     tasks: ClassVar[tuple[str, ...] | None] = None
+
+    def applies_to(self, task: str | None) -> bool:
+        """Whether it explains a model of kind ``task`` (None: a classifier)."""
+        return self.tasks is None or (task or "classification") in self.tasks
 
     @property
     def uses_layer(self) -> bool:

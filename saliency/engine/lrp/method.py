@@ -34,6 +34,8 @@ class LRPMethod(Method):
     """A composite of LRP rules: one forward pass, one backward pass per target set, with a
     rule at every convolution and linear layer."""
 
+    tasks = ("classification",)  # relevance starts at one logit of a classifier
+
     cost = "1 forward + 1 backward, with each layer's rule (a few of its forward passes)"
     settings: ClassVar[tuple[Setting, ...]] = (EPSILON,)
 
