@@ -184,23 +184,25 @@ def outline(picture: Image.Image, region: np.ndarray, geometry: Geometry) -> Ima
     return Image.fromarray(pixels, "RGB")
 
 
-def caption(picture: Image.Image, region: np.ndarray, geometry: Geometry, text: str) -> Image.Image:
-    """``picture`` with ``text`` written at the top left of ``region`` (a detection's box, a
-    mask at the model's input size, mapped onto the photo as :func:`outline` maps it), white
-    on black, inside the photo: a detection's label and score on its picture."""
-    plane = Image.fromarray(np.asarray(region, dtype=np.float32), "F")
-    inside = np.asarray(geometry.resample(plane)) >= 0.5
-    rows, columns = np.nonzero(inside)
-    if len(rows) == 0:
-        return picture
+def boxed(
+    picture: Image.Image, box: tuple[float, float, float, float], text: str | None
+) -> Image.Image:
+    """``picture`` (the photo's size) with a detection's ``box`` (on the photo, in its pixels)
+    drawn :data:`OUTLINE` inside its edge, as :func:`outline` draws a region's edge, and
+    ``text`` (its label and score) white on black above its top left, inside the photo."""
     drawn = picture.convert("RGB")
-    size = max(10, round(min(drawn.size) / 32))
-    font = ImageFont.load_default(size=size)
+    width = outline_width(drawn.size)
     draw = ImageDraw.Draw(drawn)
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    width, height = right - left + 4, bottom - top + 4
-    x = min(int(columns.min()), max(0, drawn.size[0] - width))
-    y = int(rows.min()) - height if rows.min() >= height else int(rows.min())
-    draw.rectangle((x, y, x + width, y + height), fill=(0, 0, 0))
-    draw.text((x + 2 - left, y + 2 - top), text, fill=OUTLINE, font=font)
+    x1, y1 = max(0, round(box[0])), max(0, round(box[1]))
+    x2 = min(drawn.size[0] - 1, max(x1, round(box[2]) - 1))
+    y2 = min(drawn.size[1] - 1, max(y1, round(box[3]) - 1))
+    draw.rectangle((x1, y1, x2, y2), outline=OUTLINE, width=width)
+    if text:
+        font = ImageFont.load_default(size=max(10, round(min(drawn.size) / 32)))
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        w, h = right - left + 4, bottom - top + 4
+        x = min(x1, max(0, drawn.size[0] - w))
+        y = y1 - h if y1 >= h else y1
+        draw.rectangle((x, y, x + w, y + h), fill=(0, 0, 0))
+        draw.text((x + 2 - left, y + 2 - top), text, fill=OUTLINE, font=font)
     return drawn

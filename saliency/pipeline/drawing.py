@@ -26,7 +26,7 @@ from ..files.images import load_image
 from ..files.outputs import PartialFiles, write_atomic
 from ..files.sources import read_regular
 from ..geometry import Geometry
-from ..pictures.paint import RenderOptions, caption, outline, paint
+from ..pictures.paint import RenderOptions, boxed, outline, paint
 from .png import fast_png
 
 FORMATS = PICTURE_FORMATS
@@ -113,7 +113,8 @@ class Picture:
     encoded: bytes | None = None
     empty: bool = False  # for a picture drawn on the device: its map was empty
     outline: np.ndarray | None = None  # a region (h, w) at the model's input size, outlined
-    label: str | None = None  # written at the region's top left (a detection's label, score)
+    box: tuple[float, float, float, float] | None = None  # a detection's, on the photo: drawn
+    label: str | None = None  # written at the box's top left (the detection's label, score)
 
     @property
     def empty_map(self) -> bool:
@@ -162,8 +163,8 @@ def draw_and_write(task: DrawTask, partials: PartialFiles | None = None) -> list
                 drawn = paint(image, picture.planes, task.geometry, task.render)
                 if picture.outline is not None:
                     drawn = outline(drawn, picture.outline, task.geometry)
-                    if picture.label:
-                        drawn = caption(drawn, picture.outline, task.geometry, picture.label)
+                if picture.box is not None:
+                    drawn = boxed(drawn, picture.box, picture.label)
             style = task.render.style
             save = partial(task.encoding.save, drawn, style=style, marker=picture.marker)
             write_atomic(target, save, partials)

@@ -445,8 +445,11 @@ def drawing(
         if decoded.photo is None:
             region = None if entry.region is None else entry.region.cpu().numpy()
             planes = prepare(shown, options.render)
-            label = _caption(entry) if options.target.detections else None
-            task.pictures.append(Picture(outputs, planes, raw, mark, outline=region, label=label))
+            if options.target.detections:  # its box and label, drawn on the photo
+                box, label = tuple(entry.extra["box"]), _caption(entry)
+                task.pictures.append(Picture(outputs, planes, raw, mark, box=box, label=label))
+            else:
+                task.pictures.append(Picture(outputs, planes, raw, mark, outline=region))
         else:  # drawn on the device, encoded there too for jpg
             pixels, blank = resident.paint(decoded.photo, shown, geometry, options.render)
             if entry.region is not None:
