@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from end_to_end import marginal, pipeline  # noqa: E402
-from photos import SAMPLES, make_photos  # noqa: E402
+from photos import SAMPLES, count_folders, make_photos  # noqa: E402
 
 from saliency import BoxScoreTarget, load_image, load_model  # noqa: E402
 from saliency.engine.options import MethodOptions  # noqa: E402
@@ -160,14 +160,7 @@ def main() -> None:
     print(f"{MODEL} (seeded), 1024x768 JPEGs at 427x320, PNG, CPU, {os.cpu_count()} cores, "
           f"{threads} torch threads")  # fmt: skip
     photos = make_photos(args.work / "photos", args.count, (1024, 768))
-    folders = {}
-    for count in (args.small, args.count):
-        folder = args.work / f"n{count}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for p in photos[:count]:
-            if not (folder / p.name).exists():
-                (folder / p.name).symlink_to(p)
-        folders[count] = folder
+    folders = count_folders(args.work, photos, (args.small, args.count))
     tensors = [loaded.preprocess(load_image(p))[0] for p in photos]
     out, writers = args.work / "out", default_writers(loaded.device)
     spec = TargetSpec("detections", k=MOST, min_score=MIN_SCORE)

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from end_to_end import marginal, pipeline  # noqa: E402
-from photos import make_photos  # noqa: E402
+from photos import count_folders, make_photos  # noqa: E402
 
 from saliency import load_model  # noqa: E402
 from saliency.engine.options import MethodOptions  # noqa: E402
@@ -126,14 +126,7 @@ def main() -> None:
     )
     print(f"{loaded.name}, 1024x768 JPEGs, PNG output, batch {args.batch} (ours), {where}")
     photos = make_photos(args.work / "photos", args.count, (1024, 768))
-    folders = {}
-    for count in (args.small, args.count):
-        folder = args.work / f"n{count}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for p in photos[:count]:
-            if not (folder / p.name).exists():
-                (folder / p.name).symlink_to(p)
-        folders[count] = folder
+    folders = count_folders(args.work, photos, (args.small, args.count))
     out, writers = args.work / "out", default_writers(loaded.device)
 
     def ours(method: str):

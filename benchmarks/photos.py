@@ -24,3 +24,17 @@ def make_photos(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
             bases[i % len(bases)].save(path, quality=90)
         paths.append(path)
     return paths
+
+
+def count_folders(work: Path, photos: list[Path], counts: tuple[int, ...]) -> dict[int, Path]:
+    """A folder of links to the first ``n`` photos for each ``n`` in ``counts``, under ``work``:
+    the inputs of a marginal rate (``end_to_end.marginal``)."""
+    folders = {}
+    for count in counts:
+        folder = work / f"n{count}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for p in photos[:count]:
+            if not (folder / p.name).exists():
+                (folder / p.name).symlink_to(p)
+        folders[count] = folder
+    return folders

@@ -12,7 +12,6 @@ What it detects is computed here with the bare torchvision model, independently 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,8 @@ from PIL import Image
 from tests.commands import cli
 from tests.outputs_check import check_nothing_lost, manifest_rows
 from tests.test_beyond_classifiers import SAMPLES
+from tests.test_segmentation_runs import photos_folder as copies
+from tests.test_segmentation_runs import white
 
 MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
 NAMES = ("astronaut.jpg", "coffee.jpg", "chelsea.png")  # chelsea: no detection above 0.5
@@ -79,19 +80,11 @@ def expected(weights: Path, name: str, min_score: float = 0.5) -> list[dict[str,
 
 
 def photos_folder(root: Path) -> Path:
-    folder = root / "photos"
-    folder.mkdir()
-    for name in NAMES:
-        shutil.copy(SAMPLES / name, folder / name)
-    return folder
+    return copies(root, NAMES)
 
 
 def explain(photos: Path, out: Path, weights: Path, *extra: object) -> Any:
     return cli("explain", photos, "--out", out, *ARGS, "--weights", weights, *extra)
-
-
-def white(path: Path) -> np.ndarray:
-    return (np.asarray(Image.open(path).convert("RGB")) == 255).all(axis=-1)
 
 
 def test_a_picture_and_a_row_per_detection_with_its_box_drawn(tmp_path: Path, weights: Path):

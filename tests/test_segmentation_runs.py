@@ -53,10 +53,11 @@ def present(labels: torch.Tensor) -> list[int]:
     return [c for c in torch.unique(labels).tolist() if c != 0]
 
 
-def photos_folder(root: Path) -> Path:
+def photos_folder(root: Path, names: tuple[str, ...] = NAMES) -> Path:
+    """A folder ``photos`` under ``root`` with copies of the sample photos ``names``."""
     folder = root / "photos"
     folder.mkdir()
-    for name in NAMES:
+    for name in names:
         shutil.copy(SAMPLES / name, folder / name)
     return folder
 

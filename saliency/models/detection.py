@@ -147,13 +147,9 @@ def build_detector(
 
     from ..errors import ModelError
     from .downloads import hub_cache, require_download
+    from .zoo import weights_entry
 
-    enum = torchvision.models.get_model_weights(arch)
-    try:
-        weights = enum[tag] if tag else enum.DEFAULT
-    except KeyError:
-        valid = ", ".join(w.name for w in enum)
-        raise ModelError(f"{arch} has no weights {tag!r}; valid: {valid}") from None
+    weights = weights_entry(arch, tag)
     categories = list(weights.meta.get("categories", []))
     if pretrained:
         try:

@@ -96,6 +96,20 @@ def timm_preprocessing(model: nn.Module) -> Preprocessing:
     )
 
 
+def weights_entry(arch: str, tag: str | None) -> Any:
+    """torchvision's weights enum entry ``tag`` of ``arch`` (its DEFAULT if None): what carries
+    the transform, the class names and the download address; ModelError naming the valid
+    ones for an unknown tag."""
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(arch)
+    try:
+        return enum[tag] if tag else enum.DEFAULT
+    except KeyError:
+        valid = ", ".join(w.name for w in enum)
+        raise ModelError(f"{arch} has no weights {tag!r}; valid: {valid}") from None
+
+
 # torchvision architectures that only take their training resolution
 _TV_FIXED = ("vit_", "maxvit_")
 
@@ -105,12 +119,7 @@ def build_torchvision(
 ) -> tuple[nn.Module, Preprocessing, list[str]]:
     import torchvision
 
-    enum = torchvision.models.get_model_weights(arch)
-    try:
-        weights = enum[tag] if tag else enum.DEFAULT
-    except KeyError:
-        valid = ", ".join(w.name for w in enum)
-        raise ModelError(f"{arch} has no weights {tag!r}; valid: {valid}") from None
+    weights = weights_entry(arch, tag)
     transform = weights.transforms()
     segmentation = arch in segmentation_names()
     # a segmentation is resized, never cropped: the whole photo is labelled
