@@ -173,4 +173,7 @@ def test_list_models():
     assert {"resnet50", "vgg16", "densenet121", "mobilenet_v2", "inception_v3"} <= set(names)
     resnet = next(row for row in rows if row.name == "resnet50")
     assert resnet.source == "torchvision" and resnet.parameters == 25_557_032
+    kinds = {row.name: row.source for row in rows}
+    assert kinds["fasterrcnn_resnet50_fpn_v2"] == "torchvision detection"
+    assert kinds["lraspp_mobilenet_v3_large"] == "torchvision segmentation"
     assert all(row.offline for row in list_models(offline_only=True))

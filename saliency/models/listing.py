@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .detection import detection_names
 from .downloads import OFFLINE_DEFAULT, hub_cache
 from .zoo import LITE0_ARCH, segmentation_names, torchvision_names
 
@@ -21,8 +22,8 @@ class ModelInfo:
 
 
 def list_models(offline_only: bool = False) -> list[ModelInfo]:
-    """The offline default, every torchvision classifier and segmentation model, and timm
-    models already cached.
+    """The offline default, every torchvision classifier, segmentation model and detector, and
+    timm models already cached.
 
     ``offline`` says whether the model can be built with pretrained weights right now without a
     network (weights shipped or cached).
@@ -30,9 +31,11 @@ def list_models(offline_only: bool = False) -> list[ModelInfo]:
     import torchvision
 
     rows = [ModelInfo(OFFLINE_DEFAULT, "offline default", _lite0_parameters(), True)]
-    for arch in (*torchvision_names(), *segmentation_names()):
+    kinds = {arch: "torchvision" for arch in torchvision_names()}
+    kinds.update({arch: "torchvision segmentation" for arch in segmentation_names()})
+    kinds.update({arch: "torchvision detection" for arch in detection_names()})
+    for arch, kind in kinds.items():
         weights = torchvision.models.get_model_weights(arch).DEFAULT
-        kind = "torchvision" if arch in torchvision_names() else "torchvision segmentation"
         rows.append(
             ModelInfo(
                 arch,
