@@ -94,7 +94,7 @@ def evaluate(
     model: nn.Module | LoadedModel,
     inputs: Sequence[torch.Tensor] | torch.Tensor,
     methods: Sequence[str],
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
     *,
     protocol: Protocol | None = None,
@@ -118,8 +118,9 @@ def evaluate(
             baseline).
         inputs: Preprocessed inputs, (3, H, W) each, or a batch.
         methods: The methods to score.
-        metrics: Any of ``deletion``, ``insertion``, ``road_morf``, ``road_lerf`` and
-            ``class_sensitivity`` (all by default).
+        metrics: Any of ``deletion``, ``insertion``, ``road_morf``, ``road_lerf``,
+            ``class_sensitivity`` (not with a target) and ``pointing_game`` (a detection's
+            box target only); None: all that apply.
         names: A label for each input (default: their indices).
         protocol: How the metrics perturb and score (see
             [Protocol][saliency.evaluation.run.Protocol]).
@@ -138,6 +139,10 @@ def evaluate(
         ValueError: An unknown metric, baseline or method, or a bad setting.
     """
     protocol = protocol or Protocol()
+    if metrics is None:  # all that apply: class sensitivity a classifier's, pointing a box's
+        skip = {"class_sensitivity"} if target is not None else set()
+        skip |= set() if _boxed(target) else {"pointing_game"}
+        metrics = [m for m in METRICS if m not in skip]
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ValueError(f"unknown metric {unknown}; valid: {', '.join(METRICS)}")

@@ -441,26 +441,7 @@ def drawing(
             raw, extra["raw"] = None, name
             outputs = [*outputs, container]
         mark = marker_text(fingerprints[method], source.sha256)
-        shown = get_method(method).shown(entry.maps)
-        if decoded.photo is None:
-            region = None if entry.region is None else entry.region.cpu().numpy()
-            planes = prepare(shown, options.render)
-            if options.target.detections:  # its box and label, drawn on the photo
-                box, label = tuple(entry.extra["box"]), _caption(entry)
-                task.pictures.append(Picture(outputs, planes, raw, mark, box=box, label=label))
-            else:
-                task.pictures.append(Picture(outputs, planes, raw, mark, outline=region))
-        else:  # drawn on the device, encoded there too for jpg
-            pixels, blank = resident.paint(decoded.photo, shown, geometry, options.render)
-            if entry.region is not None:
-                pixels = resident.outline(pixels, entry.region, geometry)
-            encoded, array = None, None
-            if options.encoding.format == "jpg":
-                encoded = resident.encode(pixels, options.encoding.quality, mark)
-            else:
-                array = pixels.permute(1, 2, 0).contiguous().cpu().numpy()
-            empty = bool(blank)  # read once the picture is: no wait of its own
-            task.pictures.append(Picture(outputs, None, raw, mark, array, encoded, empty))
+        task.pictures.append(_picture(entry, decoded, options, outputs, raw, mark))
         name = options.target.name(entry.target, loaded.categories)
         probability = None if entry.probability is None else round(entry.probability, 6)
         prediction = Prediction(entry.target, name, probability, item.top5)
@@ -481,6 +462,33 @@ def drawing(
         notes += [f"{row.method}: {options.target.nothing}" for row in nothing]
         rows += nothing
     return Drawing(file, task, rows, notes)
+
+
+def _picture(
+    entry: _Map, decoded: Decoded, options: JobOptions, outputs: list[str],
+    raw: np.ndarray | None, mark: str,
+) -> Picture:  # fmt: skip
+    """One map's picture for the writer: planes to paint on the CPU (with a region's outline, or
+    a detection's box and label), or drawn on the device (encoded there too for jpg)."""
+    shown = get_method(entry.method).shown(entry.maps)
+    if decoded.photo is None:
+        planes = prepare(shown, options.render)
+        if options.target.detections:  # its box and label, drawn on the photo
+            box, label = tuple(entry.extra["box"]), _caption(entry)
+            return Picture(outputs, planes, raw, mark, box=box, label=label)
+        region = None if entry.region is None else entry.region.cpu().numpy()
+        return Picture(outputs, planes, raw, mark, outline=region)
+    assert decoded.geometry is not None
+    pixels, blank = resident.paint(decoded.photo, shown, decoded.geometry, options.render)
+    if entry.region is not None:
+        pixels = resident.outline(pixels, entry.region, decoded.geometry)
+    encoded, array = None, None
+    if options.encoding.format == "jpg":
+        encoded = resident.encode(pixels, options.encoding.quality, mark)
+    else:
+        array = pixels.permute(1, 2, 0).contiguous().cpu().numpy()
+    empty = bool(blank)  # read once the picture is: no wait of its own
+    return Picture(outputs, None, raw, mark, array, encoded, empty)
 
 
 def _caption(entry: _Map) -> str:
