@@ -219,8 +219,7 @@ class LayerCapture:
         levels = _levels(output)
         if levels is not None:
             assert isinstance(output, Mapping)
-            self.levels = levels
-            self.output = pyramid(levels)
+            self.levels = levels  # read as one map when asked for (activation), not here
             copy = type(output)((key, value.clone()) for key, value in output.items())  # type: ignore[call-arg]
             return copy
         if not isinstance(output, torch.Tensor):
@@ -235,6 +234,9 @@ class LayerCapture:
 
     def activation(self) -> torch.Tensor:
         """The captured feature map (B, C, h, w); raises ``ValueError`` if there is none."""
+        if self.levels is not None and self.output is None and self.calls == 1:
+            with torch.no_grad():  # the map is read, never differentiated (see gradient)
+                self.output = pyramid(self.levels)
         if self.calls != 1 or self.output is None or self.output.dim() != 4:
             raise ValueError(
                 f"layer {self.name!r} ran {self.calls} times in the forward pass"

@@ -11,7 +11,7 @@ model, use ``rise``.
 
 from __future__ import annotations
 
-from ..engine.boxes import BoxScoreTarget, DRiseTarget
+from ..engine.boxes import BoxTarget
 from ..engine.method import MethodOutput, PathContext
 from ..engine.registry import register_method
 from .rise import RISE
@@ -27,7 +27,7 @@ class DRISE(RISE):
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
         for target in context.target_sets:
-            if not isinstance(target, (BoxScoreTarget, DRiseTarget)):
+            if not isinstance(target, BoxTarget):
                 raise ValueError(
                     f"drise explains a detection (a box target on a detector), not a "
                     f"{target.kind} target: use rise"

@@ -165,8 +165,6 @@ def build_detector(
             raise ModelError(f"could not download {arch}: {exc}; {DETECTOR_OFFLINE_HELP}") from None
     else:
         model = torchvision.models.get_model(arch, weights=None, weights_backbone=None)
-    if arch.startswith("keypointrcnn"):
-        categories = categories or ["__background__", "person"]
     return Detector(model), detection_preprocessing(model), categories
 
 
