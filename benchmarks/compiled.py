@@ -1,17 +1,20 @@
-"""The model's own pass, three ways: eager (NCHW), eager ``channels_last``, and
+"""The model's own pass, three ways: eager as loaded, eager :func:`saliency.tuned` (batch
+norms as per-channel scales, weights ``channels_last``: what ``explain`` runs on a CPU), and
 ``torch.compile`` (inductor), for the bare loop and for our methods, in one run.
 
 * bare loop: forward + ``torch.autograd.grad(score, inputs)`` with frozen parameters on ready
   tensors, what any gradient map costs at least;
 * bare layer loop: forward + the gradient at the CAM layer only (what Grad-CAM costs at least);
 * ours: ``explain(model, x, method)`` for ``gradient``, ``guided``, ``gradcam`` and
-  ``integrated_gradients`` (``--steps``), eager and with the model and inputs in
-  ``channels_last``. The rule engine refuses a compiled model (its backward is one opaque node,
-  where no rule can reach the ReLU units), so the compiled column is the bare loops'.
+  ``integrated_gradients`` (``--steps``), with the model as loaded and tuned. The rule engine
+  refuses a compiled model (its backward is one opaque node, where no rule can reach the ReLU
+  units), so the compiled column is the bare loop's.
 
-Each variant's maps are checked against eager NCHW (relative L2 error); compile time (the first
-call less a steady one) is reported apart. Timings interleave the contenders round by round;
-each figure is a median, and ``--repeat`` runs of the whole give the run-to-run range.
+Each variant's maps (of the batch's first two inputs) are compared with the model as loaded
+(relative L2 error) and with the same method run in float64, next to the loaded model's own
+float32 distance from float64: how far float32 summation order alone moves a map. Compile time
+(the first call less a steady one) is reported apart. Timings interleave the contenders round
+by round; each figure is a median, and ``--repeat`` runs of the whole give the run-to-run range.
 
     python benchmarks/compiled.py [--models efficientnet_lite0 resnet50 vgg16] [--batch 16]
 """
@@ -28,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 
-from saliency import explain, load_model
+from saliency import explain, load_model, tuned
 from saliency.engine.layers import LayerCapture, resolve_layer
 
 METHODS = ("gradient", "guided", "gradcam", "integrated_gradients")
@@ -53,22 +56,38 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def contenders(model, x, target, layer, steps):  # noqa: ANN001, ANN201
-    """Each contender: a callable and, for the maps check, its eager NCHW counterpart."""
-    last = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    x_last = x.contiguous(memory_format=torch.channels_last)
-    found: dict[str, Callable[[], torch.Tensor]] = {}
-    found["bare eager"] = lambda: bare(model, x, target)
-    found["bare channels_last"] = lambda: bare(last, x_last, target)
-    found["bare layer eager"] = lambda: bare_layer(model, layer, x, target)
-    found["bare layer channels_last"] = lambda: bare_layer(last, layer, x_last, target)
-    for method in METHODS:
-        kwargs = {"steps": steps, "baseline": "zero"} if method == "integrated_gradients" else {}
-        if method == "gradcam":
-            kwargs = {"layer": layer}
-        found[f"{method} eager"] = lambda m=method, k=kwargs: explain(model, x, m, target, **k).maps
-        found[f"{method} channels_last"] = lambda m=method, k=kwargs: (
-            explain(last, x_last, m, target, **k).maps
-        )
+    """Each contender: ``name variant`` -> a callable of (model, inputs, targets), and the
+    models of the variants (eager, tuned)."""
+    models = {"eager": model, "tuned": tuned(model)}
+    found: dict[str, Callable[..., torch.Tensor]] = {}
+    for variant in models:
+        found[f"bare {variant}"] = bare
+        found[f"bare layer {variant}"] = lambda m, x, t: bare_layer(m, layer, x, t)
+        for method in METHODS:
+            kwargs = (
+                {"steps": steps, "baseline": "zero"} if method == "integrated_gradients" else {}
+            )
+            kwargs = {"layer": layer} if method == "gradcam" else kwargs
+            found[f"{method} {variant}"] = lambda m, x, t, n=method, k=kwargs: (
+                explain(m, x, n, t, **k).maps
+            )
+    return found, models
+
+
+def errors(runs, models, x, target) -> dict[str, tuple[float, float]]:  # noqa: ANN001
+    """Per contender, on the first two inputs: the relative L2 error of its maps against the
+    eager ones, and against the eager ones in float64."""
+    x, target = x[:2], target[:2]
+    exact = copy.deepcopy(models["eager"]).double()
+    found = {}
+    for key, fn in runs.items():
+        name, variant = key.rsplit(" ", 1)
+        if variant == "compiled":
+            continue
+        maps = fn(models[variant], x, target)
+        reference = fn(exact, x.double(), target)
+        eager = maps if variant == "eager" else runs[f"{name} eager"](models["eager"], x, target)
+        found[key] = (relative(maps, eager), relative(maps, reference))
     return found
 
 
@@ -95,14 +114,14 @@ def one_model(name: str, args: argparse.Namespace) -> dict[str, float]:
     with torch.no_grad():
         target = model(x).argmax(1)
     layer = resolve_layer(model, x[:1])
-    runs = contenders(model, x, target, layer, args.steps)
-    errors = {}
-    for key, fn in runs.items():
-        if key.endswith("channels_last"):
-            errors[key] = relative(fn(), runs[key.replace("channels_last", "eager")]())
+    found, models = contenders(model, x, target, layer, args.steps)
+    error = errors(found, models, x, target)
+    runs = {
+        k: (lambda f=f, v=k.rsplit(" ", 1)[1]: f(models[v], x, target)) for k, f in found.items()
+    }
     fast, compile_seconds = compiled(model, x, target)
     runs["bare compiled"] = fast
-    errors["bare compiled"] = relative(fast(), runs["bare eager"]())
+    error["bare compiled"] = (relative(fast(), runs["bare eager"]()), float("nan"))
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     times: dict[str, list[float]] = {key: [] for key in runs}
     order = list(runs.items())
@@ -117,11 +136,13 @@ def one_model(name: str, args: argparse.Namespace) -> dict[str, float]:
     median = {key: statistics.median(t) for key, t in times.items()}
     print(f"\n{name}: batch {args.batch}, {args.size}x{args.size}, layer {layer}, "
           f"compile {compile_seconds:.1f} s, median of {args.rounds} rounds")  # fmt: skip
-    print(f"  {'contender':34s} {'ms/batch':>9s} {'÷ eager':>8s} {'rel. L2 vs eager':>17s}")
+    print(f"  {'contender':34s} {'ms/batch':>9s} {'÷ eager':>8s} {'rel. L2 vs eager':>17s} "
+          f"{'vs float64':>11s}")  # fmt: skip
     for key, t in median.items():
         base = median[key.rsplit(" ", 1)[0] + " eager"]
-        error = f"{errors[key]:17.1e}" if key in errors else f"{'':17s}"
-        print(f"  {key:34s} {t * 1000:9.1f} {base / t:8.2f} {error}")
+        to_eager, to_exact = error[key]
+        print(f"  {key:34s} {t * 1000:9.1f} {base / t:8.2f} "
+              f"{to_eager:17.1e} {to_exact:11.1e}")  # fmt: skip
     median["compile seconds"] = compile_seconds
     return median
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from enum import Enum
 from pathlib import Path
@@ -111,6 +111,16 @@ def load(
             raise
         fail(str(exc))
     return loaded
+
+
+def check_tuned(asked: bool | None, loaded: LoadedModel, methods: Sequence[str]) -> None:
+    """A usage error for ``--tuned-pass`` where the pass cannot be tuned."""
+    from saliency import get_method
+    from saliency.models.tuning import why_not_tuned
+
+    reason = why_not_tuned(loaded.task, [get_method(m) for m in methods])
+    if asked and reason is not None:
+        fail(f"--tuned-pass: {reason}; drop it")
 
 
 def check_fit(fit: Enum | None, loaded: LoadedModel) -> str | None:

@@ -41,6 +41,7 @@ from .options import (
     StepsOpt,
     StyleOpt,
     TargetOpt,
+    TunedPassOpt,
     WeightsOpt,
 )
 from .placement import Placement, placement
@@ -118,6 +119,7 @@ def explain(
             "CPU. [default: the device for CUDA models]",
         ),
     ] = None,
+    tuned_pass: TunedPassOpt = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -161,6 +163,7 @@ def explain(
     if device_pipeline and loaded.task == "detection":
         common.fail("a detector's pictures (boxes and labels) are drawn on the CPU: drop "
                     "--device-pipeline")  # fmt: skip
+    common.check_tuned(tuned_pass, loaded, methods)
     method_options = common.method_options(
         loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,
         smooth=smooth, noise=noise, seed=seed, batch_size=batch_size,
@@ -179,6 +182,7 @@ def explain(
         overwrite=overwrite,
         encoding=Encoding(str(format.value), quality, png_compression),
         resident=device_pipeline,
+        tuned=tuned_pass,
         method_options=method_options,
     )
     with common.hold(out, debug, place.shard):  # before collecting: refused at once if busy

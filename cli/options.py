@@ -200,6 +200,16 @@ ReportOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks.")]
+TunedPassOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--tuned-pass/--plain-pass",
+        help="Run the model with its batch norms as per-channel scales and its weights "
+        "channels_last: the same maps within float32 rounding, 1.2-1.6x faster on a CPU; not "
+        "for detectors or LRP. [default: tuned on a CPU]",
+        show_default=False,
+    ),
+]
 PathsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")]
 
 

@@ -42,6 +42,7 @@ _EXPORTS = {
     "BoxScoreTarget": "saliency.engine.boxes",
     "DRiseTarget": "saliency.engine.boxes",
     "Detector": "saliency.models.detection",
+    "tuned": "saliency.models.tuning",
     "RuleError": "saliency.errors",
     "ModelError": "saliency.errors",
     "ImageError": "saliency.errors",
@@ -83,6 +84,7 @@ __all__ = [
     "read_maps",
     "register_method",
     "render",
+    "tuned",
     "run_sanity",
 ]
 

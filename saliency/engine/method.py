@@ -180,6 +180,9 @@ class Method:
             where they change the maps, parts of the fingerprint and of each manifest row.
         tasks: The kinds of model it applies to (``detection`` for ``drise``,
             ``classification`` for LRP); None: all.
+        tunable: False for a method whose rules read the model's layers themselves (LRP folds
+            each batch norm from its statistics): a folder run then keeps the model's pass as
+            loaded rather than :func:`~saliency.models.tuning.tuned`.
     """
 
     name: ClassVar[str]
@@ -202,6 +205,8 @@ class Method:
     # The kinds of model (LoadedModel.task) whose outputs it explains; None: every kind.
     # ``all`` holds the methods for the model's kind; one named for another kind is refused.
     tasks: ClassVar[tuple[str, ...] | None] = None
+    # False where its rules read the layers themselves (LRP): the model is then not tuned
+    tunable: ClassVar[bool] = True
 
     def applies_to(self, task: str | None) -> bool:
         """Whether it explains a model of kind ``task`` (None: a classifier)."""

@@ -21,6 +21,7 @@ from ..files.inputs import InputFile
 from ..files.lock import lock_output
 from ..files.shard import Shard
 from ..models.loading import LoadedModel
+from ..models.tuning import tuned_loaded, tunes
 from ..parallel.shards import select
 from .executor import Executor
 from .fingerprint import model_identity, settings_fingerprint
@@ -62,6 +63,8 @@ def run_job(
     With ``shard``, ``files`` are the whole run's inputs and this process explains its share
     (:func:`~saliency.parallel.shards.select`) beside the other shards' processes, writing its
     own manifest part (see :mod:`~saliency.files.manifest`); ``missing`` go to shard 0.
+    The model runs :func:`~saliency.models.tuning.tuned` as ``options.tuned`` says (None: on
+    a CPU, where it is faster); a ``ValueError`` if asked where it cannot be (a detector, LRP).
     Returns, per method, where the rule was applied in the first batch (for one coverage
     message per run).
     """
@@ -69,6 +72,7 @@ def run_job(
     resident = loaded.device.type == "cuda" if options.resident is None else options.resident
     resident = resident and loaded.task != "detection"  # its boxes and labels: Pillow's
     options = replace(options, methods=methods, resident=resident)
+    tune = tunes(loaded, [get_method(m) for m in methods], options.tuned)
     mine = None
     if shard is not None:
         own = select(files, shard)
@@ -83,6 +87,8 @@ def run_job(
             if ledger.record(outcome):
                 on_image(outcome)
 
+        if tune and ledger.plan.todo:  # after its identity: the pass changes, not the model
+            loaded = tuned_loaded(loaded)
         redo = [get_method(m) for m in ledger.plan.methods]
         todo = replace(
             options,

@@ -32,6 +32,9 @@ class JobOptions:
     # decode, preprocess and draw on the model's device (see .resident); run_job sets it for
     # CUDA models when left None
     resident: bool | None = None
+    # run the model tuned (saliency.models.tuning: batch norm as scales, channels_last); None:
+    # where it was measured faster, on a CPU (run_job decides, see tuning.tunes)
+    tuned: bool | None = None
     method_options: MethodOptions = field(default_factory=lambda: MethodOptions(batch_size=16))
 
     def __post_init__(self) -> None:

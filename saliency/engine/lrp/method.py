@@ -35,6 +35,7 @@ class LRPMethod(Method):
     rule at every convolution and linear layer."""
 
     tasks = ("classification",)  # relevance starts at one logit of a classifier
+    tunable = False  # its rules fold each batch norm into the layer below from its statistics
 
     cost = "1 forward + 1 backward, with each layer's rule (a few of its forward passes)"
     settings: ClassVar[tuple[Setting, ...]] = (EPSILON,)

@@ -1,0 +1,97 @@
+"""A model's own pass made cheaper without changing what it computes.
+
+On a CPU the forward and backward pass of a batch-normed CNN spends much of its time in two
+places that do no arithmetic the map needs: batch norm's own backward kernel (in eval mode a
+per-channel scale, yet as slow as a convolution's backward on this machine) and the layout
+changes of NCHW convolutions, whose oneDNN kernels work in NHWC. :func:`tuned` removes both:
+
+* every batch norm with running statistics becomes the per-channel affine map it computes in
+  eval mode (timm's ``FrozenBatchNorm2d``; ``BatchNormAct2d`` keeps its activation module), so
+  its backward is one multiplication. The engine runs every pass in eval mode, so this is the
+  function it computed;
+* the weights go to ``channels_last``, and so does every convolution's output after them.
+
+The maps differ from the untuned model's only in float32 summation order (relative L2 within
+the untuned pass's own distance from a float64 pass; see docs/performance.md). The ReLU-family
+units are the same modules and functions, so every rule still reaches every unit.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+from timm.layers import BatchNormAct2d, freeze_batch_norm_2d
+from torch import nn
+
+from .loading import LoadedModel
+
+if TYPE_CHECKING:
+    from ..engine.method import Method
+
+# exactly these types: a subclass with a forward of its own would lose it
+_FREEZABLE = (nn.BatchNorm2d, BatchNormAct2d)
+
+
+def tuned(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose pass costs less and computes the same maps.
+
+    Batch norms with running statistics become per-channel affine maps, and the weights are
+    stored ``channels_last``; ``model`` itself is left as it was. Use the copy only where the
+    model runs in eval mode (as ``explain`` runs it), and not for LRP, whose rules read each
+    batch norm's statistics.
+
+    Example:
+        ```python
+        import torch, torchvision
+        from saliency import explain
+        from saliency.models.tuning import tuned
+
+        fast = tuned(torchvision.models.resnet18())
+        explain(fast, torch.randn(2, 3, 64, 64), "guided").maps.shape  # (2, 3, 64, 64)
+        ```
+    """
+    result = copy.deepcopy(model)
+    if _freezable(result):  # the model is one batch norm
+        result = freeze_batch_norm_2d(result)
+    for parent in list(result.modules()):
+        for name, child in list(parent.named_children()):
+            if _freezable(child):
+                setattr(parent, name, freeze_batch_norm_2d(child))
+    return result.to(memory_format=torch.channels_last)
+
+
+def tuned_loaded(loaded: LoadedModel) -> LoadedModel:
+    """``loaded`` with its model :func:`tuned` (its name, preprocessing and classes kept)."""
+    return replace(loaded, model=tuned(loaded.model))
+
+
+def why_not_tuned(task: str, methods: Sequence[Method]) -> str | None:
+    """Why a run of ``methods`` on a model of kind ``task`` cannot be tuned; None if it can."""
+    if task == "detection":
+        return "a detector's pass is not tuned (its backbone's batch norms are frozen already)"
+    reading = [m.name for m in methods if not m.tunable]
+    if reading:
+        return f"the rules of {', '.join(reading)} read the model's layers: the pass is not tuned"
+    return None
+
+
+def tunes(loaded: LoadedModel, methods: Sequence[Method], asked: bool | None) -> bool:
+    """Whether a run tunes its model's pass: as ``asked``, or (None) on a CPU, where it was
+    faster on every model measured (1.2 to 1.6x, docs/performance.md); never where
+    :func:`why_not_tuned` has a reason, which ``asked=True`` raises as a ``ValueError``."""
+    reason = why_not_tuned(loaded.task, methods)
+    if reason is not None and asked:
+        raise ValueError(reason)
+    wanted = loaded.device.type == "cpu" if asked is None else asked
+    return wanted and reason is None
+
+
+def _freezable(module: nn.Module) -> bool:
+    """An eval-mode batch norm of exactly a type timm freezes, with running statistics."""
+    if type(module) not in _FREEZABLE:
+        return False
+    return bool(module.track_running_stats) and module.running_var is not None
