@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import random
 import statistics
 import time
@@ -117,7 +118,7 @@ def one_model(name: str, args: argparse.Namespace) -> dict[str, float]:
     found, models = contenders(model, x, target, layer, args.steps)
     error = errors(found, models, x, target)
     runs = {
-        k: (lambda f=f, v=k.rsplit(" ", 1)[1]: f(models[v], x, target)) for k, f in found.items()
+        k: functools.partial(f, models[k.rsplit(" ", 1)[1]], x, target) for k, f in found.items()
     }
     fast, compile_seconds = compiled(model, x, target)
     runs["bare compiled"] = fast
