@@ -6,9 +6,12 @@
 2. where one image's time goes, stage by stage (decode and preprocess, model, prepare + paint,
    encode png / jpg, write), each timed alone on one thread;
 3. ``gradient + deconvnet + guided`` in one run ÷ three single-method runs (png);
-4. peak memory of the command (its process and every worker process) for 64 and 512 photos.
+4. the tuned pass (``saliency.tuned``, the default on a CPU) ÷ the plain pass (``--plain-pass``):
+   the bare loops, and ``explain`` writing png, ``--repeat`` times, in alternating order;
+5. peak memory of the command (its process and every worker process) for 64 and 512 photos.
 
     python benchmarks/end_to_end.py [--fit resize] [--count 256] [--device cuda --batch 64]
+        [--repeat 3] [--skip-three] [--skip-rss]
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import argparse
 import io
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from photos import make_photos  # noqa: E402
 
-from saliency import load_image, load_model  # noqa: E402
+from saliency import load_image, load_model, tuned  # noqa: E402
 from saliency.engine.options import MethodOptions  # noqa: E402
 from saliency.files.inputs import collect_inputs  # noqa: E402
 from saliency.pictures.paint import RenderOptions, paint  # noqa: E402
@@ -40,9 +45,9 @@ from saliency.pipeline.options import JobOptions  # noqa: E402
 from saliency.pipeline.stages import decode  # noqa: E402
 
 
-def bare_loop(loaded, batch: torch.Tensor, count: int) -> float:
+def bare_loop(loaded, batch: torch.Tensor, count: int, model=None) -> float:
     """Seconds for ``count`` images: forward + ``autograd.grad`` on a ready batch, repeated."""
-    model = loaded.model
+    model = model or loaded.model
     for p in model.parameters():
         p.requires_grad_(False)
     batch = batch.to(loaded.device)
@@ -85,6 +90,34 @@ def pipeline(loaded, folder: Path, out: Path, options: JobOptions, writers: int 
 def marginal(run, small: int, large: int) -> float:
     """Images/s between ``small`` and ``large`` images: (large - small) / (t_large - t_small)."""
     return (large - small) / (run(large) - run(small))
+
+
+def pass_speedups(loaded, ready, folders, out, options, writers, args) -> None:  # noqa: ANN001
+    """The tuned pass ÷ the plain pass, bare and in ``explain``, run by run in turn."""
+    fast = tuned(loaded.model)
+    ratios: dict[str, list[float]] = {"bare loop": [], "explain --format png": []}
+    for run in range(args.repeat):
+        rates = {}
+        for tune in (False, True) if run % 2 == 0 else (True, False):
+            model = fast if tune else loaded.model
+            rates[("bare loop", tune)] = marginal(
+                lambda n, m=model: bare_loop(loaded, ready, n, m), args.small, args.count
+            )
+            chosen = replace(options(), tuned=tune)
+            rates[("explain --format png", tune)] = marginal(
+                lambda n, o=chosen: pipeline(loaded, folders[n], out, o, writers),
+                args.small,
+                args.count,
+            )
+        for what in ratios:
+            ratios[what].append(rates[(what, True)] / rates[(what, False)])
+            plain, fast_rate = rates[(what, False)], rates[(what, True)]
+            print(
+                f"  run {run + 1}: {what:22s} plain {plain:6.1f}, tuned {fast_rate:6.1f} images/s"
+            )
+    for what, found in ratios.items():
+        spread = f"{min(found):.2f} to {max(found):.2f}"
+        print(f"tuned ÷ plain pass, {what}: median {statistics.median(found):.2f} ({spread})")
 
 
 def stage_shares(loaded, photos: list[Path], options: JobOptions) -> dict[str, float]:
@@ -186,6 +219,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=None, help="writer processes")
     parser.add_argument("--model-threads", type=int, default=None, help="torch threads in runs")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of tuned vs plain pass")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-three", action="store_true")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "saliency-bench")
@@ -246,6 +280,7 @@ def main() -> None:
         share = "" if stage == "encode jpg" else f"  {100 * ms / total:4.0f}%"
         print(f"  {stage:22s} {ms:7.1f}{share}")
 
+    pass_speedups(loaded, ready, folders, out, options, writers, args)
     if args.skip_three:
         return
     three = pipeline(loaded, big, out, options(("gradient", "deconvnet", "guided")), writers)

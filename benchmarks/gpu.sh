@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The device path's first GPU run, in one script (each step time-limited, under 10 minutes on one GPU): the CUDA tests,
-# then end to end, head to head and memory over 10,000 photos on the device; one table at the
-# end. Logs go to $OUT (the device tool's folder) or /tmp/saliency-gpu.
+# The device path on a GPU, in one script (each step time-limited, under 10 minutes on one
+# GPU): the CUDA tests, then end to end (with the tuned pass against the plain one), the model's
+# own pass (eager, tuned, compiled), head to head and memory over 10,000 photos on the device;
+# one table at the end. Logs go to $OUT (the device tool's folder) or /tmp/saliency-gpu.
+# PROFILE=1 adds a py-spy profile of a device run (60 s more).
 #
 #     bash benchmarks/gpu.sh
 set -uo pipefail
@@ -23,21 +25,23 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, keep going
   echo "$name: exit $rc in $((SECONDS - start)) s" | tee -a "$LOGS/steps.txt"
 }
 
-step tests 100 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+step tests 90 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
   tests/test_explain_api.py tests/test_resident.py tests/test_many_processes.py
 step end_to_end 150 "$PY" benchmarks/end_to_end.py --device cuda --batch 64 --count 1024 \
-  --small 256 --skip-three --skip-rss
-step cli 45 "$PY" -m saliency_cli explain sample_images --out "$LOGS/cli-out" --device cuda \
+  --small 256 --skip-three --skip-rss --repeat 1
+step cli 40 "$PY" -m saliency_cli explain sample_images --out "$LOGS/cli-out" --device cuda \
   --device-pipeline --method guided --method gradcam
 step memory 60 "$PY" benchmarks/memory_growth.py --device cuda --count 10000 --every 2000
 # where a device run's time goes: every thread and worker process sampled (py-spy, the bench extra)
-if command -v py-spy > /dev/null; then
+step compiled 130 "$PY" benchmarks/compiled.py --device cuda --batch 64 --rounds 3 \
+  --models efficientnet_lite0 resnet50 vgg16
+if [ "${PROFILE:-0}" = 1 ] && command -v py-spy > /dev/null; then
   step profile 60 py-spy record --format raw --threads --subprocesses --nonblocking --rate 100 \
     -o "$LOGS/profile.txt" -- "$PY" benchmarks/memory_growth.py --device cuda --count 3000 \
     --every 1000 --work /tmp/saliency-profile  # its own folder: the memory step's would resume
 fi
 
-step head_to_head 170 "$PY" benchmarks/head_to_head.py --device cuda --batch 64 --count 96 \
+step head_to_head 120 "$PY" benchmarks/head_to_head.py --device cuda --batch 64 --count 96 \
   --small 32 --repeat 1  # the peers' loops are one photo at a time, Captum's through matplotlib
 echo
 echo "=== saliency on $card ==="
@@ -47,4 +51,7 @@ rm -rf "$LOGS/cli-out"
 grep -E "x bare loop" "$LOGS/end_to_end.txt" | sed 's/^ */end to end: /'
 grep -E "÷" "$LOGS/head_to_head.txt" | sed 's/^ */head to head: /'
 grep -E "photos on|growth" "$LOGS/memory.txt" | sed 's/^/memory: /'
+grep -E "tuned ÷ plain" "$LOGS/end_to_end.txt" | sed 's/^/end to end: /'
+grep -E "compile [0-9.]+ s" "$LOGS/compiled.txt" | sed 's/^/own pass: /'
+sed -n '/speed-up over eager/,$p' "$LOGS/compiled.txt" | sed 's/^/own pass: /'
 cat "$LOGS/steps.txt"

@@ -119,6 +119,7 @@ if TYPE_CHECKING:
     from .files.raw_maps import read_maps
     from .models.detection import Detector
     from .models.loading import LoadedModel, load_model
+    from .models.tuning import tuned
     from .pictures.render import RenderOptions, render
 
 
