@@ -205,7 +205,7 @@ TunedPassOpt = Annotated[
     typer.Option(
         "--tuned-pass/--plain-pass",
         help="Run the model with its batch norms as per-channel scales and its weights "
-        "channels_last: the same maps within float32 rounding, 1.2-1.6x faster on a CPU; not "
+        "channels_last: the same maps within float32 rounding, 1.1-1.5x faster on a CPU; not "
         "for detectors or LRP. [default: tuned on a CPU]",
         show_default=False,
     ),

@@ -83,7 +83,7 @@ def explain(
     One forward and one backward pass serve the whole batch, each sample with its own target
     (methods that perturb the input run their copies ``batch_size`` at a time). The model is
     left exactly as it was: train or eval mode, ``requires_grad``, ``.grad``, buffers.
-    On a CPU, a batch-normed CNN runs 1.2 to 1.6 times faster tuned ([saliency.tuned][]: make
+    On a CPU, a batch-normed CNN runs 1.1 to 1.5 times faster tuned ([saliency.tuned][]: make
     the copy once, reuse it), with the same maps to float32 rounding (not for LRP).
 
     Args:

@@ -81,7 +81,7 @@ def why_not_tuned(task: str, methods: Sequence[Method]) -> str | None:
 
 def tunes(loaded: LoadedModel, methods: Sequence[Method], asked: bool | None) -> bool:
     """Whether a run tunes its model's pass: as ``asked``, or (None) on a CPU, where it was
-    faster on every model measured (1.2 to 1.6x, docs/performance.md); never where
+    faster on every model measured (1.1 to 1.5x, docs/performance.md); never where
     :func:`why_not_tuned` has a reason, which ``asked=True`` raises as a ``ValueError``."""
     reason = why_not_tuned(loaded.task, methods)
     if reason is not None and asked:
