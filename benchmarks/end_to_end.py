@@ -47,7 +47,7 @@ from saliency.pipeline.stages import decode  # noqa: E402
 
 def bare_loop(loaded, batch: torch.Tensor, count: int, model=None) -> float:
     """Seconds for ``count`` images: forward + ``autograd.grad`` on a ready batch, repeated."""
-    model = model or loaded.model
+    model = loaded.model if model is None else model
     for p in model.parameters():
         p.requires_grad_(False)
     batch = batch.to(loaded.device)

@@ -32,9 +32,9 @@ step end_to_end 150 "$PY" benchmarks/end_to_end.py --device cuda --batch 64 --co
 step cli 40 "$PY" -m saliency_cli explain sample_images --out "$LOGS/cli-out" --device cuda \
   --device-pipeline --method guided --method gradcam
 step memory 60 "$PY" benchmarks/memory_growth.py --device cuda --count 10000 --every 2000
-# where a device run's time goes: every thread and worker process sampled (py-spy, the bench extra)
 step compiled 130 "$PY" benchmarks/compiled.py --device cuda --batch 64 --rounds 3 \
   --models efficientnet_lite0 resnet50 vgg16
+# where a device run's time goes: every thread and worker process sampled (py-spy, the bench extra)
 if [ "${PROFILE:-0}" = 1 ] && command -v py-spy > /dev/null; then
   step profile 60 py-spy record --format raw --threads --subprocesses --nonblocking --rate 100 \
     -o "$LOGS/profile.txt" -- "$PY" benchmarks/memory_growth.py --device cuda --count 3000 \

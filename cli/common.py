@@ -116,11 +116,12 @@ def load(
 def check_tuned(asked: bool | None, loaded: LoadedModel, methods: Sequence[str]) -> None:
     """A usage error for ``--tuned-pass`` where the pass cannot be tuned."""
     from saliency import get_method
-    from saliency.models.tuning import why_not_tuned
+    from saliency.models.tuning import tunes
 
-    reason = why_not_tuned(loaded.task, [get_method(m) for m in methods])
-    if asked and reason is not None:
-        fail(f"--tuned-pass: {reason}; drop it")
+    try:
+        tunes(loaded, [get_method(m) for m in methods], asked)
+    except ValueError as exc:
+        fail(f"--tuned-pass: {exc}; drop it")
 
 
 def check_fit(fit: Enum | None, loaded: LoadedModel) -> str | None:
