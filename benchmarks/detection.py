@@ -42,7 +42,7 @@ from photos import SAMPLES, count_folders, make_photos  # noqa: E402
 
 from saliency import BoxScoreTarget, load_image, load_model  # noqa: E402
 from saliency.engine.options import MethodOptions  # noqa: E402
-from saliency.engine.targets import TargetSpec  # noqa: E402
+from saliency.tasks.detection import DetectionsPlan  # noqa: E402
 from saliency.pipeline.drawing import Encoding  # noqa: E402
 from saliency.pipeline.job import default_writers  # noqa: E402
 from saliency.pipeline.options import JobOptions  # noqa: E402
@@ -163,7 +163,7 @@ def main() -> None:
     folders = count_folders(args.work, photos, (args.small, args.count))
     tensors = [loaded.preprocess(load_image(p))[0] for p in photos]
     out, writers = args.work / "out", default_writers(loaded.device)
-    spec = TargetSpec("detections", k=MOST, min_score=MIN_SCORE)
+    spec = DetectionsPlan(k=MOST, min_score=MIN_SCORE)
 
     def ours(method: str):
         options = JobOptions(

@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from saliency import LoadedModel, MethodOptions, RenderOptions
-    from saliency.engine.targets import TargetSpec
     from saliency.files.inputs import InputFile, Inputs
     from saliency.parallel.group import Group
     from saliency.parallel.shards import Shard
+    from saliency.tasks import ClassChoice, TargetPlan
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -52,25 +52,26 @@ def count(number: int, noun: str) -> str:
 
 
 def methods_from(
-    chosen: list[Enum] | None, default: tuple[str, ...] = ("guided",), task: str | None = None
-) -> tuple[str, ...]:
-    """The chosen methods' names, 'all' expanded (the methods for a model of kind ``task``),
-    in order, without repeats."""
+    chosen: list[Enum] | None, default: tuple[str, ...] = ("guided",),
+    loaded: LoadedModel | None = None,
+) -> tuple[str, ...]:  # fmt: skip
+    """The chosen methods' names, 'all' expanded (the methods for ``loaded``'s kind), in order,
+    without repeats."""
     from saliency.engine.registry import expand_methods
 
     try:
         names = [str(c.value) for c in chosen] if chosen else list(default)
-        return expand_methods(names, task)
+        return expand_methods(names, None if loaded is None else loaded.kind.provides)
     except ValueError as exc:
         fail(str(exc))
 
 
-def quick_methods(task: str | None = None) -> tuple[str, ...]:
-    """Every method for a model of kind ``task`` but the slow ones (see ``saliency
-    methods``): compare's default."""
+def quick_methods(loaded: LoadedModel) -> tuple[str, ...]:
+    """Every method for ``loaded``'s kind but the slow ones (see ``saliency methods``):
+    compare's default."""
     from saliency.engine.registry import quick_methods as quick
 
-    return tuple(m.name for m in quick(task))
+    return tuple(m.name for m in quick(loaded.kind.provides))
 
 
 def alone(command: str) -> None:
@@ -87,12 +88,19 @@ def load(
     device: str,
     debug: bool,
     group: Group | None = None,
-    embedding: bool = False,
+    kind: str | None = None,
+    given: tuple[str, ...] = (),
 ) -> LoadedModel:
-    """The model on ``device`` (a torchrun rank's own GPU in a ``group``); with ``embedding``,
-    its head removed."""
+    """The model on ``device`` (a torchrun rank's own GPU in a ``group``), as ``kind`` (None:
+    the kind its name says, or one that the ``given`` options ask for: an embedding for a
+    reference photo)."""
     import saliency
     from saliency.models.devices import resolve_device
+    from saliency.tasks.registry import implied
+
+    if kind is None:
+        asked = implied(list(given))
+        kind = None if asked is None else asked.name
 
     try:
         resolved = resolve_device(device)
@@ -104,7 +112,7 @@ def load(
         fail(str(exc))
     try:
         loaded = saliency.load_model(
-            model, weights=weights, device=resolved, labels=labels, embedding=embedding
+            model, weights=weights, device=resolved, labels=labels, kind=kind
         )
     except saliency.SaliencyError as exc:
         if debug:
@@ -140,37 +148,26 @@ def run_target(
     different_from: Path | None,
     fit: str | None,
     detections: tuple[float | None, int | None, bool] = (None, None, False),
-) -> TargetSpec:
-    """What explain's run explains: ``--target`` (for a segmentation model, each class present
-    or the one named, over the pixels assigned to it; for a detector, each detection as
-    ``detections`` = (min score, most per image, per-box normalisation) say), or the
-    similarity to ``--similar-to``'s photo (or the difference from ``--different-from``'s) for
-    the model as an embedding; a usage error where they do not fit."""
+) -> TargetPlan:
+    """What a run explains in each photo: the plan of the model's kind for ``--target``,
+    ``--similar-to``/``--different-from`` and ``detections`` = (--min-score,
+    --max-detections, --per-box-normalize); a usage error where they do not fit."""
     from saliency.errors import SaliencyError
-    from saliency.pipeline.options import detection_spec, segmentation_spec, similarity_spec
+    from saliency.tasks import Request
 
-    reference = similar_to or different_from
-    if loaded.task == "detection" or detections != (None, None, False):
-        try:
-            return detection_spec(loaded, target(spec, loaded.categories), *detections)
-        except ValueError as exc:
-            fail(str(exc))
-    if reference is None and loaded.task == "segmentation":
-        try:
-            return segmentation_spec(loaded, target(spec, loaded.categories))
-        except ValueError as exc:
-            fail(str(exc))
-    if reference is None:
-        return target(spec, loaded.categories)
     if similar_to is not None and different_from is not None:
         fail("give --similar-to or --different-from, not both")
-    if spec != "top1":
-        fail("--target names a class; with --similar-to or --different-from the pictures "
-             "explain the similarity")  # fmt: skip
+    reference = similar_to or different_from
+    request = Request(spec, reference, different_from is not None, *detections, fit=fit)
     try:
-        return similarity_spec(loaded, reference, different_from is not None, fit)
+        return loaded.kind.plan(loaded, request)
     except (ValueError, SaliencyError) as exc:
         fail(f"{reference}: {exc}" if isinstance(exc, SaliencyError) else str(exc))
+
+
+def given(similar_to: Path | None, different_from: Path | None) -> tuple[str, ...]:
+    """The request's options given that may ask for a kind when the model is loaded."""
+    return ("reference",) if similar_to or different_from else ()
 
 
 def one_target(
@@ -183,22 +180,18 @@ def one_target(
 ) -> Any:
     """The one target per photo of ``compare``, ``sanity`` or ``evaluate``: None for the top-1
     class, a target object otherwise (a class, a segmentation's class over its pixels or its
-    main class, a similarity); a usage error for topk."""
-    from saliency import ClassTarget
-
+    main class, a similarity, the best detection); a usage error for topk."""
     found = run_target(spec, loaded, similar_to, different_from, fit)
-    if found.kind == "topk":
+    if not found.one_per_image:
         fail(f"{command} shows one target per image: use top1, a class index or a class name")
-    if found.kind == "class" and not found.region:
-        return ClassTarget(found.index)
     return found.one()
 
 
-def target(spec: str, categories: list[str]) -> TargetSpec:
-    from saliency.engine.targets import parse_target
+def target(spec: str, categories: list[str]) -> ClassChoice:
+    from saliency.tasks import parse_class
 
     try:
-        return parse_target(spec, categories)
+        return parse_class(spec, categories)
     except ValueError as exc:
         fail(str(exc))
 

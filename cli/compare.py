@@ -19,6 +19,7 @@ from .options import (
     DifferentFromOpt,
     FigureFormatOpt,
     FitOpt,
+    KindOpt,
     LabelsOpt,
     LayerOpt,
     MethodOpt,
@@ -48,6 +49,7 @@ def compare(
     paths: PathsArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("saliency_out"),
     model: ModelOpt = "efficientnet_lite0",
+    kind: KindOpt = None,
     weights: WeightsOpt = None,
     labels: LabelsOpt = None,
     device: DeviceOpt = "auto",
@@ -79,12 +81,12 @@ def compare(
     but those that run a forward pass per channel, window or mask: add them with --method)."""
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     common.alone("compare")
-    reference = similar_to or different_from
-    loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
-    methods = common.methods_from(method, common.quick_methods(loaded.task), loaded.task)  # kind's
+    loaded = common.load(model, weights, labels, device, debug, kind=kind,
+                         given=common.given(similar_to, different_from))
+    methods = common.methods_from(method, common.quick_methods(loaded), loaded)  # its kind's
     fit_mode = common.check_fit(fit, loaded)
     target_spec = common.run_target(target, loaded, similar_to, different_from, fit_mode)
-    if target_spec.kind == "topk":
+    if not target_spec.one_per_image:
         common.fail("compare shows one target per image: use top1, a class index or a class name")
     method_options = common.method_options(
         loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,

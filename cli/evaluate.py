@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,7 @@ from .options import (
     DifferentFromOpt,
     Fill,
     FitOpt,
+    KindOpt,
     LabelsOpt,
     LayerOpt,
     MethodChoice,
@@ -34,6 +35,9 @@ from .options import (
 )
 from .report import write as write_report
 
+if TYPE_CHECKING:
+    from saliency import LoadedModel
+
 
 def evaluate(
     paths: PathsArg,
@@ -41,6 +45,7 @@ def evaluate(
         "evaluation_out"
     ),
     model: ModelOpt = "efficientnet_lite0",
+    kind: KindOpt = None,
     weights: WeightsOpt = None,
     labels: LabelsOpt = None,
     device: DeviceOpt = "auto",
@@ -110,12 +115,12 @@ def evaluate(
     mean ± s.d. per method and metric, the best in bold. The same seed gives the same files.
     """
     common.alone("evaluate")
-    reference = similar_to or different_from
-    loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
-    methods = common.methods_from(method, ("gradient", "guided", "gradcam"), loaded.task)
+    loaded = common.load(model, weights, labels, device, debug, kind=kind,
+                         given=common.given(similar_to, different_from))
+    methods = common.methods_from(method, ("gradient", "guided", "gradcam"), loaded)
     fit_mode = common.check_fit(fit, loaded)
     explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "evaluate")
-    metrics = _metrics(metric, explained is not None, loaded.task == "detection")
+    metrics = _metrics(metric, explained is not None, loaded)
     method_options = common.method_options(
         loaded, methods, {"layer": layer, "steps": ig_steps, "baseline": baseline}, settings,
         flags={"steps": "--ig-steps"}, batch_size=batch_size,
@@ -171,15 +176,19 @@ def evaluate(
         raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
 
 
-def _metrics(asked: list[Metric] | None, targeted: bool, detector: bool = False) -> list[str]:
-    """The metrics to score: those asked for, or all; with a target, class sensitivity left
-    out, and the pointing game but on a detector (a usage error when asked for by name)."""
+def _metrics(asked: list[Metric] | None, targeted: bool, loaded: LoadedModel) -> list[str]:
+    """The metrics to score: those asked for, or all that apply to the model's kind (a usage
+    error when one that does not is asked for by name); with a target, class sensitivity left
+    out."""
+    from saliency.tasks import all_kinds
+
     metrics = [str(m.value) for m in asked] if asked else list(choices.METRICS)
-    if not detector and "pointing_game" in metrics:
+    for name in [m for m in metrics if m not in loaded.kind.metrics]:
         if asked:
-            common.fail("pointing_game asks whether a map's peak lies in a detection's box: "
-                        "it takes a detector")  # fmt: skip
-        metrics.remove("pointing_game")
+            kinds = " or ".join(k.name for k in all_kinds() if name in k.metrics)
+            common.fail(f"{name} does not apply to a {loaded.kind.name} model: it takes a "
+                        f"{kinds} model")  # fmt: skip
+        metrics.remove(name)
     if targeted and "class_sensitivity" in metrics:
         if asked:
             common.fail(

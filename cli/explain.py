@@ -19,6 +19,7 @@ from .options import (
     DeviceOpt,
     DifferentFromOpt,
     FitOpt,
+    KindOpt,
     LabelsOpt,
     LayerOpt,
     MaxDetectionsOpt,
@@ -57,6 +58,7 @@ def explain(
     paths: PathsArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("saliency_out"),
     model: ModelOpt = "efficientnet_lite0",
+    kind: KindOpt = None,
     weights: WeightsOpt = None,
     labels: LabelsOpt = None,
     device: DeviceOpt = "auto",
@@ -152,16 +154,16 @@ def explain(
         common.fail(f"--batch-size must be at least 1, got {batch_size}")
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     place = placement(shard, debug)
-    reference = similar_to or different_from
-    loaded = common.load(model, weights, labels, device, debug, place.group, bool(reference))
-    methods = common.methods_from(method, task=loaded.task)  # all: the methods for its kind
+    loaded = common.load(model, weights, labels, device, debug, place.group, kind,
+                         common.given(similar_to, different_from))
+    methods = common.methods_from(method, loaded=loaded)  # all: the methods for its kind
     fit_mode = common.check_fit(fit, loaded)
     detections = (min_score, max_detections, per_box_normalize)
     target_spec = common.run_target(
         target, loaded, similar_to, different_from, fit_mode, detections
     )
-    if device_pipeline and loaded.task == "detection":
-        common.fail("a detector's pictures (boxes and labels) are drawn on the CPU: drop "
+    if device_pipeline and not loaded.kind.device_pipeline:
+        common.fail(f"a {loaded.kind.name} model's pictures are drawn on the CPU: drop "
                     "--device-pipeline")  # fmt: skip
     common.check_tuned(tuned_pass, loaded, methods)
     method_options = common.method_options(

@@ -130,12 +130,22 @@ SimilarToOpt = Annotated[
         show_default=False,
     ),
 ]
+KindOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Load the model as this kind: multilabel (a classifier with a sigmoid per class), "
+        "or a kind a package adds ('saliency models --kinds' lists them). "
+        "[default: what the model's name says]",
+        show_default=False,
+    ),
+]
 MinScoreOpt = Annotated[
     float | None,
     typer.Option(
         min=0.0,
         max=1.0,
-        help="A detector's: explain each detection scored this or more. [default: 0.5]",
+        help="A detector's or a multi-label classifier's: explain each detection, or class, "
+        "scored this or more. [default: 0.5]",
         show_default=False,
     ),
 ]

@@ -18,6 +18,7 @@ from .options import (
     FigureFormatOpt,
     FitOpt,
     Granularity,
+    KindOpt,
     LabelsOpt,
     LayerOpt,
     MethodChoice,
@@ -43,6 +44,7 @@ def sanity(
     paths: PathsArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("sanity_out"),
     model: ModelOpt = "efficientnet_lite0",
+    kind: KindOpt = None,
     weights: WeightsOpt = None,
     labels: LabelsOpt = None,
     device: DeviceOpt = "auto",
@@ -109,9 +111,9 @@ def sanity(
     if not 0.0 < threshold <= 1.0:
         common.fail(f"--threshold must be in (0, 1], got {threshold}")
     common.alone("sanity")
-    reference = similar_to or different_from
-    loaded = common.load(model, weights, labels, device, debug, embedding=bool(reference))
-    methods = common.methods_from(method, DEFAULT_METHODS, loaded.task)  # all: for its kind
+    loaded = common.load(model, weights, labels, device, debug, kind=kind,
+                         given=common.given(similar_to, different_from))
+    methods = common.methods_from(method, DEFAULT_METHODS, loaded)  # all: for its kind
     fit_mode = common.check_fit(fit, loaded)
     explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "sanity")
     method_options = common.method_options(

@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from saliency import BoxScoreTarget, Detector, DRiseTarget, ModelError, explain, load_model
-from saliency.engine.targets import TopDetection
+from saliency.tasks.detection import TopDetection
 from saliency.evaluation.metrics import pointing_game
 
 
@@ -77,7 +77,7 @@ def test_load_by_name_builds_no_weights_it_was_not_asked_for(monkeypatch) -> Non
     assert loaded.normalization == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     with pytest.raises(ModelError, match="weights='random'"):
         load_model("fasterrcnn_resnet50_fpn_v2")
-    with pytest.raises(ModelError, match="is a detector"):
+    with pytest.raises(ModelError, match="is a detection model"):
         load_model("ssd300_vgg16", weights="random", embedding=True)
 
 

@@ -96,15 +96,19 @@ def test_all_lists_every_method_once_in_order():
         "integrated_gradients",
         "gradient_x_input",
     ]
-    general = tuple(m.name for m in all_methods() if m.applies_to("classification"))
+    from saliency.tasks import get_kind
+
+    classifier, detection = get_kind("classification").provides, get_kind("detection").provides
+    general = tuple(m.name for m in all_methods() if m.applies_to(classifier))
     assert "drise" in names and "drise" not in general  # a detector's: by its name only
-    assert expand_methods(["all"]) == general
-    detector = tuple(m.name for m in all_methods() if m.applies_to("detection"))
-    assert expand_methods(["all"], "detection") == detector
+    assert expand_methods(["all"], classifier) == general
+    assert expand_methods(["all"]) == tuple(names)  # no kind: every method
+    detector = tuple(m.name for m in all_methods() if m.applies_to(detection))
+    assert expand_methods(["all"], detection) == detector
     assert "drise" in detector and not any(n.startswith("lrp_") for n in detector)
     rest = tuple(n for n in general if n != "guided")
-    assert expand_methods(["guided", "all", "GUIDED"]) == ("guided", *rest)
-    assert expand_methods(["drise", "all"]) == ("drise", *general)
+    assert expand_methods(["guided", "all", "GUIDED"], classifier) == ("guided", *rest)
+    assert expand_methods(["drise", "all"], classifier) == ("drise", *general)
     assert sorted(names) == sorted(method_names())
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from saliency import load_model
 from saliency.engine.options import MethodOptions
-from saliency.engine.targets import TargetSpec
+from saliency.tasks.classification import ClassPlan
 from saliency.files.inputs import collect_inputs
 from saliency.geometry import Geometry
 from saliency.pictures.paint import RenderOptions, paint
@@ -53,7 +53,7 @@ def run(loaded, photos: Path, out: Path, resident_path: bool, **settings):
         encoding=Encoding(settings.pop("fmt", "jpg")),
         resident=resident_path,
         method_options=MethodOptions(batch_size=settings.pop("batch", 4)),
-        target=settings.pop("target", TargetSpec()),
+        target=settings.pop("target", ClassPlan()),
     )
     files = collect_inputs([str(photos)]).files
     run_job(loaded, files, out, options, on_image=outcomes.append, **settings)
@@ -176,7 +176,7 @@ def test_every_jpeg_variant_runs_on_the_device_path_as_on_the_cpu(loaded, tmp_pa
     # one class for every variant and both paths: a 75x53 photo's top two classes are close
     # (0.16 and 0.12), so a decoder's rounding may swap its top-1 and with it the whole map (an
     # exif1 Grad-CAM 16 levels off on an H200), which says nothing about the decoding
-    whiskey_jug = TargetSpec(kind="class", index=loaded.categories.index("whiskey jug"))
+    whiskey_jug = ClassPlan(kind="class", index=loaded.categories.index("whiskey jug"))
     cpu = run(loaded, tmp_path / "in", tmp_path / "cpu", False, fmt="png", target=whiskey_jug)
     device = run(loaded, tmp_path / "in", tmp_path / "device", True, fmt="png", target=whiskey_jug)
     assert not [o for o in cpu + device if o.error]

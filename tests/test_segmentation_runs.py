@@ -169,7 +169,7 @@ def test_a_rerun_redoes_an_image_whose_classes_changed_and_drops_the_stale(
 def nothing_run(photos: Path, out: Path, weights: Path) -> list[Any]:
     """Every class ignored: the model finds nothing in any photo."""
     from saliency import load_model
-    from saliency.engine.targets import TargetSpec
+    from saliency.tasks.segmentation import PresentPlan
     from saliency.files.inputs import collect_inputs
     from saliency.pipeline.job import run_job
     from saliency.pipeline.options import JobOptions
@@ -177,7 +177,7 @@ def nothing_run(photos: Path, out: Path, weights: Path) -> list[Any]:
     loaded = load_model(MODEL, weights=weights)
     options = JobOptions(
         methods=("gradcam", "gradient"), fit="resize",
-        target=TargetSpec("present", ignore=tuple(range(21))),
+        target=PresentPlan(ignore=tuple(range(21))),
     )  # fmt: skip
     outcomes: list[Any] = []
     run_job(loaded, collect_inputs([str(photos)]).files, out, options, outcomes.append)

@@ -35,14 +35,13 @@ def curves(path: Path) -> list[dict[str, str]]:
 
 def test_compare_shows_each_photo_s_main_class_with_its_region(weights: Path) -> None:  # noqa: F811
     from saliency import load_model
-    from saliency.engine.targets import TargetSpec
     from saliency.files.inputs import collect_inputs
     from saliency.pictures.render import RenderOptions
     from saliency.pipeline.compare import compare_rows
-    from saliency.pipeline.options import segmentation_spec
+    from saliency.tasks import Request
 
     loaded = load_model(MODEL, weights=weights)
-    spec = segmentation_spec(loaded, TargetSpec())
+    spec = loaded.kind.plan(loaded, Request())
     files = collect_inputs([str(SAMPLES / n) for n in NAMES]).files
     options = RenderOptions(style="heatmap")  # white is no heatmap colour: only the outline
     for file, row in compare_rows(loaded, files, ("gradcam",), spec, "resize", options):
@@ -63,7 +62,7 @@ def test_sanity_keeps_the_region_of_the_original_model(
     the unrandomized maps are the API's for that target."""
     from saliency import RegionTarget, explain, load_image, load_model
     from saliency.checks.sanity import _thumbnail, run_sanity
-    from saliency.engine.targets import MainRegion
+    from saliency.tasks.segmentation import MainRegion
 
     loaded = load_model(MODEL, weights=weights)
     inputs = [loaded.preprocess(load_image(SAMPLES / n), "resize")[0] for n in NAMES]

@@ -104,7 +104,9 @@ def test_where_a_run_is_tuned():
     assert not tunes(cpu, [guided, lrp], None)  # LRP folds the batch norms itself
     with pytest.raises(ValueError, match="lrp_epsilon_plus"):
         tunes(cpu, [lrp], True)
-    assert "detector" in str(why_not_tuned("detection", [guided]))
+    from saliency.tasks import get_kind
+
+    assert "detector" in str(why_not_tuned(get_kind("detection"), [guided]))
     gpu = _bare(torch.device("cuda", 0))
     assert not tunes(gpu, [guided], None) and tunes(gpu, [guided], True)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.detection import BOX, LABEL, SCORE, detections_of
+from .detections import BOX, LABEL, SCORE, detections_of
 from .objectives import Target
 
 __all__ = ["BoxScoreTarget", "BoxTarget", "DRiseTarget", "box_iou"]
@@ -50,6 +50,7 @@ class BoxTarget(Target):
     :meth:`confidence`."""
 
     kind = "box"
+    locates = True
 
     def __init__(self, boxes: torch.Tensor, labels: torch.Tensor | int) -> None:
         boxes = torch.as_tensor(boxes).detach()

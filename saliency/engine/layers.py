@@ -1,16 +1,17 @@
 """Choosing and capturing the feature-map layer that Grad-CAM explains.
 
-A candidate is a submodule that runs once per forward pass and outputs a feature map
-(B, C, h, w) with more than one spatial position, other than pooling, dropout, identity or
-flatten modules. The default is the last candidate to finish in the forward pass: the outermost
-module around the network's final feature map (``layer4`` for a ResNet, ``features`` for VGG,
-DenseNet and MobileNet, ``Mixed_7c`` for Inception v3, ``bn2`` for timm's EfficientNets).
+A candidate is a submodule that runs once per forward pass and outputs a feature map with more
+than one spatial position, other than pooling, dropout, identity or flatten modules: a grid
+(B, C, h, w) or (B, h, w, C), or a dict of grids (a feature pyramid: a detector's ``backbone``),
+each read by its layer reader (:mod:`.readers`). The default is the last candidate to finish in
+the forward pass: the outermost module around the network's final feature map (``layer4`` for a
+ResNet, ``features`` for VGG, DenseNet and MobileNet, ``Mixed_7c`` for Inception v3, ``bn2``
+for timm's EfficientNets, ``norm`` (channels-last) for timm's Swin). A model may name its
+default with a ``cam_layer`` attribute (a :class:`~saliency.Detector` names its backbone).
 
-A module that outputs a dict of feature maps (a feature pyramid: a detector's ``backbone``) is a
-candidate too, read as pytorch-grad-cam's ``fasterrcnn_reshape_transform`` reads it: each level's
-absolute value resized bilinearly to its last (coarsest) level's grid, concatenated along the
-channels; its gradients are read the same way. A model may name its default with a
-``cam_layer`` attribute (a :class:`~saliency.Detector` names its backbone).
+Never a misread map: a layer whose layout cannot be told is refused, naming the readers to
+choose from (``--layer NAME:READER``); so is a default feature map that token sequences follow
+(a vision transformer's patch embedding, which explains none of its blocks).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .readers import get_reader, layout, levels, split_layer
 
 _NOT_FEATURES = (
     nn.AvgPool2d,
@@ -50,44 +52,41 @@ class LayerInfo:
     shape: tuple[int, ...] | None
     calls: int
     kind: str
+    layout: str | None = None  # its reader (see readers.layout); None: cannot be told
 
     @property
     def is_candidate(self) -> bool:
         """Whether Grad-CAM can explain this layer's output: one feature map per input (a
-        detector's pooled proposals are not)."""
-        return self.calls == 1 and _is_feature_map(self.shape) and self.kind == "features"
+        detector's pooled proposals are not), its layout told or not."""
+        shape = self.shape
+        if self.calls != 1 or self.kind != "features" or shape is None or len(shape) != 4:
+            return False
+        spatial = shape[1] * shape[2] if self.layout == "channels_last" else shape[2] * shape[3]
+        return shape[0] == 1 and spatial > 1
 
-
-def _is_feature_map(shape: tuple[int, ...] | None) -> bool:
-    return shape is not None and len(shape) == 4 and shape[0] == 1 and shape[2] * shape[3] > 1
-
-
-def _levels(output: object) -> list[torch.Tensor] | None:
-    """The feature maps of a dict output (a feature pyramid), or None if it is not one."""
-    if not isinstance(output, Mapping) or not output:
-        return None
-    values = list(output.values())
-    if all(isinstance(v, torch.Tensor) and v.dim() == 4 for v in values):
-        return values
-    return None
-
-
-def pyramid(levels: Sequence[torch.Tensor]) -> torch.Tensor:
-    """A feature pyramid's levels as one feature map, as pytorch-grad-cam's
-    ``fasterrcnn_reshape_transform``: each level's absolute value resized bilinearly to the
-    last level's grid, concatenated along the channels."""
-    size = levels[-1].shape[-2:]
-    return torch.cat([F.interpolate(level.abs(), size, mode="bilinear") for level in levels], 1)
+    @property
+    def tokens(self) -> bool:
+        """Whether it outputs a token sequence (1, N, C), N > 1: a transformer block's."""
+        shape = self.shape
+        return shape is not None and len(shape) == 3 and shape[0] == 1 and shape[1] > 1
 
 
 def _output_shape(output: object) -> tuple[int, ...] | None:
     if isinstance(output, torch.Tensor):
         return tuple(output.shape)
-    levels = _levels(output)
-    if levels is None:
+    found = levels(output)
+    if found is None:
         return None
-    last = levels[-1].shape
-    return (last[0], sum(level.shape[1] for level in levels), last[2], last[3])
+    last = found[-1].shape
+    return (last[0], sum(level.shape[1] for level in found), last[2], last[3])
+
+
+def _layout(module: nn.Module, output: object, size: tuple[int, int]) -> str | None:
+    if levels(output) is not None:
+        return "pyramid"
+    if isinstance(output, torch.Tensor) and output.dim() == 4:
+        return layout(module, tuple(output.shape), size)
+    return None
 
 
 def probe_layers(
@@ -102,15 +101,17 @@ def probe_layers(
     cached = _PROBED.get(model)
     if cached is not None and (any_shape or cached[0] == shape):
         return cached[1]
-    seen: dict[str, list] = {}  # name -> [shape, calls, kind], in finishing order
+    seen: dict[str, list] = {}  # name -> [shape, calls, kind, layout], in finishing order
     handles = []
+    size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
 
     def record(name: str, module: nn.Module):
         def hook(mod: nn.Module, args: object, output: object) -> None:
-            entry = seen.pop(name, None) or [None, 0, ""]
+            entry = seen.pop(name, None) or [None, 0, "", None]
             entry[0] = _output_shape(output)
             entry[1] += 1
             entry[2] = "other" if isinstance(mod, _NOT_FEATURES) else "features"
+            entry[3] = _layout(mod, output, size)
             seen[name] = entry  # re-inserted: the order is that of the last finish
 
         return hook
@@ -124,7 +125,7 @@ def probe_layers(
     finally:
         for handle in handles:
             handle.remove()
-    infos = [LayerInfo(name, s, calls, kind) for name, (s, calls, kind) in seen.items()]
+    infos = [LayerInfo(name, *entry) for name, entry in seen.items()]
     _PROBED[model] = (shape, infos)
     return infos
 
@@ -135,34 +136,84 @@ def feature_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
 
 
 def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = None) -> str:
-    """The layer to explain: ``name`` checked, or the default (the last candidate).
+    """The layer to explain: ``name`` (``NAME`` or ``NAME:READER``) checked, or the default
+    (the last candidate), spelled with its reader where that is not the default for its output
+    (``norm:channels_last``; ``layer4`` for a channels-first grid or a pyramid).
 
-    Raises ``ValueError`` naming the candidates when ``name`` is unknown or unusable, or when the
-    model has no feature-map layer at all.
+    Raises ``ValueError`` naming the candidates when ``name`` is unknown or unusable, when the
+    model has no feature-map layer at all, and when a layer's layout cannot be told (naming
+    the layer, its shape and the readers to choose from) or the default feature map comes
+    before token sequences (a vision transformer's patch embedding).
     """
     infos = probe_layers(model, inputs, any_shape=name is not None)
     candidates = [info.name for info in infos if info.is_candidate]
+    by_name = {info.name: info for info in infos}
     if name is None:
         if not candidates:
             raise ValueError(
                 "found no layer with a feature-map output (B, C, h, w) for Grad-CAM; "
                 "is this a convolutional network?"
             )
-        return _preferred(model, candidates)
-    by_name = {info.name: info for info in infos}
-    info = by_name.get(name)
-    if info is not None and info.is_candidate:
-        return name
+        chosen = by_name[_preferred(model, candidates)]
+        _refuse_before_tokens(chosen, infos)
+        return _spelled(chosen, None)
+    base, reader = split_layer(name)
+    info = by_name.get(base)
+    if reader is not None:
+        get_reader(reader)  # a ValueError naming the readers if unknown
+    if info is not None and (info.is_candidate or _readable(info, reader)):
+        return _spelled(info, reader)
     if info is None:
-        exists = name in dict(model.named_modules())
-        reason = "did not run in the forward pass" if exists else "is not a submodule"
+        exists = base in dict(model.named_modules())
+        why = "did not run in the forward pass" if exists else "is not a submodule"
     elif info.calls != 1:
-        reason = f"runs {info.calls} times in one forward pass, so its output is ambiguous"
+        why = f"runs {info.calls} times in one forward pass, so its output is ambiguous"
     elif info.kind != "features":
-        reason = "is a pooling, dropout, identity or flatten module"
+        why = "is a pooling, dropout, identity or flatten module"
+    elif reader is not None:
+        why = f"outputs {_shape(info.shape)}, which {reader} cannot read"
     else:
-        reason = f"outputs {_shape(info.shape)}, not a feature map (B, C, h, w) with h*w > 1"
-    raise ValueError(f"layer {name!r} {reason}; {_candidates_hint(name, candidates)}")
+        why = f"outputs {_shape(info.shape)}, not a feature map (B, C, h, w) with h*w > 1"
+    raise ValueError(f"layer {base!r} {why}; {_candidates_hint(base, candidates)}")
+
+
+def _readable(info: LayerInfo, reader: str | None) -> bool:
+    """Whether a layer that is no candidate under its own layout is one with ``reader`` (a
+    reader this module does not know is checked on the output itself, when captured)."""
+    if reader is None or info.calls != 1 or info.kind != "features" or info.shape is None:
+        return False
+    if reader in ("channels_first", "channels_last"):
+        return len(info.shape) == 4
+    return reader != "pyramid"
+
+
+def _spelled(info: LayerInfo, reader: str | None) -> str:
+    """The layer as resolved: its name, with the reader where that is not the default for its
+    output; a ``ValueError`` where no reader is given and the layout cannot be told."""
+    if reader is None and info.layout is None:
+        raise ValueError(
+            f"layer {info.name!r} outputs {_shape(info.shape)}: whether its channels come "
+            "first (B, C, h, w) or last (B, h, w, C) cannot be told from it; name the reader: "
+            f"--layer {info.name}:channels_first or --layer {info.name}:channels_last"
+        )
+    reader = reader or info.layout
+    return info.name if reader in ("channels_first", "pyramid") else f"{info.name}:{reader}"
+
+
+def _refuse_before_tokens(chosen: LayerInfo, infos: list[LayerInfo]) -> None:
+    """Refuse a default feature map that token sequences (1, N, C) follow: a vision
+    transformer's patch embedding, whose CAM explains none of its blocks."""
+    after = infos[infos.index(chosen) + 1 :]
+    tokens = [info for info in after if info.tokens]
+    if tokens:
+        raise ValueError(
+            f"the last feature map of this model is {chosen.name!r} {_shape(chosen.shape)}, "
+            f"and {len(tokens)} layers after it output token sequences (such as "
+            f"{tokens[-1].name!r}, {_shape(tokens[-1].shape)}): a transformer, whose blocks a "
+            f"CAM at {chosen.name!r} would not explain. Use a method that reads no layer "
+            f"(gradient, integrated_gradients), or name a layer with --layer "
+            f"(--layer {chosen.name} to explain the patch embedding itself)"
+        )
 
 
 def _preferred(model: nn.Module, candidates: list[str]) -> str:
@@ -197,16 +248,18 @@ def _candidates_hint(name: str, candidates: list[str], shown: int = 12) -> str:
 class LayerCapture:
     """Keep the output of one submodule during a forward pass, for Grad-CAM.
 
-    The hook hands the rest of the network a copy of the output, so later in-place operations
-    (an in-place ReLU, ``+=``) cannot change the captured activation or its gradient. A feature
-    pyramid's levels are kept each, and read as one map (see :func:`pyramid`).
+    ``name`` is ``NAME`` or ``NAME:READER`` (see :func:`resolve_layer`); the output is read as
+    a grid by its reader (:mod:`.readers`), and so are its gradients. The hook hands the rest of
+    the network a copy of the output, so later in-place operations (an in-place ReLU, ``+=``)
+    cannot change the captured activation or its gradient.
     """
 
     def __init__(self, model: nn.Module, name: str) -> None:
         self.name = name
-        self.module = dict(model.named_modules())[name]
+        base, self.reader_name = split_layer(name)
+        self.module = dict(model.named_modules())[base]
         self.output: torch.Tensor | None = None
-        self.levels: list[torch.Tensor] | None = None
+        self.parts: list[torch.Tensor] | None = None
         self.calls = 0
         self._handle = None
 
@@ -216,15 +269,16 @@ class LayerCapture:
 
     def _hook(self, module: nn.Module, args: object, output: object) -> object:
         self.calls += 1
-        levels = _levels(output)
-        if levels is not None:
-            assert isinstance(output, Mapping)
-            self.levels = levels  # read as one map when asked for (activation), not here
+        default = "pyramid" if isinstance(output, Mapping) else "channels_first"
+        self.reader = get_reader(self.reader_name or default)
+        self.parts = self.reader.sources(output)
+        if isinstance(output, Mapping):
+            if self.parts is None:
+                return None
             copy = type(output)((key, value.clone()) for key, value in output.items())  # type: ignore[call-arg]
             return copy
         if not isinstance(output, torch.Tensor):
             return None
-        self.output = output
         return output.clone()
 
     def __exit__(self, *exc: object) -> None:
@@ -233,31 +287,33 @@ class LayerCapture:
             self._handle = None
 
     def activation(self) -> torch.Tensor:
-        """The captured feature map (B, C, h, w); raises ``ValueError`` if there is none."""
-        if self.levels is not None and self.output is None and self.calls == 1:
+        """The captured output read as a grid (B, C, h, w); raises ``ValueError`` if there is
+        none."""
+        if self.calls != 1:
+            raise ValueError(f"layer {self.name!r} ran {self.calls} times in the forward pass")
+        if self.parts is None:
+            expected = self.reader.expects()
+            raise ValueError(f"layer {self.name!r} gave no output {self.reader.name} reads "
+                             f"({expected})")  # fmt: skip
+        if self.output is None:
             with torch.no_grad():  # the map is read, never differentiated (see gradient)
-                self.output = pyramid(self.levels)
-        if self.calls != 1 or self.output is None or self.output.dim() != 4:
-            raise ValueError(
-                f"layer {self.name!r} ran {self.calls} times in the forward pass"
-                if self.calls != 1
-                else f"layer {self.name!r} gave no feature map (B, C, h, w)"
-            )
+                self.output = self.reader.grid(self.parts)
+        if self.output.dim() != 4:
+            raise ValueError(f"layer {self.name!r} gave no feature map (B, C, h, w)")
         return self.output
 
     def sources(self) -> list[torch.Tensor]:
         """What the layer's gradient is taken with respect to: its output, or each level."""
         self.activation()
-        assert self.output is not None
-        return self.levels if self.levels is not None else [self.output]
+        assert self.parts is not None
+        return self.parts
 
     def gradient(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
         """The gradients with respect to :meth:`sources` (None: unused) read as the activation
-        is: the output's own, or a pyramid's levels read as one map."""
+        is."""
         sources = self.sources()
         pairs = zip(grads, sources, strict=True)
-        filled = [torch.zeros_like(s) if g is None else g for g, s in pairs]
-        return filled[0] if self.levels is None else pyramid(filled)
+        return self.reader.grid([torch.zeros_like(s) if g is None else g for g, s in pairs])
 
 
 def captured(model: nn.Module, name: str, inputs: torch.Tensor) -> torch.Tensor:

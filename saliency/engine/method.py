@@ -22,19 +22,35 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .needs import FEATURE_LAYER, RELU_UNITS
 from .report import RuleReport
 from .settings import Setting
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
     from .objectives import Target
-    from .options import MethodOptions
+
+
+class Settings(Protocol):
+    """What a method reads of its run's options (a :class:`~saliency.MethodOptions`), named
+    here so that this template imports no options module."""
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def layer(self) -> str | None: ...
+
+    def of(self, method: Method) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,7 @@ class SharedPasses:
     inputs: torch.Tensor
     grads: dict[str, torch.Tensor]
     layer: LayerGradients | None = None
-    options: MethodOptions | None = None
+    options: Settings | None = None
 
     def settings(self, method: Method) -> dict[str, Any]:
         """``method``'s settings: the values given, or their defaults."""
@@ -122,7 +138,7 @@ class PathContext:
     clean: torch.Tensor
     target_sets: list[Target]
     logits: torch.Tensor | None
-    options: MethodOptions
+    options: Settings
     normalization: tuple[Sequence[float], Sequence[float]] | None = None
     should_stop: Callable[[], bool] | None = None
     read: tuple[str, torch.Tensor] | None = None
@@ -178,8 +194,11 @@ class Method:
             ``compare`` leaves it out unless it is asked for.
         settings: Its own settings: keywords of ``explain()``, ``--set`` in the command, and,
             where they change the maps, parts of the fingerprint and of each manifest row.
-        tasks: The kinds of model it applies to (``detection`` for ``drise``,
-            ``classification`` for LRP); None: all.
+        needs: What it needs of a model beyond a feature layer (``uses_layer``) and
+            ReLU-family units (a rule pass): ``class logits`` (LRP), ``box targets``
+            (``drise``), ``attention`` (see :mod:`saliency.engine.needs`). It applies to the
+            kinds of model that provide all it needs; ``all`` holds those.
+        instead: The method to name where it does not apply (``rise`` for ``drise``).
         tunable: False for a method whose rules read the model's layers themselves (LRP folds
             each batch norm from its statistics): a folder run then keeps the model's pass as
             loaded rather than :func:`~saliency.models.tuning.tuned`.
@@ -202,15 +221,24 @@ class Method:
     # Its own settings (a LAYER pass brings ``layer`` too): keyword arguments of explain(),
     # options of the CLI, and, where they change the maps, parts of the fingerprint and the row.
     settings: ClassVar[tuple[Setting, ...]] = ()
-    # The kinds of model (LoadedModel.task) whose outputs it explains; None: every kind.
-    # ``all`` holds the methods for the model's kind; one named for another kind is refused.
-    tasks: ClassVar[tuple[str, ...] | None] = None
+    # What it needs of a model (see saliency.engine.needs) beyond what its passes imply: it
+    # applies to the kinds that provide it all; ``all`` holds those, others are refused.
+    needs: ClassVar[frozenset[str]] = frozenset()
+    instead: ClassVar[str | None] = None  # the method to name where it does not apply
     # False where its rules read the layers themselves (LRP): the model is then not tuned
     tunable: ClassVar[bool] = True
 
-    def applies_to(self, task: str | None) -> bool:
-        """Whether it explains a model of kind ``task`` (None: a classifier)."""
-        return self.tasks is None or (task or "classification") in self.tasks
+    @property
+    def requires(self) -> frozenset[str]:
+        """All it needs of a model: its ``needs``, a feature layer if it explains one, and
+        ReLU-family units if a rule pass swaps their backward pass."""
+        found = set(self.needs) | ({FEATURE_LAYER} if self.uses_layer else set())
+        rules = [p.rule for p in self.passes if isinstance(p, RulePass)]
+        return frozenset(found | ({RELU_UNITS} if set(rules) - {"gradient"} else set()))
+
+    def applies_to(self, provides: frozenset[str] | None) -> bool:
+        """Whether it explains a model whose kind provides ``provides`` (None: any)."""
+        return provides is None or self.requires <= provides
 
     @property
     def uses_layer(self) -> bool:
@@ -278,7 +306,7 @@ class Method:
         """
 
     def manifest_keys(
-        self, explanation: Explanation, options: MethodOptions
+        self, explanation: Explanation, options: Settings
     ) -> list[dict[str, Any]]:
         """Keys beyond its settings that the method adds to each manifest row; none by default.
 

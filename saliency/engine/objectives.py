@@ -74,6 +74,8 @@ class Target:
     """
 
     kind = "custom"
+    # whether it names a box of the input that a map's peak should fall in (the pointing game)
+    locates: bool = False
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
         """The score of each row of ``output`` (the model's output for B rows), a tensor (B,)

@@ -160,20 +160,22 @@ def all_methods() -> list[Method]:
     return sorted(_REGISTRY.values(), key=lambda m: (m.order, m.name))
 
 
-def quick_methods(task: str | None = None) -> list[Method]:
-    """Every method for a model of kind ``task`` (None: a classifier) but the slow ones (a
-    forward per channel, window or mask): what a look at every method in a few seconds can
+def quick_methods(provides: frozenset[str] | None = None) -> list[Method]:
+    """Every method for a model whose kind provides ``provides`` (None: any) but the slow ones
+    (a forward per channel, window or mask): what a look at every method in a few seconds can
     take."""
-    return [m for m in all_methods() if not m.slow and m.applies_to(task)]
+    return [m for m in all_methods() if not m.slow and m.applies_to(provides)]
 
 
-def expand_methods(names: list[str] | tuple[str, ...], task: str | None = None) -> tuple[str, ...]:
-    """Method names with ``all`` expanded to every method for a model of kind ``task`` (None: a
-    classifier; ``drise`` is a detector's, LRP a classifier's), checked, duplicates dropped."""
+def expand_methods(
+    names: list[str] | tuple[str, ...], provides: frozenset[str] | None = None
+) -> tuple[str, ...]:
+    """Method names with ``all`` expanded to every method for a model whose kind provides
+    ``provides`` (see ``Method.needs``; None: any), checked, duplicates dropped."""
     chosen: list[str] = []
     for name in names:
         expanded = (
-            [m.name for m in all_methods() if m.applies_to(task)]
+            [m.name for m in all_methods() if m.applies_to(provides)]
             if name.strip().lower() == "all"
             else [get_method(name).name]
         )

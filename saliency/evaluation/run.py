@@ -18,7 +18,7 @@ from torch import nn
 from ..api import explain_batch
 from ..choices import METRICS
 from ..engine.boxes import BoxTarget
-from ..engine.objectives import Target, model_output
+from ..engine.objectives import ClassTarget, Target, model_output
 from ..engine.options import MethodOptions
 from ..grouping import by_shape
 from ..models.loading import LoadedModel
@@ -154,7 +154,7 @@ def evaluate(
     if "pointing_game" in metrics and not _boxed(target):
         raise ValueError(
             "the pointing game asks whether a map's peak lies in a detection's box: it needs a "
-            "detector's target (a BoxScoreTarget, DRiseTarget or TopDetection)"
+            "detector's target (a BoxScoreTarget, DRiseTarget or the best detection)"
         )
     unknown_baselines = [b for b in baselines if b not in BASELINES]
     if unknown_baselines:
@@ -276,11 +276,9 @@ class _Batch:
         for start in range(0, copies.shape[0], size):
             output = self.module(copies[start : start + size])
             rows = wanted[start : start + size]
-            if self.target is not None:
-                out.append(self.target.select(rows).confidence(model_output(output)).float())
-                continue
-            part = output.float().softmax(1)
-            out.append(part.gather(1, rows[:, None])[:, 0])
+            # a classifier's top-1 class is a class target like any other: its softmax
+            scored = ClassTarget(rows) if self.target is None else self.target.select(rows)
+            out.append(scored.confidence(model_output(output)).float())
         return torch.cat(out)
 
     def _curves(
@@ -319,10 +317,8 @@ class _Batch:
 
 
 def _boxed(target: Target | None) -> bool:
-    """Whether ``target`` names a detection's box (bound on the clean output or to be)."""
-    from ..engine.targets import TopDetection
-
-    return isinstance(target, (BoxTarget, TopDetection))
+    """Whether ``target`` names a box a map's peak should fall in (a detection's)."""
+    return target is not None and target.locates
 
 
 def _score(result: Evaluation, index: int, method: str, metric: str, value: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..engine.boxes import BoxTarget
 from ..engine.method import MethodOutput, PathContext
+from ..engine.needs import BOX_TARGETS
 from ..engine.registry import register_method
 from .rise import RISE
 
@@ -23,7 +24,8 @@ class DRISE(RISE):
     summary = "a detection's similarity through random masks, per pixel (Petsiuk et al. 2021)"
     cost = "1 forward per mask (MASKS, 4000 by default), batched; no backward"
     order = 96
-    tasks = ("detection",)
+    needs = frozenset({BOX_TARGETS})
+    instead = "rise"
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
         for target in context.target_sets:

@@ -17,8 +17,7 @@ import torch
 
 from ..choices import BASELINES
 from ..engine.baselines import make_baseline
-from ..engine.method import Method, MethodOutput, PathContext
-from ..engine.options import MethodOptions
+from ..engine.method import Method, MethodOutput, PathContext, Settings
 from ..engine.passes import expanded, forward_pass, predict
 from ..engine.registry import register_method
 from ..engine.report import RuleReport
@@ -95,7 +94,7 @@ class IntegratedGradients(Method):
         return outputs
 
     def manifest_keys(
-        self, explanation: Explanation, options: MethodOptions
+        self, explanation: Explanation, options: Settings
     ) -> list[dict[str, Any]]:
         """Each sample's score difference and completeness error (conservation, at a glance)."""
         errors = explanation.values["completeness"].float().cpu().tolist()

@@ -20,14 +20,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..engine.detections import BOX, COLUMNS, LABEL, SCORE, box_mask, detections_of
 from .preprocess import Preprocessing
 
-__all__ = ["BOX", "LABEL", "SCORE", "Detector", "detection_names", "detections_of"]
+__all__ = [
+    "BOX", "LABEL", "SCORE", "Detector", "box_mask", "detection_names", "detections_of",
+]  # fmt: skip
 
-BOX = slice(0, 4)
-SCORE = 4
-LABEL = 5
-COLUMNS = 6
 
 
 @cache
@@ -99,27 +98,6 @@ def dense(found: list[dict[str, torch.Tensor]], kept: int, like: torch.Tensor) -
     if not rows:
         return like.new_zeros(0, kept, COLUMNS)
     return torch.stack(rows)
-
-
-def detections_of(output: torch.Tensor) -> torch.Tensor:
-    """``output`` if it is a :class:`Detector`'s (B, N, 6); else the error a box target gives
-    on any other model."""
-    if output.dim() != 3 or output.shape[-1] != COLUMNS:
-        raise ValueError(
-            f"a box target needs a detector's output (B, N, 6); this model returns "
-            f"{tuple(output.shape)}: wrap a torchvision detector in saliency.Detector"
-        )
-    return output
-
-
-def box_mask(box: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A box ``x1, y1, x2, y2`` as a mask (h, w) of ``size`` (h, w): the pixels it covers (one
-    at least), to outline on a picture and to measure a map's share inside."""
-    x1, y1, x2, y2 = box.tolist()
-    mask = torch.zeros(size, dtype=torch.bool)
-    left, top = min(max(0, int(x1)), size[1] - 1), min(max(0, int(y1)), size[0] - 1)
-    mask[top : max(top + 1, round(y2)), left : max(left + 1, round(x2))] = True
-    return mask
 
 
 def detection_preprocessing(model: nn.Module) -> Preprocessing:

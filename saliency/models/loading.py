@@ -24,22 +24,15 @@ from PIL import Image
 from torch import nn
 
 from ..errors import ModelError
+from ..tasks.kind import Kind
+from ..tasks.registry import get_kind, recognized
 from .checkpoints import load_labels
-from .detection import build_detector, detection_names, load_detector_state
+from .detection import detection_names
 from .devices import resolve_device
 from .downloads import OFFLINE_DEFAULT
 from .local import load_local
 from .preprocess import Geometry, Preprocessing, check_fit
-from .zoo import (
-    LITE0_ARCH,
-    build_lite0,
-    build_timm,
-    build_torchvision,
-    imagenet_categories,
-    remove_head,
-    segmentation_names,
-    torchvision_names,
-)
+from .zoo import LITE0_ARCH, segmentation_names, torchvision_names
 
 __all__ = ["OFFLINE_DEFAULT", "LoadedModel", "load_model"]
 
@@ -58,11 +51,12 @@ class LoadedModel:
         categories: The class names, by index (none for an embedding).
         preprocessing: The model's own transform (size, interpolation, crop, mean and std).
         device: Where the model runs.
-        task: What its output is: ``classification`` (logits (B, K)), ``segmentation``
+        kind: What its output is, as a [saliency.Kind][]: ``classification`` (logits
+            (B, K)), ``multilabel`` (logits (B, K), a sigmoid each), ``segmentation``
             (``{"out": (B, C, H, W)}``, explained through a [saliency.RegionTarget][]),
             ``embedding`` (B, D), explained through a [saliency.SimilarityTarget][], or
             ``detection`` (a [saliency.Detector][]'s (B, N, 6) detections, explained through a
-            [saliency.BoxScoreTarget][] or a [saliency.DRiseTarget][]).
+            [saliency.BoxScoreTarget][] or a [saliency.DRiseTarget][]); None: a classifier.
     """
 
     name: str
@@ -71,7 +65,16 @@ class LoadedModel:
     categories: list[str]
     preprocessing: Preprocessing
     device: torch.device
-    task: str = "classification"
+    kind: Kind = None  # type: ignore[assignment]  # None: a classifier, set after init
+
+    def __post_init__(self) -> None:
+        if self.kind is None:
+            self.kind = get_kind("classification")
+
+    @property
+    def task(self) -> str:
+        """The name of its kind (``classification``, ``detection``, ...)."""
+        return self.kind.name
 
     @property
     def input_size(self) -> int:
@@ -121,6 +124,7 @@ def load_model(
     device: str | torch.device | None = None,
     labels: str | os.PathLike[str] | None = None,
     embedding: bool = False,
+    kind: str | None = None,
 ) -> LoadedModel:
     """Build a classifier by name with pretrained, local or random weights.
 
@@ -143,7 +147,10 @@ def load_model(
             ``mps``, or a ``torch.device``.
         labels: Class names for a checkpoint: a text file (one per line) or a JSON list.
         embedding: Remove the classifier's head, so that the model returns the features it
-            read (B, D): an embedding, to explain with a [saliency.SimilarityTarget][].
+            read (B, D): an embedding, to explain with a [saliency.SimilarityTarget][]
+            (the same as ``kind="embedding"``).
+        kind: The [kind of model][saliency.Kind] to load it as, by name (``multilabel`` for a
+            classifier with a sigmoid per class); None: the kind its name says.
 
     Returns:
         The model in eval mode on its device, with its preprocessing and class names.
@@ -159,26 +166,9 @@ def load_model(
     local = None if weights is None or str(weights) == "random" else Path(weights)
     if local is not None and not local.is_file():
         raise ModelError(f"weights file not found: {local}")
-    random_init = weights is not None and str(weights) == "random"
-
-    detector = source == "torchvision" and arch in detection_names()
-    if detector:
-        if embedding:
-            raise ModelError(f"{name} is a detector: it has no head to remove")
-        wrapped, prep, categories = build_detector(arch, tag, pretrained=weights is None)
-        if local is not None:
-            load_detector_state(wrapped, local)
-            local = None
-        model: nn.Module = wrapped
-    elif source == "default":
-        model, prep = build_lite0(pretrained=local is None and not random_init)
-        categories = imagenet_categories()
-    elif source == "torchvision":
-        model, prep, categories = build_torchvision(arch, tag, pretrained=weights is None)
-    else:
-        model, prep, categories = build_timm(arch, pretrained=weights is None)
-
-    if local is not None:
+    chosen = _kind_for(name, source, arch, "embedding" if embedding else kind)
+    model, prep, categories = chosen.build(source, arch, tag, weights)
+    if local is not None and not chosen.loads_weights():
         model, categories = load_local(source, arch, model, local, len(categories))
     if labels is not None:
         names = load_labels(labels)
@@ -187,14 +177,28 @@ def load_model(
                 f"{labels}: {len(names)} labels for a model of {len(categories)} classes"
             )
         categories = names
-    task = "segmentation" if source == "torchvision" and arch in segmentation_names() else ""
-    task = "detection" if detector else task
-    if embedding:
-        if task:
-            raise ModelError(f"{name} is a segmentation model: it has no head to remove")
-        model, categories, task = remove_head(model), [], "embedding"
-    task = task or "classification"
-    return LoadedModel(name, source, model.eval().to(target), categories, prep, target, task)
+    model, categories = chosen.finish(model, categories)
+    return LoadedModel(
+        name, source, model.eval().to(target), categories, prep, target, chosen
+    )
+
+
+def _kind_for(name: str, source: str, arch: str, asked: str | None) -> Kind:
+    """The kind asked for, if the model's own kind is one it is made from; else its own."""
+    own = recognized(source, arch)
+    if asked is None:
+        return own
+    try:
+        kind = get_kind(asked)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    if kind is not own and own.name not in kind.made_from:
+        made = " or ".join(kind.made_from) or "no other"
+        raise ModelError(
+            f"{name} is a {own.name} model: it cannot be loaded as {kind.name} (made from a "
+            f"{made} model)"
+        )
+    return kind
 
 
 def _parse_name(name: str) -> tuple[str, str, str | None]:

@@ -33,6 +33,7 @@ from .loading import LoadedModel
 
 if TYPE_CHECKING:
     from ..engine.method import Method
+    from ..tasks.kind import Kind
 
 # exactly these types: a subclass with a forward of its own would lose it
 _FREEZABLE = (nn.BatchNorm2d, BatchNormAct2d)
@@ -71,10 +72,10 @@ def tuned_loaded(loaded: LoadedModel) -> LoadedModel:
     return replace(loaded, model=tuned(loaded.model))
 
 
-def why_not_tuned(task: str, methods: Sequence[Method]) -> str | None:
-    """Why a run of ``methods`` on a model of kind ``task`` cannot be tuned; None if it can."""
-    if task == "detection":
-        return "a detector's pass is not tuned (its backbone's batch norms are frozen already)"
+def why_not_tuned(kind: Kind, methods: Sequence[Method]) -> str | None:
+    """Why a run of ``methods`` on a model of ``kind`` cannot be tuned; None if it can."""
+    if kind.untuned is not None:
+        return kind.untuned
     reading = [m.name for m in methods if not m.tunable]
     if reading:
         return f"the rules of {', '.join(reading)} read the model's layers: the pass is not tuned"
@@ -85,7 +86,7 @@ def tunes(loaded: LoadedModel, methods: Sequence[Method], asked: bool | None) ->
     """Whether a run tunes its model's pass: as ``asked``, or (None) on a CPU, where it was
     faster on every model measured (1.1 to 1.5x, docs/performance.md); never where
     :func:`why_not_tuned` has a reason, which ``asked=True`` raises as a ``ValueError``."""
-    reason = why_not_tuned(loaded.task, methods)
+    reason = why_not_tuned(loaded.kind, methods)
     if reason is not None and asked:
         raise ValueError(reason)
     wanted = loaded.device.type == "cpu" if asked is None else asked

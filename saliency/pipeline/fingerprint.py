@@ -55,9 +55,7 @@ def settings_fingerprint(model: str, method: str, options: JobOptions) -> str:
         "drawn_on_device": bool(options.resident),  # slightly different pixels
         "save_raw": options.save_raw and options.raw_format,
     }
-    # a class is in the picture's name; a reference is not, nor what a detector's are cut to
-    if options.target.is_similarity or options.target.detections:
-        settings["target"] = options.target.describe()
-    if options.target.region or options.target.found:  # its region is outlined on the picture
-        settings["outline"] = "box" if options.target.detections else "region"
+    # a class is in the picture's name; a reference is not, nor what a detector's are cut to,
+    # nor what is outlined on the picture: the plan says
+    settings.update(options.target.fingerprint())
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]

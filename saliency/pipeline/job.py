@@ -70,7 +70,7 @@ def run_job(
     """
     methods = tuple(get_method(m).name for m in options.methods)
     resident = loaded.device.type == "cuda" if options.resident is None else options.resident
-    resident = resident and loaded.task != "detection"  # its boxes and labels: Pillow's
+    resident = resident and loaded.kind.device_pipeline  # a detector's boxes: Pillow's
     options = replace(options, methods=methods, resident=resident)
     tune = tunes(loaded, [get_method(m) for m in methods], options.tuned)
     mine = None

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..engine.targets import FOUND
 from ..files.confine import Confinement
 from ..files.inputs import InputFile
 from ..files.manifest import Manifest, remove_unnamed_containers
@@ -22,6 +21,7 @@ from ..files.raw_maps import RawStore
 from ..files.rows import Row, row_key
 from ..files.shard import Shard
 from ..files.sources import SourceId
+from ..tasks.plan import FOUND
 from .options import JobOptions
 from .resume import Attempt, Plan, keep_row, plan_run
 from .stages import ImageOutcome, error_outcome

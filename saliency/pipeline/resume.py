@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.targets import FOUND
 from ..errors import UnsafePathError
 from ..files.confine import Confinement
 from ..files.inputs import InputFile
 from ..files.rows import Row, row_key
 from ..files.sources import SourceId, unchanged
+from ..tasks.plan import FOUND
 from .drawing import is_ours
 from .options import JobOptions
 

@@ -19,7 +19,6 @@ from ..api import explain_batch
 from ..engine.options import MethodOptions, method_settings
 from ..engine.registry import get_method
 from ..engine.report import RuleReport
-from ..engine.targets import FOUND, TargetSpec
 from ..errors import ImageError
 from ..explanation import Explanation
 from ..files.inputs import InputFile
@@ -30,6 +29,7 @@ from ..geometry import Geometry
 from ..grouping import by_shape
 from ..models.loading import LoadedModel
 from ..pictures.render import EMPTY_MESSAGE, prepare
+from ..tasks.plan import FOUND, Records, TargetPlan
 from . import resident
 from .drawing import DrawTask, Picture, marker_text
 from .options import JobOptions
@@ -238,136 +238,45 @@ def explain_group(
         loaded, batch, options.methods, options.target.targets, options.method_options,
         should_stop=should_stop,
     )  # fmt: skip
-    spec = options.target
-    plain = not (spec.is_similarity or spec.region or spec.found)
-    probs = logits.float().softmax(dim=1).cpu() if plain else None
-    # what a segmentation's or an embedding's rows record: the same for every method
-    fixed: tuple[list[float | None], list[dict[str, Any]]] | None = None
+    plan = options.target
+    probs = plan.probabilities(logits)
     size = (batch.shape[-2], batch.shape[-1])
-    regions: torch.Tensor | None = None
-    if spec.region:  # the class over the pixels assigned to it
-        *fixed, regions = _region(logits, spec.index, size)  # type: ignore[assignment]
-    elif spec.is_similarity:  # the similarity it explains, no class
-        scores = spec.similarity().score(logits.float()).cpu().tolist()
-        fixed = [None] * len(group), [{"similarity": round(s, 6)} for s in scores]
-    present = spec.present(logits) if spec.found else None
-    ranked = spec.ranked(present) if present is not None else []
-    suffixes = [FOUND] * len(results) if spec.found else spec.suffixes()
+    geometries = [item.geometry for item in group]
+
+    def records_of(rows: list[int] | None) -> Records:
+        return plan.records(logits, size, rows, geometries, loaded.categories)  # type: ignore[arg-type]
+
+    present = plan.present(logits) if plan.found else None
+    ranked = plan.ranked(present) if present is not None else []
+    suffixes = [FOUND] * len(results) if plan.found else plan.suffixes()
+    records = records_of(None) if present is None else Records()
     for rank, (suffix, by_method) in enumerate(zip(suffixes, results, strict=True)):
         if present is not None:  # each image's target of this rank, over its pixels or box
-            *fixed, regions = _found_at(spec, logits, ranked[rank], group, loaded)  # type: ignore[assignment]
+            records = records_of(ranked[rank])
         for method in options.methods:
             result = by_method[method]
             reports.setdefault(method, result.report)
             maps = result.maps.float() if options.resident else result.maps.float().cpu()
             targets = result.targets.cpu()
-            extras = _extras(result, options.method_options)
-            if spec.detections and regions is not None:
-                maps, extras = _in_boxes(maps, regions, extras, spec.box_normalize)
-            if fixed is not None:
-                chosen = fixed[0]
-                extras = [{**e, **f} for e, f in zip(extras, fixed[1], strict=True)]
-            else:
+            maps, extras = plan.adjust(maps, records, _extras(result, options.method_options))
+            if records.keys is not None:
+                extras = [{**e, **f} for e, f in zip(extras, records.keys, strict=True)]
+            chosen = records.chosen
+            if chosen is None:  # each target's probability
                 assert probs is not None
                 chosen = probs.gather(1, targets.view(-1, 1))[:, 0].tolist()
             for i in range(len(group)):
                 own, extra = suffix, extras[i]
                 if present is not None:
                     if rank >= len(present[i]):
-                        continue  # a rank this image has no class for
-                    own = spec.found_suffix(present[i][rank])
-                    extra = {**extra, "found": [spec.found_suffix(c) for c in present[i]]}
-                region = None if regions is None else regions[i]
+                        continue  # a rank this image has no target for
+                    own = plan.found_suffix(present[i][rank])
+                    extra = {**extra, "found": [plan.found_suffix(c) for c in present[i]]}
+                region = None if records.regions is None else records.regions[i]
                 per_image[i].append(
                     _Map(method, own, int(targets[i]), chosen[i], maps[i], extra, region)
                 )
     return [Explained(item, _top5(probs, i, loaded), per_image[i]) for i, item in enumerate(group)]
-
-
-def _region(
-    logits: torch.Tensor, category: int | torch.Tensor, size: tuple[int, int]
-) -> tuple[list[float | None], list[dict[str, Any]], torch.Tensor]:
-    """Per image of a segmentation's output (B, C, H, W): the class's (one for all, or a
-    LongTensor (B,)) mean probability over the pixels the model assigns to it (None where it
-    assigns none), the row's keys (that share of the pixels and that probability), and those
-    pixels as a mask (B, h, w) at the model's input ``size``, to outline on the pictures."""
-    probabilities = logits.float().softmax(dim=1)
-    batch = probabilities.shape[0]
-    categories = torch.as_tensor(category, device=probabilities.device).long().expand(batch)
-    mask = (probabilities.argmax(dim=1) == categories.view(-1, 1, 1)).float()
-    share = mask.mean(dim=(1, 2)).cpu().tolist()
-    chosen_map = probabilities[torch.arange(batch, device=probabilities.device), categories]
-    inside = (chosen_map * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
-    chosen = [
-        None if s == 0 else round(float(p), 6) for s, p in zip(share, inside.cpu(), strict=True)
-    ]
-    keys = [
-        {"pixel_share": round(s, 6), "region_probability": c}
-        for s, c in zip(share, chosen, strict=True)
-    ]
-    if tuple(mask.shape[-2:]) != size:  # an output coarser than the input
-        mask = torch.nn.functional.interpolate(mask[:, None], size=size, mode="nearest")[:, 0]
-    return list(chosen), keys, mask.bool()
-
-
-def _found_at(
-    spec: TargetSpec, logits: torch.Tensor, rows: list[int], group: list[Decoded],
-    loaded: LoadedModel,
-) -> tuple[list[float | None], list[dict[str, Any]], torch.Tensor]:  # fmt: skip
-    """What the rows and pictures of each image's target found at one rank record: a
-    segmentation's class over its pixels (see :func:`_region`), or a detection: its score, its
-    box on the photo, label and score for the row, and its box as a mask to draw."""
-    size = (logits.shape[-2], logits.shape[-1])
-    if not spec.detections:
-        return _region(logits, torch.tensor(rows, device=logits.device), size)
-    from ..models.detection import BOX, LABEL, SCORE, box_mask
-
-    first = group[0].tensor
-    assert first is not None
-    input_size = (first.shape[-2], first.shape[-1])
-    picked = logits[torch.arange(len(rows)), torch.tensor(rows, dtype=torch.long)].float().cpu()
-    masks = torch.stack([box_mask(detection[BOX], input_size) for detection in picked])
-    keys = []
-    for detection, item in zip(picked, group, strict=True):
-        assert item.geometry is not None
-        label = int(detection[LABEL])
-        keys.append({
-            "box": _on_photo(tuple(detection[BOX].tolist()), item.geometry),
-            "label": loaded.categories[label] if 0 <= label < len(loaded.categories) else label,
-            "score": round(float(detection[SCORE]), 6),
-        })  # fmt: skip
-    scores = [round(float(d[SCORE]), 6) for d in picked]
-    return list(scores), keys, masks.to(logits.device)
-
-
-def _on_photo(box: tuple[float, ...], geometry: Geometry) -> list[float]:
-    """A box in the model's input pixels, in the photo's pixels (rounded to 0.1)."""
-    left, top, right, bottom = geometry.box
-    sx = (right - left) / geometry.input_size[0]
-    sy = (bottom - top) / geometry.input_size[1]
-    x1, y1, x2, y2 = box
-    return [round(v, 1) for v in (left + x1 * sx, top + y1 * sy, left + x2 * sx, top + y2 * sy)]
-
-
-def _in_boxes(
-    maps: torch.Tensor, boxes: torch.Tensor, extras: list[dict[str, Any]], normalize: bool
-) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """Each map's share of its positive part inside its detection's box, for the row; with
-    ``normalize``, the map itself cut to the box and scaled there from 0 to 1 (the peers'
-    tutorials' per-box renormalisation)."""
-    inside = boxes.to(maps.device)[:, None].expand_as(maps)
-    positive = maps.clamp(min=0)
-    total = positive.flatten(1).sum(dim=1)
-    share = (positive * inside).flatten(1).sum(dim=1) / total.clamp(min=1e-12)
-    shares = [round(float(s), 6) if t > 0 else None for s, t in zip(share, total, strict=True)]
-    extras = [{**e, "box_share": s} for e, s in zip(extras, shares, strict=True)]
-    if normalize:
-        big = torch.finfo(maps.dtype).max
-        low = torch.where(inside, maps, big).flatten(1).amin(dim=1).view(-1, 1, 1, 1)
-        high = torch.where(inside, maps, -big).flatten(1).amax(dim=1).view(-1, 1, 1, 1)
-        scaled = (maps - low) / (high - low).clamp(min=1e-12)
-        maps = torch.where(inside, scaled, torch.zeros_like(maps))
-    return maps, extras
 
 
 def _top5(probs: torch.Tensor | None, i: int, loaded: LoadedModel) -> list[dict[str, Any]]:
@@ -473,11 +382,10 @@ def _picture(
     shown = get_method(entry.method).shown(entry.maps)
     if decoded.photo is None:
         planes = prepare(shown, options.render)
-        if options.target.detections:  # its box and label, drawn on the photo
-            box, label = tuple(entry.extra["box"]), _caption(entry)
-            return Picture(outputs, planes, raw, mark, box=box, label=label)
         region = None if entry.region is None else entry.region.cpu().numpy()
-        return Picture(outputs, planes, raw, mark, outline=region)
+        drawn = options.target.decoration(entry.extra, region)  # an outline, or a box and label
+        return Picture(outputs, planes, raw, mark, outline=drawn.outline, box=drawn.box,
+                       label=drawn.label)  # fmt: skip
     assert decoded.geometry is not None
     pixels, blank = resident.paint(decoded.photo, shown, decoded.geometry, options.render)
     if entry.region is not None:
@@ -491,17 +399,12 @@ def _picture(
     return Picture(outputs, None, raw, mark, array, encoded, empty)
 
 
-def _caption(entry: _Map) -> str:
-    """A detection's label and score, as its picture shows them."""
-    return f"{entry.extra.get('label')} {float(entry.extra.get('score') or 0):.2f}"
-
-
 def _nothing_found(
     loaded: LoadedModel,
     item: Explained,
     wanted: Collection[Entry],
     fingerprints: dict[str, str],
-    spec: TargetSpec,
+    plan: TargetPlan,
 ) -> list[Row]:
     """A row for each wanted method that found no target in the image (no class present but
     the background, no detection), so that the image counts as done and a rerun does not look
@@ -516,7 +419,7 @@ def _nothing_found(
             method,
             source.to_dict(),
             fingerprints[method],
-            {"found": [], "note": spec.nothing},
+            {"found": [], "note": plan.nothing},
         )  # fmt: skip
         for method, suffix in wanted
         if suffix == FOUND and method not in some

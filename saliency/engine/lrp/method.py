@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..method import Method, MethodOutput, PathContext
+from ..method import Method, MethodOutput, PathContext, Settings
+from ..needs import CLASS_LOGITS
 from ..report import RuleReport
 from ..settings import Setting
 from .plan import RuleSet
@@ -23,7 +24,6 @@ from .propagate import relevance, require_classes
 
 if TYPE_CHECKING:
     from ...explanation import Explanation
-    from ..options import MethodOptions
 
 EPSILON = Setting(
     "epsilon", float, 1e-6, "LRP-epsilon's stabilizer at linear layers (0: LRP-0)", low=0.0
@@ -34,7 +34,7 @@ class LRPMethod(Method):
     """A composite of LRP rules: one forward pass, one backward pass per target set, with a
     rule at every convolution and linear layer."""
 
-    tasks = ("classification",)  # relevance starts at one logit of a classifier
+    needs = frozenset({CLASS_LOGITS})  # relevance starts at one logit of a classifier
     tunable = False  # its rules fold each batch norm into the layer below from its statistics
 
     cost = "1 forward + 1 backward, with each layer's rule (a few of its forward passes)"
@@ -62,7 +62,7 @@ class LRPMethod(Method):
         return outputs
 
     def manifest_keys(
-        self, explanation: Explanation, options: MethodOptions
+        self, explanation: Explanation, options: Settings
     ) -> list[dict[str, Any]]:
         """Each sample's relevance sum and the target's logit it started from."""
         sums = explanation.values["relevance_sum"].float().cpu().tolist()
