@@ -42,10 +42,10 @@ from photos import SAMPLES, count_folders, make_photos  # noqa: E402
 
 from saliency import BoxScoreTarget, load_image, load_model  # noqa: E402
 from saliency.engine.options import MethodOptions  # noqa: E402
-from saliency.tasks.detection import DetectionsPlan  # noqa: E402
 from saliency.pipeline.drawing import Encoding  # noqa: E402
 from saliency.pipeline.job import default_writers  # noqa: E402
 from saliency.pipeline.options import JobOptions  # noqa: E402
+from saliency.tasks.detection import DetectionsPlan  # noqa: E402
 
 MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
 MIN_SCORE, MOST = 0.5, 10

@@ -166,7 +166,8 @@ def _same(old: Path, new: Path) -> str | None:
         if a.shape != b.shape:
             return f"shape {a.shape} != {b.shape}"
         differ = int((a != b).sum())
-        return None if differ == 0 else f"{differ} values differ (max {np.abs(a.astype(int) - b).max()})"
+        most = np.abs(a.astype(int) - b).max()
+        return None if differ == 0 else f"{differ} values differ (by {most} at most)"
     if suffix == ".jsonl":
         a_rows, b_rows = _strip(_rows(old)), _strip(_rows(new))
         return None if a_rows == b_rows else _first_difference(a_rows, b_rows)
@@ -187,7 +188,8 @@ def _first_difference(a: list[Any], b: list[Any]) -> str:
     for x, y in zip(a, b, strict=True):
         if x != y:
             keys = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
-            return f"row differs in {keys}: {[x.get(k) for k in keys]} != {[y.get(k) for k in keys]}"
+            were, are = [x.get(k) for k in keys], [y.get(k) for k in keys]
+            return f"row differs in {keys}: {were} != {are}"
     return "rows differ"
 
 

@@ -8,8 +8,8 @@ import torch
 import torchvision
 
 from saliency import BoxScoreTarget, Detector, DRiseTarget, ModelError, explain, load_model
-from saliency.tasks.detection import TopDetection
 from saliency.evaluation.metrics import pointing_game
+from saliency.tasks.detection import TopDetection
 
 
 def _net() -> torch.nn.Module:

@@ -19,6 +19,7 @@ from saliency import explain, explain_batch
 from saliency.engine import registry
 from saliency.engine.options import MethodOptions
 from saliency.engine.registry import all_methods, expand_methods, get_method, method_names
+from saliency.tasks import get_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = Path(__file__).parent / "plugin"
@@ -68,15 +69,16 @@ def _tiny_detector() -> tuple[torch.nn.Module, torch.Tensor, object]:
 def test_every_registered_method_explains_and_smooths(method):
     model, x = TinyCNN(), torch.randn(2, 3, 8, 8)
     target: object = [0, 2]
-    if not method.applies_to("classification"):  # a detector's only
-        assert method.tasks == ("detection",)
+    classifier = method.applies_to(get_kind("classification").provides)
+    if not classifier:  # a detector's only
+        assert method.needs == {"box targets"}
         model, x, target = _tiny_detector()
         with pytest.raises(ValueError, match="box target"):
             explain(TinyCNN(), torch.randn(2, 3, 8, 8), method.name, [0, 2], **_quick(method))
     plain = explain(model, x, method.name, target, **_quick(method))
     assert plain.method == method.name and plain.maps.shape[0] == 2
     assert plain.maps.shape[-2:] == x.shape[-2:] and torch.isfinite(plain.maps).all()
-    assert not method.applies_to("classification") or plain.targets.tolist() == [0, 2]
+    assert not classifier or plain.targets.tolist() == [0, 2]
     assert (plain.layer is not None) == method.uses_layer
     smooth = explain(model, x, method.name, target, smooth=3, **_quick(method))
     assert smooth.smooth == 3 and smooth.maps.shape == plain.maps.shape
@@ -96,7 +98,6 @@ def test_all_lists_every_method_once_in_order():
         "integrated_gradients",
         "gradient_x_input",
     ]
-    from saliency.tasks import get_kind
 
     classifier, detection = get_kind("classification").provides, get_kind("detection").provides
     general = tuple(m.name for m in all_methods() if m.applies_to(classifier))

@@ -13,7 +13,6 @@ from PIL import Image
 
 from saliency import load_model
 from saliency.engine.options import MethodOptions
-from saliency.tasks.classification import ClassPlan
 from saliency.files.inputs import collect_inputs
 from saliency.geometry import Geometry
 from saliency.pictures.paint import RenderOptions, paint
@@ -23,6 +22,7 @@ from saliency.pipeline.codecs import CodecError
 from saliency.pipeline.drawing import Encoding, is_ours
 from saliency.pipeline.job import run_job
 from saliency.pipeline.options import JobOptions
+from saliency.tasks.classification import ClassPlan
 from tests.outputs_check import check_nothing_lost
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"

@@ -169,10 +169,10 @@ def test_a_rerun_redoes_an_image_whose_classes_changed_and_drops_the_stale(
 def nothing_run(photos: Path, out: Path, weights: Path) -> list[Any]:
     """Every class ignored: the model finds nothing in any photo."""
     from saliency import load_model
-    from saliency.tasks.segmentation import PresentPlan
     from saliency.files.inputs import collect_inputs
     from saliency.pipeline.job import run_job
     from saliency.pipeline.options import JobOptions
+    from saliency.tasks.segmentation import PresentPlan
 
     loaded = load_model(MODEL, weights=weights)
     options = JobOptions(

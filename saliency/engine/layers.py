@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .readers import get_reader, layout, levels, split_layer
+from .readers import channels_last, get_reader, layout, levels, split_layer
 
 _NOT_FEATURES = (
     nn.AvgPool2d,
@@ -53,6 +53,7 @@ class LayerInfo:
     calls: int
     kind: str
     layout: str | None = None  # its reader (see readers.layout); None: cannot be told
+    tokens: bool = False  # a layer norm over a token sequence (1, N, C): a transformer's
 
     @property
     def is_candidate(self) -> bool:
@@ -64,12 +65,6 @@ class LayerInfo:
         spatial = shape[1] * shape[2] if self.layout == "channels_last" else shape[2] * shape[3]
         return shape[0] == 1 and spatial > 1
 
-    @property
-    def tokens(self) -> bool:
-        """Whether it outputs a token sequence (1, N, C), N > 1: a transformer block's."""
-        shape = self.shape
-        return shape is not None and len(shape) == 3 and shape[0] == 1 and shape[1] > 1
-
 
 def _output_shape(output: object) -> tuple[int, ...] | None:
     if isinstance(output, torch.Tensor):
@@ -79,6 +74,11 @@ def _output_shape(output: object) -> tuple[int, ...] | None:
         return None
     last = found[-1].shape
     return (last[0], sum(level.shape[1] for level in found), last[2], last[3])
+
+
+def _sequence(shape: tuple[int, ...] | None) -> bool:
+    """Whether ``shape`` is a token sequence's (1, N, C), N > 1."""
+    return shape is not None and len(shape) == 3 and shape[0] == 1 and shape[1] > 1
 
 
 def _layout(module: nn.Module, output: object, size: tuple[int, int]) -> str | None:
@@ -101,17 +101,21 @@ def probe_layers(
     cached = _PROBED.get(model)
     if cached is not None and (any_shape or cached[0] == shape):
         return cached[1]
-    seen: dict[str, list] = {}  # name -> [shape, calls, kind, layout], in finishing order
+    seen: dict[str, list] = {}  # name -> [shape, calls, kind, layout, tokens], finishing order
     handles = []
     size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+    last_seen: list[str] = []  # the layers known to output channels-last
 
     def record(name: str, module: nn.Module):
         def hook(mod: nn.Module, args: object, output: object) -> None:
-            entry = seen.pop(name, None) or [None, 0, "", None]
+            entry = seen.pop(name, None) or [None, 0, "", None, False]
             entry[0] = _output_shape(output)
             entry[1] += 1
             entry[2] = "other" if isinstance(mod, _NOT_FEATURES) else "features"
             entry[3] = _layout(mod, output, size)
+            if entry[0] is not None and channels_last(mod, entry[0]):
+                last_seen.append(name)
+            entry[4] = isinstance(mod, nn.LayerNorm) and _sequence(entry[0])
             seen[name] = entry  # re-inserted: the order is that of the last finish
 
         return hook
@@ -125,6 +129,10 @@ def probe_layers(
     finally:
         for handle in handles:
             handle.remove()
+    if not last_seen:  # no layer is channels-last: a shape that cannot tell is channels-first
+        for entry in seen.values():
+            if entry[0] is not None and len(entry[0]) == 4 and entry[3] is None:
+                entry[3] = "channels_first"
     infos = [LayerInfo(name, *entry) for name, entry in seen.items()]
     _PROBED[model] = (shape, infos)
     return infos
@@ -201,14 +209,14 @@ def _spelled(info: LayerInfo, reader: str | None) -> str:
 
 
 def _refuse_before_tokens(chosen: LayerInfo, infos: list[LayerInfo]) -> None:
-    """Refuse a default feature map that token sequences (1, N, C) follow: a vision
-    transformer's patch embedding, whose CAM explains none of its blocks."""
+    """Refuse a default feature map that layer norms over token sequences (1, N, C) follow: a
+    vision transformer's patch embedding, whose CAM explains none of its blocks."""
     after = infos[infos.index(chosen) + 1 :]
     tokens = [info for info in after if info.tokens]
     if tokens:
         raise ValueError(
             f"the last feature map of this model is {chosen.name!r} {_shape(chosen.shape)}, "
-            f"and {len(tokens)} layers after it output token sequences (such as "
+            f"and {len(tokens)} layer norms after it read token sequences (such as "
             f"{tokens[-1].name!r}, {_shape(tokens[-1].shape)}): a transformer, whose blocks a "
             f"CAM at {chosen.name!r} would not explain. Use a method that reads no layer "
             f"(gradient, integrated_gradients), or name a layer with --layer "

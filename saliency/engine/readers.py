@@ -135,14 +135,14 @@ def levels(output: object) -> list[torch.Tensor] | None:
 
 def layout(module: nn.Module, shape: tuple[int, ...], size: tuple[int, int]) -> str | None:
     """The reader of ``module``'s 4-D output ``shape`` (1, a, b, c) for an input of ``size``
-    (H, W). Known modules say it: a convolution, a 2-D norm or pooling is channels-first, a
-    plain ``LayerNorm`` normalizes the last dimension (channels-last). Otherwise it is told
+    (H, W). Known modules say it: a convolution, a 2-D norm or pooling is channels-first; a plain
+    ``LayerNorm`` or ``Linear`` works on the last dimension (channels-last). Otherwise it is told
     from which pair of dimensions is a grid with the input's aspect: ``channels_last`` if only
-    (a, b) is, None where both are (a (1, 7, 7, 7) output cannot be told), and channels-first
-    otherwise, as every convolution's output is."""
+    (a, b) is, None where both are (a (1, 7, 7, 7) output cannot be told from its shape), and
+    channels-first otherwise, as every convolution's output is."""
     if isinstance(module, _CHANNELS_FIRST):
         return "channels_first"
-    if type(module) is nn.LayerNorm:
+    if channels_last(module, shape):
         return "channels_last"
     _, a, b, c = shape
     first = b * c > 1 and _grid(b, c, size)
@@ -150,6 +150,13 @@ def layout(module: nn.Module, shape: tuple[int, ...], size: tuple[int, int]) -> 
     if first and last:
         return None
     return "channels_last" if last else "channels_first"
+
+
+def channels_last(module: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``module`` is known to output channels-last when its output is 4-D: a plain
+    ``LayerNorm`` or ``Linear``, which work on the last dimension. A model with none of them
+    has no channels-last layer: an output whose shape cannot tell is then channels-first."""
+    return len(shape) == 4 and type(module) in (nn.LayerNorm, nn.Linear)
 
 
 _CHANNELS_FIRST = (

@@ -5,8 +5,9 @@ A kind recognizes and builds its models, says which of a run's options it takes 
 refused naming the kinds that take them: :func:`~.registry.check_request`), makes the plan of
 what each image's pictures explain (:mod:`.plan`), says what methods can find in it
 (``provides``: a method's ``needs`` must be among them), which metrics ``evaluate`` offers, and
-whether the device pipeline and the tuned pass apply. Subclass :class:`Kind`, register it with [saliency.register_kind][], and the
-commands, the pipeline and the report take it as they take the built-in ones.
+whether the device pipeline and the tuned pass apply. Subclass :class:`Kind`, register it with
+[saliency.register_kind][], and the commands, the pipeline and the report take it as they take
+the built-in ones.
 """
 
 from __future__ import annotations
