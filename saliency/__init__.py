@@ -43,6 +43,11 @@ _EXPORTS = {
     "DRiseTarget": "saliency.engine.boxes",
     "Detector": "saliency.models.detection",
     "tuned": "saliency.models.tuning",
+    "Kind": "saliency.tasks.kind",
+    "Request": "saliency.tasks.kind",
+    "TargetPlan": "saliency.tasks.plan",
+    "register_kind": "saliency.tasks.registry",
+    "get_kind": "saliency.tasks.registry",
     "RuleError": "saliency.errors",
     "ModelError": "saliency.errors",
     "ImageError": "saliency.errors",
@@ -58,6 +63,7 @@ __all__ = [
     "Detector",
     "Explanation",
     "ImageError",
+    "Kind",
     "LoadedModel",
     "Method",
     "MethodOptions",
@@ -65,6 +71,7 @@ __all__ = [
     "OutputBusyError",
     "RegionTarget",
     "RenderOptions",
+    "Request",
     "RuleCoverageWarning",
     "RuleError",
     "RuleHooks",
@@ -73,15 +80,18 @@ __all__ = [
     "Setting",
     "SimilarityTarget",
     "Target",
+    "TargetPlan",
     "UnsafePathError",
     "evaluate",
     "explain",
     "explain_batch",
+    "get_kind",
     "get_method",
     "load_image",
     "load_model",
     "method_names",
     "read_maps",
+    "register_kind",
     "register_method",
     "render",
     "tuned",
@@ -121,6 +131,9 @@ if TYPE_CHECKING:
     from .models.loading import LoadedModel, load_model
     from .models.tuning import tuned
     from .pictures.render import RenderOptions, render
+    from .tasks.kind import Kind, Request
+    from .tasks.plan import TargetPlan
+    from .tasks.registry import get_kind, register_kind
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LayerReader", "get_reader", "layout", "readers", "register_reader", "split_layer"]
+__all__ = [
+    "LayerReader", "get_reader", "layout", "pyramid", "readers", "register_reader", "split_layer",
+]  # fmt: skip
 
 
 class LayerReader:
@@ -91,6 +93,11 @@ class Pyramid(LayerReader):
 
     def expects(self) -> str:
         return "a dict of tensors (B, C, h, w)"
+
+
+def pyramid(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A feature pyramid's levels as one feature map (see :class:`Pyramid`)."""
+    return Pyramid().grid(parts)
 
 
 _READERS: dict[str, LayerReader] = {}
