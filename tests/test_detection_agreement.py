@@ -18,8 +18,8 @@ from torch import nn
 
 from saliency import BoxScoreTarget, Detector, DRiseTarget, explain
 from saliency.engine.boxes import box_iou
-from saliency.engine.readers import pyramid
 from saliency.engine.method import upsampled
+from saliency.engine.readers import pyramid
 from saliency.methods.eigencam import principal_projection
 from saliency.methods.rise import rise_masks
 
