@@ -51,7 +51,8 @@ def test_swin_norm_is_read_channels_last_as_pytorch_grad_cam_reads_it_permuted()
         assert float(np.corrcoef(a, b)[0, 1]) >= 0.99
     misread = explain(model, x, "gradcam", layer="norm:channels_first")  # as before the readers
     wrong = _scaled(misread.maps.detach()[:, 0].numpy())
-    assert all(float(np.corrcoef(a, b)[0, 1]) < 0.9 for a, b in zip(wrong, _scaled(theirs), strict=True))
+    for a, b in zip(wrong, _scaled(theirs), strict=True):
+        assert float(np.corrcoef(a, b)[0, 1]) < 0.9
 
 
 def test_a_vit_s_patch_embedding_is_not_chosen_silently() -> None:
