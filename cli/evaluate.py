@@ -9,7 +9,7 @@ import typer
 
 from saliency import choices
 
-from . import common
+from . import common, running
 from .common import count, escape
 from .options import (
     BaselineOpt,
@@ -148,9 +148,9 @@ def evaluate(
 
         inputs, files, failed = common.decode_all(found, loaded, fit_mode)
         names = [file.shown for file in files]
-        progress = common.progress(console, quiet)
+        progress = running.progress(console, quiet)
         with common.failures(out, debug, usage=(ValueError,)):
-            with progress, common.passes_shown(progress):
+            with progress, running.passes_shown(progress):
                 task = progress.add_task("evaluating", total=len(inputs))
                 protocol = Protocol(
                     steps, str(fill.value), contrast=contrast_class, reduce=str(reduce.value),

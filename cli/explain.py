@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from . import common
+from . import common, running
 from .common import escape
 from .options import (
     AlphaOpt,
@@ -192,7 +192,7 @@ def explain(
         code, counts = _run(loaded, found, out, options, workers, quiet or not place.leader,
                             debug, place)  # fmt: skip
     if code > 128:
-        common.exit_now(code)
+        running.exit_now(code)
     code, complete = _finish(found, out, counts, code, quiet, place)
     place.close()
     if report and complete:  # a shard that did not merge leaves the report to the last
@@ -217,7 +217,7 @@ def _run(
     console = common.stderr()
     counts: dict[str, float] = {"images": 0, "maps": 0, "failed": 0, "done before": 0}
     started = time.perf_counter()
-    progress = common.progress(console, quiet)
+    progress = running.progress(console, quiet)
     prefix = f"[dim]shard {place.shard}:[/] " if place.shard is not None else ""
 
     def on_image(outcome: Any) -> None:
@@ -238,7 +238,7 @@ def _run(
         progress.update(task, completed=place.advance())
 
     try:
-        with progress, common.Stopper() as stopper, common.passes_shown(progress):
+        with progress, running.Stopper() as stopper, running.passes_shown(progress):
             task = progress.add_task("explaining", total=len(found.files))
             reports = run_job(
                 loaded, found.files, out, options, on_image, stopper,
@@ -252,7 +252,7 @@ def _run(
         _stopped(out, exc)
     except KeyboardInterrupt:  # a second signal: stopped at once
         console.print("[yellow]interrupted[/]")
-        return common.exit_code_for(stopper.signal), counts
+        return running.exit_code_for(stopper.signal), counts
 
     if place.leader:
         for report in reports.values():
@@ -264,7 +264,7 @@ def _run(
         console.print(
             f"{prefix}[yellow]interrupted:[/] finished pictures are saved; rerun to complete"
         )
-        return common.exit_code_for(stopper.signal), counts
+        return running.exit_code_for(stopper.signal), counts
     return (common.EXIT_FAILED if counts["failed"] else common.EXIT_OK), counts
 
 

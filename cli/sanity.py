@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import common
+from . import common, running
 from .common import count, escape
 from .options import (
     BaselineOpt,
@@ -130,9 +130,9 @@ def sanity(
         inputs, files, failed = common.decode_all(found, loaded, fit_mode)
         names = [file.shown for file in files]
 
-        progress = common.progress(console, quiet)
+        progress = running.progress(console, quiet)
         with common.failures(out, debug, failing=(ValueError,)):
-            with progress, common.passes_shown(progress):
+            with progress, running.passes_shown(progress):
                 task = progress.add_task("randomizing", total=None)
 
                 def on_step(done: int, total: int, name: str) -> None:

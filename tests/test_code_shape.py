@@ -79,3 +79,93 @@ def test_the_explanation_does_not_reach_back_into_the_registry() -> None:
     engine = {m for m in modules if m.startswith("engine") or m.startswith(".engine")}
     assert engine <= {"engine.report"}, engine
     assert not {m for m in modules if "registry" in m or "methods" in m}
+
+
+MAX_MODULE = 400
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for folder in ("saliency", "cli")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE
+    }
+    assert not long
+
+
+def _imports(folder: str, package: str) -> dict[str, set[str]]:
+    """Each module of ``folder`` (imported as ``package``) and the modules of it that it imports
+    anywhere: at the top, in a function, or for type checking only."""
+    modules = {}
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        parts = [package, *path.relative_to(ROOT / folder).with_suffix("").parts]
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    edges: dict[str, set[str]] = {name: set() for name in modules}
+    for name, (path, is_package) in modules.items():
+        here = name.split(".") if is_package else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges[name] |= {a.name for a in node.names if a.name in modules}
+            elif isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    whole = f"{module}.{alias.name}"
+                    found = whole if whole in modules else module
+                    if found in modules and found != name:
+                        edges[name].add(found)
+    return edges
+
+
+def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in edges[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in edges:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circle_type_only_ones_included() -> None:
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert not _circles(_imports("saliency", "saliency"))
+    assert not _circles(_imports("cli", "saliency_cli"))
+
+
+def test_the_engine_imports_nothing_above_it() -> None:
+    above = ("saliency.models", "saliency.tasks", "saliency.pipeline", "saliency.checks",
+             "saliency.evaluation", "saliency.report")  # fmt: skip
+    edges = _imports("saliency", "saliency")
+    reaching = {
+        f"{name} -> {other}"
+        for name, others in edges.items()
+        if name.startswith("saliency.engine")
+        for other in others
+        if other.startswith(above)
+    }
+    assert not reaching, reaching

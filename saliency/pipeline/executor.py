@@ -31,15 +31,14 @@ from ..files.raw_maps import RawStore
 from ..models.loading import LoadedModel
 from .drawing import draw_and_write
 from .options import JobOptions
+from .prepared import Drawing, drawing
 from .resident import REDONE, why
 from .resume import Entry
 from .stages import (
     Decoded,
-    Drawing,
     Explained,
     ImageOutcome,
     decoded_batches,
-    drawing,
     error_outcome,
     explain_group,
     result_of,

@@ -1,0 +1,104 @@
+"""A command's running display and signals: the progress bars (images, and a batch's passes),
+SIGINT/SIGTERM asking a run to stop, and the exit that a signal makes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .common import EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+
+def exit_code_for(signum: int | None) -> int:
+    """128 + the signal's number, as shells report a process ended by it: 130 for SIGINT."""
+    return 128 + signum if signum is not None else EXIT_INTERRUPTED
+
+
+@contextmanager
+def passes_shown(progress: Progress) -> Iterator[None]:
+    """A second bar, under the images, for the passes of the batch being explained (SmoothGrad's
+    copies, Integrated Gradients' points, Score-CAM's channels, Occlusion's windows, RISE's
+    masks): a Score-CAM or RISE image can take minutes. Added once a batch has passes."""
+    from saliency.engine.progress import watching_passes
+
+    tasks: list[Any] = []
+
+    def watch(done: int, total: int) -> None:
+        if not tasks:
+            tasks.append(progress.add_task("  passes", total=total, unit="pass"))
+        progress.update(tasks[0], completed=done, total=total)
+
+    with watching_passes(watch):
+        yield
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process after a signal: a thread the run left stuck in a read or in the model
+    cannot delay it, nor can the seconds of module teardown. The run has closed its files."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def progress(console: Console, quiet: bool) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            unit = task.fields.get("unit", "img")
+            return Text(f"{speed:.1f} {unit}/s" if speed else f"- {unit}/s")
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=False,
+    )
+
+
+class Stopper:
+    """SIGINT/SIGTERM ask the run to stop after the current batch; a second signal stops now."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Stopper:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def __call__(self) -> bool:
+        return self.signal is not None
