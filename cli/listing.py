@@ -13,8 +13,19 @@ def models(
     offline: Annotated[
         bool, typer.Option(help="Only models usable without a network now.")
     ] = False,
+    kinds: Annotated[
+        bool, typer.Option("--kinds", help="List the kinds of model (for --kind) instead.")
+    ] = False,
 ) -> None:
     """List models: name, source, parameters, and whether usable offline now."""
+    if kinds:
+        from saliency.tasks import all_kinds
+
+        found = all_kinds()
+        width = max(len(kind.name) for kind in found)
+        for kind in found:
+            typer.echo(f"{kind.name:{width}s}  {kind.summary}")
+        return
     from saliency.models.listing import list_models
 
     for row in list_models(offline_only=offline):

@@ -76,7 +76,8 @@ MethodOpt = Annotated[
 LayerOpt = Annotated[
     str | None,
     typer.Option(
-        help="Grad-CAM layer (gradcam, guided_gradcam): a submodule name such as layer4. "
+        help="The CAM layer: a submodule name such as layer4, or NAME:READER to say how its "
+        "output is read (channels_first, channels_last, pyramid). "
         "[default: the last feature-map stage, found automatically]"
     ),
 ]
