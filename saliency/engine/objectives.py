@@ -102,6 +102,16 @@ class Target:
         return torch.full((batch,), -1, dtype=torch.long, device=device)
 
 
+class BoundOnClean(Target):
+    """A target chosen from the clean output (each image's best detection, its main region,
+    its likeliest label): :meth:`bind` it first; it scores nothing before."""
+
+    def score(self, output: torch.Tensor) -> torch.Tensor:
+        raise ValueError(
+            f"a {type(self).__name__} target must be bound to the clean output first"
+        )
+
+
 class ClassTarget(Target):
     """A class per sample: the output's logit at that class (a classifier's output (B, K)).
 

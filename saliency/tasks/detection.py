@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..engine.detections import BOX, LABEL, SCORE, box_mask, detections_of
-from ..engine.objectives import Target
+from ..engine.objectives import BoundOnClean, Target
 from .kind import BOX_TARGETS, FEATURE_LAYER, RELU_UNITS, Kind, Loaded, Request
 from .plan import Decoration, Records, TargetPlan
 from .registry import check_request, register_kind
@@ -136,7 +136,7 @@ def boxes_at(logits: torch.Tensor, rows: list[int]) -> Target:
     return BoxScoreTarget(picked[:, None, BOX], picked[:, None, LABEL].long())
 
 
-class TopDetection(Target):
+class TopDetection(BoundOnClean):
     """Each image's best detection (its highest score), bound once on the clean output as a
     :class:`~saliency.BoxScoreTarget`: what compare, sanity and evaluate explain on a
     detector."""
@@ -148,8 +148,6 @@ class TopDetection(Target):
         found = detections_of(output)
         return boxes_at(found, [0] * found.shape[0]).bind(output)
 
-    def score(self, output: torch.Tensor) -> torch.Tensor:
-        raise ValueError("a TopDetection target must be bound to the clean output first")
 
 
 @register_kind

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..engine.objectives import ClassTarget, Target
+from ..engine.objectives import BoundOnClean, ClassTarget, Target
 from .kind import CLASS_LOGITS, FEATURE_LAYER, RELU_UNITS, Kind, Loaded, Request
 from .plan import Records, TargetPlan
 from .registry import check_request, register_kind
@@ -35,7 +35,7 @@ class LabelTarget(ClassTarget):
         return LabelTarget(self.indices.to(rows.device)[rows])
 
 
-class TopLabel(Target):
+class TopLabel(BoundOnClean):
     """Each image's most likely class, bound once on the clean output as a :class:`LabelTarget`:
     what compare, sanity and evaluate explain."""
 
@@ -44,8 +44,6 @@ class TopLabel(Target):
     def bind(self, output: torch.Tensor) -> Target:
         return LabelTarget(output.detach().argmax(dim=1))
 
-    def score(self, output: torch.Tensor) -> torch.Tensor:
-        raise ValueError("a TopLabel target must be bound to the clean output first")
 
 
 @dataclass(frozen=True)

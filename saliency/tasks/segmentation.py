@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..engine.objectives import RegionTarget, Target, model_output
+from ..engine.objectives import BoundOnClean, RegionTarget, Target, model_output
 from .kind import Kind, Loaded, Request
 from .plan import Records, TargetPlan, parse_class
 from .registry import check_request, register_kind
@@ -129,7 +129,7 @@ def pixel_counts(logits: torch.Tensor) -> torch.Tensor:
     return counts.scatter_add_(1, assigned, torch.ones_like(assigned))
 
 
-class MainRegion(Target):
+class MainRegion(BoundOnClean):
     """Each image's main class over its region: the class the model assigns the most pixels
     to on the clean input, leaving out those in ``ignore`` (its background) unless it assigns
     nothing else. Bound once on the clean output, as a :class:`RegionTarget`."""
@@ -146,8 +146,6 @@ class MainRegion(Target):
         main = torch.where(others.max(dim=1).values > 0, others.argmax(dim=1), counts.argmax(dim=1))
         return RegionTarget(main).bind(output)
 
-    def score(self, output: torch.Tensor) -> torch.Tensor:
-        raise ValueError("a MainRegion target must be bound to the clean output first")
 
 
 @register_kind
