@@ -105,6 +105,9 @@ def test_a_layout_that_cannot_be_told_is_refused_until_a_reader_is_named() -> No
         assert float(np.corrcoef(a, b)[0, 1]) >= 0.99
     with pytest.raises(ValueError, match="unknown layer reader 'tokens'; readers: channels_first"):
         explain(model, x, "gradcam", layer="norm:tokens")
+    model.cam_layer = "block:channels_first"  # the model says its layer and how to read it
+    assert resolve_layer(model, x[:1]) == "block"
+    assert torch.equal(explain(model, x, "gradcam").maps, told.maps)
 
 
 def test_a_plain_cnn_reads_a_shape_that_cannot_tell_as_channels_first() -> None:

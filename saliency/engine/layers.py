@@ -7,7 +7,8 @@ each read by its layer reader (:mod:`.readers`). The default is the last candida
 the forward pass: the outermost module around the network's final feature map (``layer4`` for a
 ResNet, ``features`` for VGG, DenseNet and MobileNet, ``Mixed_7c`` for Inception v3, ``bn2``
 for timm's EfficientNets, ``norm`` (channels-last) for timm's Swin). A model may name its
-default with a ``cam_layer`` attribute (a :class:`~saliency.Detector` names its backbone).
+default with a ``cam_layer`` attribute, its reader too (a :class:`~saliency.Detector` names its
+backbone; ``"block:channels_last"``).
 
 Never a misread map: a layer whose layout cannot be told is refused, naming the readers to
 choose from (``--layer NAME:READER``); so is a default feature map that token sequences follow
@@ -162,9 +163,10 @@ def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = Non
                 "found no layer with a feature-map output (B, C, h, w) for Grad-CAM; "
                 "is this a convolutional network?"
             )
+        named, reader = split_layer(str(getattr(model, "cam_layer", "")))
         chosen = by_name[_preferred(model, candidates)]
         _refuse_before_tokens(chosen, infos)
-        return _spelled(chosen, None)
+        return _spelled(chosen, reader if chosen.name == named else None)
     base, reader = split_layer(name)
     info = by_name.get(base)
     if reader is not None:
@@ -225,10 +227,11 @@ def _refuse_before_tokens(chosen: LayerInfo, infos: list[LayerInfo]) -> None:
 
 
 def _preferred(model: nn.Module, candidates: list[str]) -> str:
-    """The model's own ``cam_layer`` if it is a candidate, else the last candidate inside it,
-    else the last candidate."""
+    """The model's own ``cam_layer`` (``NAME`` or ``NAME:READER``, the reader then its) if it
+    is a candidate, else the last candidate inside it, else the last candidate."""
     named = getattr(model, "cam_layer", None)
     if isinstance(named, str):
+        named = split_layer(named)[0]
         inside = [c for c in candidates if c == named or c.startswith(named + ".")]
         if named in inside:
             return named
