@@ -159,7 +159,10 @@ def run_target(
     try:
         return loaded.kind.plan(loaded, request)
     except (ValueError, SaliencyError) as exc:
-        fail(f"{reference}: {exc}" if isinstance(exc, SaliencyError) else str(exc))
+        if not isinstance(exc, SaliencyError):
+            fail(str(exc))
+        flag = "--similar-to" if similar_to is not None else "--different-from"
+        fail(f"{flag} {reference}: {getattr(exc, 'reason', exc)}")
 
 
 def given(similar_to: Path | None, different_from: Path | None) -> tuple[str, ...]:

@@ -483,4 +483,7 @@ def test_similarity_options_that_do_not_fit_are_usage_errors(tmp_path: Path) -> 
     assert classed.returncode == 2 and "--target names a class" in classed.stderr
     missing = cli("explain", photo, "--out", tmp_path / "c", "--similar-to", tmp_path / "no.jpg")
     assert missing.returncode == 2 and "no.jpg" in missing.stderr
+    # the option named, the path once (it was "error: /x/no.jpg: /x/no.jpg: no such file")
+    assert f"--similar-to {tmp_path / 'no.jpg'}: " in missing.stderr
+    assert missing.stderr.count("no.jpg") == 1
     assert "Traceback" not in both.stderr + classed.stderr + missing.stderr

@@ -59,9 +59,11 @@ def _pixels(name: str, size: tuple[int, int] | None = None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
 
 
-def expected(weights: Path, name: str, min_score: float = 0.5) -> list[dict[str, Any]]:
+def expected(
+    weights: Path, name: str, min_score: float = 0.5, most: int = 3
+) -> list[dict[str, Any]]:
     """The detections the bare torchvision model makes on the command's input for ``name``
-    (the photo resized as the command resizes it), boxes on the photo, the 3 best."""
+    (the photo resized as the command resizes it), boxes on the photo, the ``most`` best."""
     from saliency import load_image, load_model
 
     loaded = load_model(MODEL, weights=weights)
@@ -76,7 +78,7 @@ def expected(weights: Path, name: str, min_score: float = 0.5) -> list[dict[str,
                  float(box[2]) * scale[0], float(box[3]) * scale[1]]}
         for box, label, score in zip(found["boxes"], found["labels"], found["scores"], strict=True)
         if score >= min_score
-    ][:3]  # fmt: skip
+    ][:most]  # fmt: skip
 
 
 def photos_folder(root: Path) -> Path:
@@ -243,6 +245,33 @@ def test_compare_and_evaluate_on_a_detector(tmp_path: Path, weights: Path) -> No
     assert "step 1 randomizes detector.roi_heads, step 20 ends with detector.backbone.body.0" in (
         " ".join((checked.stdout + checked.stderr).split())
     )
+
+
+def test_at_min_score_0_padding_is_never_a_detection(tmp_path: Path, weights: Path) -> None:
+    """A Detector pads its output with rows of score 0 and label -1: at ``--min-score 0`` the
+    rows are still the detections the bare model makes (its own threshold, 0.05), each label
+    a name, never a padding row (box [0, 0, 0, 0], label -1, named after the last class). The
+    background's logit raised, the model finds few detections, so padding follows them."""
+    state = torch.load(weights)
+    state["roi_heads.box_predictor.cls_score.bias"][0] += 12.0
+    shy = tmp_path / "shy.pth"
+    torch.save(state, shy)
+    photos = photos_folder(tmp_path)
+    done = cli("explain", photos, "--out", tmp_path / "out", "--model", MODEL, "--weights", shy,
+               "--method", "gradcam", "--min-score", "0", "--max-detections", "20",
+               "--batch-size", "1")  # one photo a pass, as expected() runs them  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = manifest_rows(tmp_path / "out")
+    made = {name: expected(shy, name, min_score=0.0, most=20) for name in NAMES}
+    assert any(len(found) < 20 for found in made.values())  # the rest of the rows: padding
+    for name, found in made.items():
+        mine = [r for r in rows if r["image"].endswith(name)]
+        if not found:  # one row that says so, no picture
+            assert [(r["outputs"], r["found"]) for r in mine] == [([], [])]
+            continue
+        assert [r["score"] for r in mine] == pytest.approx([d["score"] for d in found], abs=1e-4)
+        assert [r["label"] for r in mine] == [COCO[d["label"]] for d in found]
+    assert all(isinstance(r["label"], str) and r["box"] != [0, 0, 0, 0] for r in rows if "box" in r)
 
 
 def test_usage_errors_around_detectors(tmp_path: Path, weights: Path) -> None:

@@ -39,7 +39,10 @@ class DetectionsPlan(TargetPlan):
         return [boxes_at(logits, rows) for rows in self.ranked(self.present(logits))]
 
     def present(self, logits: torch.Tensor) -> list[list[int]]:
-        kept = (logits[..., SCORE] >= self.min_score).cpu()
+        """Per image, the rows of its detections scored ``min_score`` or more, the ``k`` best;
+        the padding rows of a :class:`~saliency.Detector`'s output never."""
+        real = logits[..., LABEL] >= 0  # padding (label -1, score 0) is never a detection
+        kept = ((logits[..., SCORE] >= self.min_score) & real).cpu()
         return [row.nonzero()[:, 0].tolist()[: self.k] for row in kept]
 
     def found_suffix(self, found: int) -> str:
@@ -76,7 +79,7 @@ class DetectionsPlan(TargetPlan):
             label = int(detection[LABEL])
             keys.append({
                 "box": _on_photo(tuple(detection[BOX].tolist()), geometry),
-                "label": categories[label] if 0 <= label < len(categories) else label,
+                "label": categories[label] if label < len(categories) else f"class {label}",
                 "score": round(float(detection[SCORE]), 6),
             })  # fmt: skip
         scores: list[float | None] = [round(float(d[SCORE]), 6) for d in picked]
