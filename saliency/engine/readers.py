@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "LayerReader", "get_reader", "layout", "pyramid", "readers", "register_reader", "split_layer",
+    "LayerReader", "get_reader", "layout", "pyramid", "register_reader", "split_layer",
 ]  # fmt: skip
 
 
@@ -111,10 +111,6 @@ def register_reader(reader: type[LayerReader]) -> type[LayerReader]:
 
 for _reader in (ChannelsFirst, ChannelsLast, Pyramid):
     register_reader(_reader)
-
-
-def readers() -> list[LayerReader]:
-    return list(_READERS.values())
 
 
 def get_reader(name: str) -> LayerReader:

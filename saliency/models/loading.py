@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -56,7 +56,8 @@ class LoadedModel:
             (``{"out": (B, C, H, W)}``, explained through a [saliency.RegionTarget][]),
             ``embedding`` (B, D), explained through a [saliency.SimilarityTarget][], or
             ``detection`` (a [saliency.Detector][]'s (B, N, 6) detections, explained through a
-            [saliency.BoxScoreTarget][] or a [saliency.DRiseTarget][]); None: a classifier.
+            [saliency.BoxScoreTarget][] or a [saliency.DRiseTarget][]); by default a
+            classifier.
     """
 
     name: str
@@ -65,11 +66,7 @@ class LoadedModel:
     categories: list[str]
     preprocessing: Preprocessing
     device: torch.device
-    kind: Kind = None  # type: ignore[assignment]  # None: a classifier, set after init
-
-    def __post_init__(self) -> None:
-        if self.kind is None:
-            self.kind = get_kind("classification")
+    kind: Kind = field(default_factory=lambda: get_kind("classification"))
 
     @property
     def task(self) -> str:
@@ -168,7 +165,7 @@ def load_model(
         raise ModelError(f"weights file not found: {local}")
     chosen = _kind_for(name, source, arch, "embedding" if embedding else kind)
     model, prep, categories = chosen.build(source, arch, tag, weights)
-    if local is not None and not chosen.loads_weights():
+    if local is not None and not chosen.loads_weights:
         model, categories = load_local(source, arch, model, local, len(categories))
     if labels is not None:
         names = load_labels(labels)

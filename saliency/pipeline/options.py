@@ -84,9 +84,9 @@ def resolve_method_options(
 
     for name in methods:
         method = get_method(name)
-        missing = method.needs - loaded.kind.provides
+        missing = method.requires - loaded.kind.provides  # as --method all's applies_to
         if missing:
-            kinds = " or ".join(k.name for k in kinds_providing(method.needs)) or "no"
+            kinds = " or ".join(k.name for k in kinds_providing(method.requires)) or "no"
             instead = f" ({method.instead} is its kind's)" if method.instead else ""
             raise ValueError(
                 f"{name} explains a {kinds} model (it needs {', '.join(sorted(missing))}); "

@@ -4,7 +4,7 @@ one class named; the softmax is the confidence."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -43,9 +43,6 @@ class ClassPlan(TargetPlan):
         if self.kind == "topk":
             return [f"top{rank}" for rank in range(1, self.k + 1)]
         return [str(self.index)]
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {}  # the class is in the picture's name
 
     def one(self) -> Target | None:
         from ..engine.objectives import ClassTarget

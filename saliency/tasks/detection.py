@@ -161,6 +161,7 @@ class Detection(Kind):
     provides = frozenset({BOX_TARGETS, FEATURE_LAYER, RELU_UNITS})
     takes = frozenset({"min_score", "max_detections", "per_box_normalize"})
     device_pipeline = False  # its boxes and labels are drawn with Pillow
+    loads_weights = True  # into the wrapped detector
     untuned = "a detector's pass is not tuned (its backbone's batch norms are frozen already)"
     metrics = (*Kind.metrics, "pointing_game")
 
@@ -178,9 +179,6 @@ class Detection(Kind):
         if weights is not None and str(weights) != "random":
             load_detector_state(wrapped, weights)
         return wrapped, prep, categories
-
-    def loads_weights(self) -> bool:
-        return True
 
     def plan(self, loaded: Loaded, request: Request) -> DetectionsPlan:
         if "target" in request.given():

@@ -112,6 +112,7 @@ class Kind:
             embedding from a classifier, its head removed).
         device_pipeline: Whether its pictures can be drawn on the model's device.
         untuned: Why its pass is never tuned (None: it may be).
+        loads_weights: Whether its ``build`` loads a local checkpoint itself.
         metrics: The ``evaluate`` metrics that apply to it.
     """
 
@@ -124,6 +125,7 @@ class Kind:
     made_from: ClassVar[tuple[str, ...]] = ()
     device_pipeline: ClassVar[bool] = True
     untuned: ClassVar[str | None] = None
+    loads_weights: ClassVar[bool] = False  # build() loads a local checkpoint itself
     metrics: ClassVar[tuple[str, ...]] = (
         "deletion", "insertion", "road_morf", "road_lerf", "class_sensitivity",
     )  # fmt: skip
@@ -149,10 +151,6 @@ class Kind:
             return build_torchvision(arch, tag, pretrained=weights is None)
         return build_timm(arch, pretrained=weights is None)
 
-    def loads_weights(self) -> bool:
-        """Whether :meth:`build` loads a local checkpoint itself."""
-        return False
-
     def finish(self, model: nn.Module, categories: list[str]) -> tuple[nn.Module, list[str]]:
         """The model and classes once loaded (an embedding removes the head); as they are."""
         return model, categories
@@ -161,9 +159,6 @@ class Kind:
     def plan(self, loaded: Loaded, request: Request) -> TargetPlan:
         """What a folder run explains in each image; ``ValueError`` for what does not fit."""
         raise NotImplementedError(f"the kind {self.name!r} defines no plan()")
-
-    def describe(self) -> str:
-        return f"{self.name}: {self.summary}"
 
     def __repr__(self) -> str:
         return f"<kind {self.name}>"
