@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from .executor import Executor
 from .fingerprint import model_identity, settings_fingerprint
 from .ledger import Ledger, shard_rows
 from .options import JobOptions
-from .stages import ImageOutcome
+from .stages import ImageOutcome, output_of
 
 if TYPE_CHECKING:
     import torch
@@ -89,6 +90,9 @@ def run_job(
 
         if tune and ledger.plan.todo:  # after its identity: the pass changes, not the model
             loaded = tuned_loaded(loaded)
+        if ledger.plan.todo:  # a reference photo goes the way the photos go
+            target = options.target.as_run(partial(output_of, loaded=loaded, options=options))
+            options = replace(options, target=target)
         redo = [get_method(m) for m in ledger.plan.methods]
         todo = replace(
             options,

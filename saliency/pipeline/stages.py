@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -120,6 +121,22 @@ def error_outcome(model: str, file: InputFile, reason: str) -> ImageOutcome:
 def decode(file: InputFile, loaded: LoadedModel, fit: str | None) -> Decoded:
     """``file`` read, decoded and made the model's input (see :mod:`.reading`)."""
     return to_decoded(read_pixels(file, loaded.preprocessing, fit), loaded)
+
+
+def output_of(path: Path, loaded: LoadedModel, options: JobOptions) -> torch.Tensor:
+    """The model's output (1, ...) for the photo at ``path``, read, decoded and prepared as the
+    run prepares its photos (on the device with ``options.resident``): a plan's reference."""
+    file = InputFile(Path(path), str(path), Path(Path(path).name))
+    if options.resident:
+        raw = resident.read(file)
+        (photo,) = resident.decode_batch([raw], loaded.device)
+        item = _on_device(raw, photo, loaded, options.fit)
+    else:
+        item = decode(file, loaded, options.fit)
+    if item.tensor is None:
+        raise ImageError(path, str(item.error))
+    with torch.no_grad():
+        return loaded.model(item.tensor[None].to(loaded.device))
 
 
 def to_decoded(read: Pixels, loaded: LoadedModel) -> Decoded:

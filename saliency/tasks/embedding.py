@@ -3,7 +3,9 @@ similarity to a reference photo's embedding (or 1 - it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,14 @@ class SimilarityPlan(TargetPlan):
     reference: torch.Tensor | None = field(default=None, compare=False, repr=False)
     reference_name: str = ""
     reference_sha256: str = ""
+    reference_path: Path | None = field(default=None, compare=False, repr=False)
+
+    def as_run(self, output: Callable[[Path], torch.Tensor]) -> SimilarityPlan:
+        """The reference embedded as the run embeds its photos (on the device pipeline, decoded
+        and resampled there), so that a photo against itself scores 1."""
+        if self.reference_path is None:
+            return self
+        return replace(self, reference=output(self.reference_path)[0].detach())
 
     def similarity(self) -> SimilarityTarget:
         from ..engine.objectives import SimilarityTarget
@@ -103,15 +113,18 @@ def similarity_plan(
     different: bool = False,
     fit: str | None = None,
 ) -> SimilarityPlan:
-    """The similarity of each photo's embedding to ``reference``'s (a photo, preprocessed as
-    the run's photos are), or 1 - it with ``different``. Raises
-    :class:`~saliency.errors.ImageError` for a photo that cannot be read."""
+    """The similarity of each photo's embedding to ``reference``'s (a photo, decoded and
+    preprocessed as a run's photos are on the CPU: a JPEG at the reduced DCT scale that loses
+    nothing), or 1 - it with ``different``. Raises :class:`~saliency.errors.ImageError` for a
+    photo that cannot be read."""
     from ..files.images import load_image
     from ..files.sources import read_regular
 
-    sha256 = read_regular(reference)[1].sha256
-    x, _ = loaded.preprocess(load_image(reference), fit or loaded.default_fit)
+    data, source = read_regular(reference)
+    reduce_for = partial(loaded.preprocessing.source_size, fit=fit)
+    image = load_image(reference, reduce_for, data=data)
+    x, _ = loaded.preprocessing(image, fit)
     with torch.no_grad():
         embedding = loaded.model(x[None].to(loaded.device))[0].detach()
     kind = "different" if different else "similar"
-    return SimilarityPlan(kind, embedding, Path(reference).name, sha256)
+    return SimilarityPlan(kind, embedding, Path(reference).name, source.sha256, Path(reference))

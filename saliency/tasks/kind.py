@@ -87,6 +87,7 @@ class Loaded(Protocol):
     model: nn.Module
     categories: list[str]
     device: torch.device
+    preprocessing: Preprocessing
 
     @property
     def default_fit(self) -> str: ...

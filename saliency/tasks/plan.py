@@ -8,7 +8,9 @@ beyond the method's keys, what is drawn on the picture, and what the fingerprint
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -77,6 +79,12 @@ class TargetPlan:
         """The one target per image of ``compare``, ``sanity`` and ``evaluate``; None: each
         image's top-1 class (their own class handling)."""
         return None
+
+    def as_run(self, output: Callable[[Path], torch.Tensor]) -> TargetPlan:
+        """The plan with any photo it holds (a reference) passed through the model as the run
+        reads, decodes and prepares its photos: ``output(path)`` is the model's output (1, ...)
+        for it. As it is by default."""
+        return self
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor | None:
         """Per image, each class's probability (B, K) on the CPU for the rows' ``top5``; None
