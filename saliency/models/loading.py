@@ -166,7 +166,7 @@ def load_model(
     chosen = _kind_for(name, source, arch, "embedding" if embedding else kind)
     model, prep, categories = chosen.build(source, arch, tag, weights)
     if local is not None and not chosen.loads_weights:
-        model, categories = load_local(source, arch, model, local, len(categories))
+        model, categories = load_local(source, arch, model, local, categories)
     if labels is not None:
         names = load_labels(labels)
         if len(names) != len(categories):

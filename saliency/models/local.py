@@ -26,12 +26,14 @@ def _classifier_key(state: dict[str, torch.Tensor], classes: int) -> str:
 
 
 def load_local(
-    source: str, arch: str, model: nn.Module, path: Path, classes: int
+    source: str, arch: str, model: nn.Module, path: Path, categories: list[str]
 ) -> tuple[nn.Module, list[str]]:
-    """Load a local state dict into ``arch``, sizing the classifier from the checkpoint."""
+    """Load a local state dict into ``arch``, sizing the classifier from the checkpoint. The
+    architecture's class names (``categories``) stay where the checkpoint has as many classes
+    (a checkpoint of the same task); another count gets ``class i`` (``labels`` names them)."""
     state = strip_prefixes(load_state_dict(path))
     own = model.state_dict()
-    key = _classifier_key(own, classes)
+    key = _classifier_key(own, len(categories))
     if key not in state:
         if len(state) == len(own):  # another implementation's names, same layout
             state = match_by_position(own, state, check_shapes=False)
@@ -44,6 +46,8 @@ def load_local(
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"{path} does not fit {arch}: {_first_lines(str(exc))}") from None
+    if classes == len(categories):
+        return model, categories
     return model, [f"class {i}" for i in range(classes)]
 
 
