@@ -248,6 +248,23 @@ def render_options(
         fail(str(exc))
 
 
+def check_paths(paths: list[str]) -> None:
+    """A usage error, before the model is loaded or anything is made, where no path given
+    names anything (a typo in the only path): each named, with what it may have meant."""
+    from saliency.files.inputs import close_paths, exists
+
+    if any(exists(p) for p in paths):
+        return  # the run names each missing one (a row of its own, exit 1)
+    lines = []
+    for path in paths:
+        close = close_paths(path)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        lines.append(f"{path}: no such file or folder{hint}")
+    if len(lines) == 1:
+        fail(f"{lines[0]}; nothing was done")
+    fail("no path given exists; nothing was done\n" + "\n".join(f"  {line}" for line in lines))
+
+
 def collect(
     paths: list[str], recursive: bool, exclude: Path | None = None, name_missing: bool = True
 ) -> Inputs:

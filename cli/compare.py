@@ -81,6 +81,7 @@ def compare(
     but those that run a forward pass per channel, window or mask: add them with --method)."""
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     common.alone("compare")
+    common.check_paths(paths)
     loaded = common.load(model, weights, labels, device, debug, kind=kind,
                          given=common.given(similar_to, different_from))
     methods = common.methods_from(method, common.quick_methods(loaded), loaded)  # its kind's

@@ -115,6 +115,7 @@ def evaluate(
     mean ± s.d. per method and metric, the best in bold. The same seed gives the same files.
     """
     common.alone("evaluate")
+    common.check_paths(paths)
     loaded = common.load(model, weights, labels, device, debug, kind=kind,
                          given=common.given(similar_to, different_from))
     methods = common.methods_from(method, ("gradient", "guided", "gradcam"), loaded)

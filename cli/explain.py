@@ -154,6 +154,7 @@ def explain(
         common.fail(f"--batch-size must be at least 1, got {batch_size}")
     render_options = common.render_options(style, reduce, sign, clip_percentile, cmap, alpha)
     place = placement(shard, debug)
+    common.check_paths(paths)
     loaded = common.load(model, weights, labels, device, debug, place.group, kind,
                          common.given(similar_to, different_from))
     methods = common.methods_from(method, loaded=loaded)  # all: the methods for its kind

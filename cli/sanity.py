@@ -111,6 +111,7 @@ def sanity(
     if not 0.0 < threshold <= 1.0:
         common.fail(f"--threshold must be in (0, 1], got {threshold}")
     common.alone("sanity")
+    common.check_paths(paths)
     loaded = common.load(model, weights, labels, device, debug, kind=kind,
                          given=common.given(similar_to, different_from))
     methods = common.methods_from(method, DEFAULT_METHODS, loaded)  # all: for its kind

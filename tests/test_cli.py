@@ -219,13 +219,26 @@ def test_installed_command_in_a_subprocess(photos, tmp_path):
     assert done.returncode == 0, done.stderr
     assert (out / "a" / "pic.deconvnet.png").exists() and (out / "b" / "pic.deconvnet.png").exists()
     assert "3 images done, 3 maps written, 0 inputs failed" in done.stderr
+    # a typo in the only path: a usage error (exit 2, not 1) that says what was meant and
+    # makes nothing (it made the output folder, an error row and a lock)
     bad = subprocess.run(
-        [saliency_exe(), "explain", str(photos / "nope.jpg"), "--out", str(out)],
+        [saliency_exe(), "explain", str(photos / "cta.png"), "--out", str(tmp_path / "typo")],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert bad.returncode == 1 and "nope.jpg: no such file or folder" in bad.stderr
+    assert bad.returncode == 2, bad.stderr
+    assert f"cta.png: no such file or folder (did you mean {photos / 'cat.png'}?)" in bad.stderr
+    assert "nothing was done" in bad.stderr and not (tmp_path / "typo").exists()
+    for command in ("compare", "sanity", "evaluate"):  # as every command that reads photos
+        typo = subprocess.run(
+            [saliency_exe(), command, str(photos / "cta.png"), str(tmp_path / "nope.jpg"),
+             "--out", str(tmp_path / command)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert typo.returncode == 2 and "no path given exists" in typo.stderr, typo.stderr
+        assert "nope.jpg: no such file or folder" in typo.stderr
+        assert not (tmp_path / command).exists()
     usage = subprocess.run(
         [saliency_exe(), "explain", str(photos), "--method", "x"],
         capture_output=True,

@@ -55,6 +55,24 @@ def looks_like_image(path: Path) -> bool:
     return head.startswith(_MAGIC)
 
 
+def exists(path: str) -> bool:
+    """Whether ``path`` names something, or is a glob pattern that matches something."""
+    return os.path.lexists(path) or bool(glob.glob(path, recursive=True))
+
+
+def close_paths(path: str, count: int = 3) -> list[str]:
+    """Paths beside ``path`` (in the folder it names, which must exist) whose names are close
+    to its own: what a typo meant."""
+    import difflib
+
+    parent, name = os.path.split(path)
+    try:
+        names = [n for n in os.listdir(parent or ".") if not n.startswith(".")]
+    except OSError:
+        return []
+    return [os.path.join(parent, n) for n in difflib.get_close_matches(name, names, n=count)]
+
+
 def collect_inputs(
     paths: list[str], recursive: bool = True, exclude: Sequence[str | os.PathLike[str]] = ()
 ) -> Inputs:
