@@ -18,8 +18,8 @@ def report(
     inputs_from: Annotated[
         Path | None,
         typer.Option(
-            help="Where the run was started, if not here: the manifest names photos relative "
-            "to it.",
+            help="Where the run was started, for photos moved since: each is looked for where "
+            "the run read it, then by its name in the manifest under this folder.",
             show_default=False,
         ),
     ] = None,
@@ -48,3 +48,12 @@ def write(out: Path, inputs_from: Path | None, title: str | None, debug: bool) -
             f"{written.failed} failed, {common.count(written.thumbnails, 'thumbnail')})"
         )
     )
+    if written.unfound:
+        first = ", ".join(written.unfound[:3]) + (", ..." if len(written.unfound) > 3 else "")
+        common.stderr().print(
+            common.escape(
+                f"note: {common.count(len(written.unfound), 'photo')} not found where the run "
+                f"read them, or changed since ({first}): their cards show no photo. Give "
+                "--inputs-from DIR with the folder the run was started in, if they moved."
+            )
+        )

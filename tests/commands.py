@@ -12,13 +12,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(
-    *args: object, timeout: float = 600, env: dict[str, str] | None = None
+    *args: object,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> subprocess.CompletedProcess[str]:
-    """``env``: variables set for this process on top of the test's environment."""
+    """``env``: variables set for this process on top of the test's environment; ``cwd``:
+    where it runs (the repository by default)."""
     command = [sys.executable, "-m", "saliency_cli", *map(str, args)]
     environment = {**os.environ, **(env or {})}
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=environment
+        command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=environment
     )
 
 

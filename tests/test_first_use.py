@@ -39,3 +39,40 @@ def test_a_photo_is_as_similar_to_itself_as_can_be(tmp_path: Path, pipeline: tup
         assert done.returncode == 0, done.stderr
         (row,) = rows(out)
         assert row["similarity"] == pytest.approx(1.0, abs=2e-6), photo.name
+
+
+def test_a_report_made_from_elsewhere_finds_the_photos(tmp_path: Path) -> None:
+    """The run started in one folder, the output in another, the report made from a third: the
+    rows say where each photo was read, so every card has its photo (it found 5 of 10, or
+    none, and emptied ``thumbs/photos``). Photos moved since keep the thumbnails made of them;
+    where there are none, the command says which photos it could not find and how to help."""
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    (start / "photos").mkdir(parents=True)
+    elsewhere.mkdir()
+    for name in ("chelsea.png", "coffee.jpg"):
+        (start / "photos" / name).write_bytes((SAMPLES / name).read_bytes())
+    out = tmp_path / "results" / "out"
+    done = cli("explain", "photos", "--out", out, "--method", "gradient", cwd=start)
+    assert done.returncode == 0, done.stderr
+    assert {row["image"] for row in rows(out)} == {"photos/chelsea.png", "photos/coffee.jpg"}
+    assert {row["source"]["path"] for row in rows(out)} == {
+        str(start / "photos" / name) for name in ("chelsea.png", "coffee.jpg")
+    }
+
+    def report() -> tuple[str, list[Path]]:
+        made = cli("report", out, cwd=elsewhere)
+        assert made.returncode == 0, made.stderr
+        return made.stderr, sorted((out / "thumbs" / "photos").glob("*.jpg"))
+
+    said, thumbs = report()
+    assert len(thumbs) == 2 and "not found" not in said, said
+    (start / "photos").rename(start / "moved")
+    said, kept = report()  # the photos gone: their thumbnails stay, and are shown
+    assert kept == thumbs and "not found" not in said, said
+    for thumb in thumbs:
+        assert f"thumbs/photos/{thumb.name}" in (out / "report.html").read_text()
+        thumb.unlink()
+    said, none = report()
+    assert none == []
+    assert "2 photos not found where the run read them" in said
+    assert "photos/chelsea.png" in said and "--inputs-from" in said

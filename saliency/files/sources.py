@@ -42,6 +42,11 @@ class SourceId:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def record(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """What a manifest row records of its input: this identity and where it was read (an
+        absolute path), so that a report made from another folder finds the photo."""
+        return {**asdict(self), "path": os.path.abspath(path)}
+
     @classmethod
     def from_dict(cls, data: object) -> SourceId | None:
         """The identity a manifest row recorded, or None if it has none (or a malformed one)."""

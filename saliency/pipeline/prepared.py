@@ -85,7 +85,7 @@ def drawing(
                 method,
                 prediction,
                 outputs,
-                source.to_dict(),
+                source.record(file.path),
                 fingerprints[method],
                 extra,
             )  # fmt: skip
@@ -141,7 +141,7 @@ def _nothing_found(
             item.decoded.input.shown,
             loaded.name,
             method,
-            source.to_dict(),
+            source.record(item.decoded.input.path),
             fingerprints[method],
             {"found": [], "note": plan.nothing},
         )  # fmt: skip

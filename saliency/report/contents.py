@@ -96,9 +96,9 @@ class Leaderboard:
 
 
 def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
-    """The report's contents of ``folder``. Photos named relative to the directory a run was
-    started in are looked for under ``inputs_from`` (default: the current one), then beside the
-    folder."""
+    """The report's contents of ``folder``. Each photo is looked for where its rows say the run
+    read it, then (rows of older runs) by the name they give it under ``inputs_from`` (default:
+    the current folder) and beside the folder."""
     rows = fold(manifest_files(folder)).values()
     bases = [inputs_from or Path.cwd(), folder.resolve().parent]
     gate = Confinement(folder)  # the folder and each picture folder resolved once
@@ -108,7 +108,9 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
         card = cards.get(image)
         if card is None:
             sha256 = (row.source or {}).get("sha256")
-            photo = _find(image, bases, sha256)
+            read = (row.source or {}).get("path")  # where the run read it
+            places = [Path(read)] if isinstance(read, str) and os.path.isabs(read) else []
+            photo = _find(image, places, bases, sha256)
             card = cards[image] = Card(image, photo, sha256, row.model, "ok")
         if row.is_ok and not row.outputs:  # read, and nothing found to explain
             why = row.extra.get("note") or "nothing to explain"
@@ -151,14 +153,16 @@ def read_contents(folder: Path, inputs_from: Path | None = None) -> Contents:
     )
 
 
-def _find(image: str, bases: list[Path], sha256: object) -> Path | None:
-    """The input photo a row names, only if its content is the one the row recorded: a row
-    names files outside the folder, and a crafted one must not bring any of them into a
-    report (its thumbnail would copy it into the folder)."""
+def _find(image: str, places: list[Path], bases: list[Path], sha256: object) -> Path | None:
+    """The input photo a row names: where the run read it (``places``), else its name under
+    each base; only if its content is the one the row recorded: a row names files outside the
+    folder, and a crafted one must not bring any of them into a report (its thumbnail would
+    copy it into the folder)."""
     if not isinstance(sha256, str):
         return None
     path = Path(image)
-    for candidate in [path] if path.is_absolute() else [base / path for base in bases]:
+    named = [path] if path.is_absolute() else [base / path for base in bases]
+    for candidate in [*places, *named]:
         if candidate.is_file():
             try:
                 if read_regular(candidate)[1].sha256 == sha256:

@@ -26,6 +26,9 @@ class Written:
     cards: int
     failed: int
     thumbnails: int
+    # photos of cards that read their photo, neither found where the rows say (moved, changed)
+    # nor kept as a thumbnail from an earlier report: those cards show no photo
+    unfound: tuple[str, ...] = ()
 
 
 def write_report(
@@ -49,7 +52,11 @@ def write_report(
     # a name that is not UTF-8 shows its stray bytes as U+FFFD; its links are percent-encoded
     write_atomic(path, lambda tmp: tmp.write_text(html, encoding="utf-8", errors="replace"))
     failed = sum(1 for card in contents.cards if card.status != "ok")
-    return Written(path, len(contents.cards), failed, len(made))
+    unfound = tuple(
+        card.image for card, shown in zip(contents.cards, data, strict=True)
+        if card.status == "ok" and card.sha256 and shown["photo"] is None
+    )  # fmt: skip
+    return Written(path, len(contents.cards), failed, len(made), unfound)
 
 
 def _thumbnails(contents: Contents) -> dict[tuple[str, str], Thumbnail]:
@@ -57,9 +64,12 @@ def _thumbnails(contents: Contents) -> dict[tuple[str, str], Thumbnail]:
     folder = contents.folder
     wanted: dict[tuple[str, str], Thumbnail] = {}
     for card in contents.cards:
-        if card.photo is not None and card.sha256:
+        if card.sha256:  # named by content: one made earlier is this photo's
             path = folder / thumbnail_name("photos", card.sha256[:20])
-            wanted[("photo", card.image)] = Thumbnail(card.photo, path)
+            if card.photo is not None:
+                wanted[("photo", card.image)] = Thumbnail(card.photo, path)
+            elif path.is_file() and not path.is_symlink():  # photo gone: its thumbnail kept
+                wanted[("photo", card.image)] = Thumbnail(path, path)
         for picture in card.pictures:
             source = folder / picture.path
             path = folder / thumbnail_name("pictures", picture.path.rsplit(".", 1)[0])
