@@ -100,6 +100,7 @@ def compare(
         from saliency.pipeline.compare import compare_rows
 
         found = common.collect(paths, recursive=True)
+        common.say_cost(loaded, methods, method_options, len(found.files))
         console = common.stderr()
         failed = len(found.missing)
         rows, written = [], []

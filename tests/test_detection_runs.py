@@ -292,3 +292,52 @@ def test_usage_errors_around_detectors(tmp_path: Path, weights: Path) -> None:
     pointing = cli("evaluate", photo, "--out", tmp_path / "d", "--model", "resnet18",
                    "--weights", "random", "--metric", "pointing_game")  # fmt: skip
     assert pointing.returncode == 2 and "takes a detection model" in pointing.stderr
+
+
+def test_drise_does_no_work_for_a_photo_without_detections(weights: Path) -> None:
+    """A photo with no detection costs D-RISE nothing (it ran all its masks on it): in a batch
+    with one that has detections, the masked passes carry that photo alone, whose maps are
+    the ones it gets on its own; the other's map is empty (no picture is made of it)."""
+    from saliency import MethodOptions, explain_batch, load_image, load_model
+    from saliency.tasks.detection import DetectionsPlan
+
+    loaded = load_model(MODEL, weights=weights)
+    plan = DetectionsPlan(k=2)
+    batch = torch.stack([
+        loaded.preprocess(load_image(SAMPLES / name), "resize")[0]
+        for name in ("chelsea.png", "astronaut.jpg")
+    ])  # fmt: skip
+    seen: list[int] = []
+    hook = loaded.model.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    options = MethodOptions(batch_size=4, settings={"masks": 8})
+    try:
+        logits, results = explain_batch(loaded, batch, ["drise"], plan.targets, options)
+        seen_both, seen[:] = list(seen), []
+        _, alone = explain_batch(loaded, batch[1:], ["drise"], plan.targets, options)
+    finally:
+        hook.remove()
+    present = plan.present(logits)
+    assert present[0] == [] and len(present[1]) == 2  # chelsea: none; astronaut: two
+    assert seen_both == [2, 4, 4]  # the clean pass, then 8 masks of astronaut alone, 4 a pass
+    for rank, result in enumerate(results):
+        maps = result["drise"].maps
+        assert float(maps[0].abs().sum()) == 0
+        torch.testing.assert_close(maps[1:], alone[rank]["drise"].maps)
+        assert float(maps[1].abs().sum()) > 0
+
+
+def test_drise_says_its_cost_first_and_skips_a_photo_without_detections(
+    tmp_path: Path, weights: Path
+) -> None:
+    """The command states D-RISE's cost (its 4,000 masks, the model's pass measured) before it
+    starts; on a photo with no detection it runs none of them and says so in the row."""
+    photos, out = copies(tmp_path, ("chelsea.png",)), tmp_path / "out"
+    done = cli("explain", photos, "--out", out, "--model", MODEL, "--weights", weights,
+               "--method", "drise", timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = done.stderr
+    assert "note: drise costs 4,000 forward passes per photo and detection" in said, said
+    assert "--set masks=N for another count" in said and "a pass measured now at" in said
+    assert said.index("note: drise") < said.index("1 image done")
+    (row,) = manifest_rows(out)
+    assert row["outputs"] == [] and row["found"] == [] and "no detection" in row["note"]

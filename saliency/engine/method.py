@@ -19,7 +19,7 @@ values with ``shared.settings(self)`` in :meth:`Method.combine` or ``context.opt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -288,6 +288,12 @@ class Method:
             One ``MethodOutput`` per target set.
         """
         raise NotImplementedError(f"{self.name} declares no shared pass and no compute()")
+
+    def forwards(self, settings: Mapping[str, Any], size: tuple[int, int]) -> int | None:
+        """Forward passes per image and target at input ``size`` (H, W), for a method whose
+        passes of its own cost many: what a run's estimate multiplies by the model's measured
+        pass. None: about one forward and one backward, nothing to warn of."""
+        return None
 
     def shown(self, maps: torch.Tensor) -> torch.Tensor:
         """One image's maps (C, H, W) as its pictures draw them; as they are by default. A

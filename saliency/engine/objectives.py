@@ -76,6 +76,10 @@ class Target:
     kind = "custom"
     # whether it names a box of the input that a map's peak should fall in (the pointing game)
     locates: bool = False
+    # which samples (B,) bool have this target; None: all. A plan sets it where an image has
+    # fewer targets than the batch's ranks (no detection): methods with passes of their own
+    # skip the samples no target set has (see .planner), whose maps are never drawn
+    present: torch.Tensor | None = None
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
         """The score of each row of ``output`` (the model's output for B rows), a tensor (B,)

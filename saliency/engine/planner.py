@@ -4,12 +4,13 @@ run once. It knows methods only by what they declare (see :mod:`.method`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from ..explanation import Explanation
-from .method import Method, PathContext
+from .method import Method, MethodOutput, PathContext
 from .objectives import Target, as_target
 from .options import MethodOptions
 from .passes import forward_pass, predict, predict_reading
@@ -21,7 +22,58 @@ Choose = Callable[[torch.Tensor], Sequence[torch.Tensor | Target]]
 def targets_of(choose: Choose, output: torch.Tensor) -> list[Target]:
     """The target sets that ``choose`` gives for the clean ``output``, as target objects fixed on
     it (a region the model itself assigns, see :meth:`.objectives.Target.bind`)."""
-    return [as_target(target).bind(output) for target in choose(output)]
+    bound = []
+    for target in choose(output):
+        made = as_target(target).bind(output)
+        if made is not target and isinstance(target, Target) and target.present is not None:
+            made.present = target.present  # bound anew: which samples have it stays
+        bound.append(made)
+    return bound
+
+
+def _present(target_sets: Sequence[Target], batch: int, device: torch.device) -> torch.Tensor:
+    """The samples (B,) bool that some target set has."""
+    present = torch.zeros(batch, dtype=torch.bool, device=device)
+    for target in target_sets:
+        if target.present is None:
+            return present.fill_(True)
+        present |= target.present.to(device)
+    return present
+
+
+def compute_present(method: Method, context: PathContext) -> list[MethodOutput]:
+    """``method.compute`` on the samples some target set has only: a photo with no detection
+    costs a perturbation method nothing (D-RISE ran its 4,000 masks on it). The others' maps
+    are zeros, never drawn; their values NaN."""
+    batch = context.inputs.shape[0]
+    if not context.target_sets:
+        return []
+    present = _present(context.target_sets, batch, context.inputs.device)
+    if bool(present.all()):
+        return method.compute(context)
+    rows = present.nonzero()[:, 0]
+    read = context.read
+    part = replace(
+        context,
+        inputs=context.inputs[rows],
+        clean=context.clean[rows],
+        target_sets=[t.select(rows) for t in context.target_sets],
+        logits=None if context.logits is None else context.logits[rows],
+        read=None if read is None else (read[0], read[1][rows]),
+    )
+    outputs = method.compute(part)
+    whole = []
+    for output in outputs:
+        maps = output.maps.new_zeros((batch, *output.maps.shape[1:]))
+        maps[rows] = output.maps
+        values = {}
+        for key, value in output.values.items():
+            blank = float("nan") if value.is_floating_point() else 0
+            full = value.new_full((batch, *value.shape[1:]), blank)
+            full[rows] = value
+            values[key] = full
+        whole.append(replace(output, maps=maps, values=values))
+    return whole
 
 
 def run_plan(
@@ -84,7 +136,7 @@ def run_plan(
         read,
     )
     for method in own:
-        outputs = method.compute(context)
+        outputs = compute_present(method, context)
         for result, output, t in zip(results, outputs, target_sets, strict=True):
             result[method.name] = Explanation(
                 output.maps, t.classes(len(output.maps), output.maps.device), logits,

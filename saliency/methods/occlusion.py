@@ -11,6 +11,7 @@ positive where hiding the region lowers the score. It costs one forward per wind
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -59,6 +60,13 @@ class Occlusion(Method):
                 f"occlusion: stride {values['stride']} is larger than window {values['window']}, "
                 "which would leave pixels that no window covers"
             )
+
+    def forwards(self, settings: Mapping[str, Any], size: tuple[int, int]) -> int | None:
+        window, stride = settings["window"], settings["stride"]
+        if window > min(size):
+            return None  # refused when it runs
+        rows, columns = window_starts(size[0], window, stride), window_starts(size[1], window, stride)
+        return len(rows) * len(columns)
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
         inputs, options = context.inputs, context.options

@@ -11,7 +11,9 @@ batch nor the order of the inputs. It costs one forward per mask, ``batch_size``
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +72,9 @@ class RISE(Method):
         Setting("cells", int, 7, "cells along each side of a mask's grid", low=2),
         Setting("p", float, 0.5, "chance that a cell is kept", low=0.0, high=1.0, low_open=True),
     )
+
+    def forwards(self, settings: Mapping[str, Any], size: tuple[int, int]) -> int | None:
+        return int(settings["masks"])
 
     def shown(self, maps: torch.Tensor) -> torch.Tensor:
         """Above the map's minimum: every pixel carries about the mean probability, so drawn as

@@ -31,12 +31,19 @@ class DetectionsPlan(TargetPlan):
     (optionally renormalised inside it: ``box_normalize``)."""
 
     found = True
+    each = "detection"
     k: int = 10
     min_score: float = 0.5
     box_normalize: bool = False
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
-        return [boxes_at(logits, rows) for rows in self.ranked(self.present(logits))]
+        present = self.present(logits)
+        targets = []
+        for rank, rows in enumerate(self.ranked(present)):
+            target = boxes_at(logits, rows)
+            target.present = self.has_rank(present, rank, logits.device)  # none: no work
+            targets.append(target)
+        return targets
 
     def present(self, logits: torch.Tensor) -> list[list[int]]:
         """Per image, the rows of its detections scored ``min_score`` or more, the ``k`` best;

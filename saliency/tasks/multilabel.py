@@ -51,6 +51,7 @@ class AbovePlan(TargetPlan):
     """Each class whose sigmoid is ``min_score`` or more, a picture each."""
 
     found = True
+    each = "label"
     min_score: float = 0.5
 
     def present(self, logits: torch.Tensor) -> list[list[int]]:

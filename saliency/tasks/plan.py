@@ -54,10 +54,13 @@ class TargetPlan:
             classes present, a detector's detections): its pictures are known only then.
         one_per_image: Whether it explains one target per image (``compare``, ``sanity`` and
             ``evaluate`` show one; ``topk`` is refused there).
+        each: What an image may hold many of, each explained (``detection``), for the cost a
+            run states; None: a set number per image.
     """
 
     found: ClassVar[bool] = False
     one_per_image: ClassVar[bool] = True
+    each: ClassVar[str | None] = None  # what an image may hold many of, each explained
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
         """One target per rank for a batch: a LongTensor (B,) of classes, or a target."""
@@ -130,6 +133,11 @@ class TargetPlan:
     def nothing(self) -> str:
         """What a row of an image where nothing was found says."""
         return "nothing found"
+
+    @staticmethod
+    def has_rank(present: list[list[int]], rank: int, device: torch.device) -> torch.Tensor:
+        """Which images (B,) bool have a target of ``rank``: a rank's target's ``present``."""
+        return torch.tensor([rank < len(p) for p in present], dtype=torch.bool, device=device)
 
     @staticmethod
     def ranked(present: list[list[int]]) -> list[list[int]]:

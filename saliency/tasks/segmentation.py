@@ -64,11 +64,17 @@ class PresentPlan(RegionPlan):
     known only once the model has seen it."""
 
     found = True
+    each = "class present"
     ignore: tuple[int, ...] = ()
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
-        per_rank = self.ranked(self.present(logits))
-        return [RegionTarget(torch.tensor(r, device=logits.device)) for r in per_rank]
+        present = self.present(logits)
+        targets = []
+        for rank, classes in enumerate(self.ranked(present)):
+            target = RegionTarget(torch.tensor(classes, device=logits.device))
+            target.present = self.has_rank(present, rank, logits.device)  # none: no work
+            targets.append(target)
+        return targets
 
     def suffixes(self) -> list[str]:
         return TargetPlan.suffixes(self)
