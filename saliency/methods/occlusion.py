@@ -65,8 +65,8 @@ class Occlusion(Method):
         window, stride = settings["window"], settings["stride"]
         if window > min(size):
             return None  # refused when it runs
-        rows, columns = window_starts(size[0], window, stride), window_starts(size[1], window, stride)
-        return len(rows) * len(columns)
+        rows = window_starts(size[0], window, stride)
+        return len(rows) * len(window_starts(size[1], window, stride))
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
         inputs, options = context.inputs, context.options

@@ -38,7 +38,7 @@ class DetectionsPlan(TargetPlan):
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
         present = self.present(logits)
-        targets = []
+        targets: list[torch.Tensor | Target] = []
         for rank, rows in enumerate(self.ranked(present)):
             target = boxes_at(logits, rows)
             target.present = self.has_rank(present, rank, logits.device)  # none: no work

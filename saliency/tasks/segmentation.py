@@ -69,7 +69,7 @@ class PresentPlan(RegionPlan):
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
         present = self.present(logits)
-        targets = []
+        targets: list[torch.Tensor | Target] = []
         for rank, classes in enumerate(self.ranked(present)):
             target = RegionTarget(torch.tensor(classes, device=logits.device))
             target.present = self.has_rank(present, rank, logits.device)  # none: no work
