@@ -11,10 +11,13 @@ from typing import Annotated
 
 import typer
 
+from saliency.engine.registry import method_names
+
 from .common import EXIT_INTERRUPTED
 from .compare import compare
 from .evaluate import evaluate
 from .explain import explain
+from .help import Command, Group
 from .listing import methods, models
 from .merge import merge
 from .report import report
@@ -22,12 +25,16 @@ from .sanity import sanity
 
 app = typer.Typer(
     name="saliency",
-    help="Saliency maps for CNN classifiers: Gradients, DeconvNet, Guided Backprop, Grad-CAM, "
-    "Guided Grad-CAM, Integrated Gradients, Gradient x Input, and SmoothGrad over any of them.",
+    cls=Group,
+    help="Saliency maps that explain vision models: classifiers, multi-label classifiers, "
+    "segmentation models, detectors and embeddings, from one photo to folders of thousands. "
+    f"{len(method_names())} methods: the gradient rules (Gradients, DeconvNet, Guided Backprop), "
+    "the CAM family (Grad-CAM and its kin), path and noise methods (Integrated Gradients, "
+    "SmoothGrad), perturbation (Occlusion, RISE, D-RISE) and LRP; 'saliency methods' lists "
+    "them. Start with: saliency explain PHOTOS --out DIR",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help is ours (.help); errors plain, as ours are
     context_settings={"help_option_names": ["-h", "--help"]},
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
@@ -47,11 +54,11 @@ def _main(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
 ) -> None:
-    """Saliency maps for CNN classifiers (see [b]saliency methods[/])."""
+    """Saliency maps that explain vision models (see [b]saliency methods[/])."""
 
 
 for command in (explain, compare, sanity, evaluate, report, merge, models, methods):
-    app.command()(command)
+    app.command(cls=Command)(command)
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def count(number: int, noun: str) -> str:
 
 
 def methods_from(
-    chosen: list[Enum] | None, default: tuple[str, ...] = ("guided",),
+    chosen: list[str] | None, default: tuple[str, ...] = ("guided",),
     loaded: LoadedModel | None = None,
 ) -> tuple[str, ...]:  # fmt: skip
     """The chosen methods' names, 'all' expanded (the methods for ``loaded``'s kind), in order,
@@ -57,7 +57,7 @@ def methods_from(
     from saliency.engine.registry import expand_methods
 
     try:
-        names = [str(c.value) for c in chosen] if chosen else list(default)
+        names = list(chosen) if chosen else list(default)
         return expand_methods(names, None if loaded is None else loaded.kind.provides)
     except ValueError as exc:
         fail(str(exc))
@@ -87,10 +87,12 @@ def load(
     group: Group | None = None,
     kind: str | None = None,
     given: tuple[str, ...] = (),
+    seed: int = 0,
 ) -> LoadedModel:
     """The model on ``device`` (a torchrun rank's own GPU in a ``group``), as ``kind`` (None:
     the kind its name says, or one that the ``given`` options ask for: an embedding for a
-    reference photo)."""
+    reference photo); ``--weights random`` drawn from ``seed``. Weights that cannot be had
+    offline are refused with the ways out as options."""
     import saliency
     from saliency.models.devices import resolve_device
     from saliency.tasks.registry import implied
@@ -109,7 +111,15 @@ def load(
         fail(str(exc))
     try:
         loaded = saliency.load_model(
-            model, weights=weights, device=resolved, labels=labels, kind=kind
+            model, weights=weights, device=resolved, labels=labels, kind=kind, seed=seed
+        )
+    except saliency.WeightsUnavailable as exc:
+        if debug:
+            raise
+        fail(
+            f"{model}: {exc.why}. Offline, use --model efficientnet_lite0 (its weights ship "
+            f"with saliency), --weights PATH (a checkpoint of {model}), or --weights random "
+            "(drawn from --seed: to try the architecture, not to explain what it learned)"
         )
     except saliency.SaliencyError as exc:
         if debug:
@@ -215,14 +225,16 @@ def method_options(
     given = {name: value(v) if isinstance(v, Enum) else v for name, v in named.items()}
     given = {name: v for name, v in given.items() if v is not None}
     spelled = {name: (flags or {}).get(name, f"--{name}") for name in named}
+    settings: dict[str, Any] = {}
     try:
         settings = parse_settings([get_method(m) for m in methods], pairs or [])
         for name in given.keys() & settings.keys():
             fail(f"{spelled[name]} and --set {name}=... both given: give one")
         options = MethodOptions(settings={**given, **settings}, **run)
         return resolve_method_options(loaded, methods, options)
-    except UnusedSettingError as exc:
-        flag = spelled.get(exc.name, f"--set {exc.name}")
+    except UnusedSettingError as exc:  # named as the user gave it: an option or --set
+        pair = exc.name in settings or exc.name not in given  # from --set NAME=VALUE
+        flag = f"--set {exc.name}" if pair else spelled[exc.name]
         if not exc.users:
             fail(str(exc))
         fail(f"{flag} is used only by {exc.described_users}; add one with --method")

@@ -22,7 +22,6 @@ from .options import (
     KindOpt,
     LabelsOpt,
     LayerOpt,
-    MethodOpt,
     ModelOpt,
     NoiseOpt,
     PathsArg,
@@ -38,6 +37,7 @@ from .options import (
     StyleOpt,
     TargetOpt,
     WeightsOpt,
+    method_option,
 )
 from .report import write as write_report
 
@@ -53,7 +53,9 @@ def compare(
     weights: WeightsOpt = None,
     labels: LabelsOpt = None,
     device: DeviceOpt = "auto",
-    method: MethodOpt = None,
+    method: Annotated[
+        list[str] | None, method_option("every method for the model but the slow ones")
+    ] = None,
     target: TargetOpt = "top1",
     similar_to: SimilarToOpt = None,
     different_from: DifferentFromOpt = None,
@@ -83,7 +85,7 @@ def compare(
     common.alone("compare")
     common.check_paths(paths)
     loaded = common.load(model, weights, labels, device, debug, kind=kind,
-                         given=common.given(similar_to, different_from))
+                         given=common.given(similar_to, different_from), seed=seed)
     methods = common.methods_from(method, common.quick_methods(loaded), loaded)  # its kind's
     fit_mode = common.check_fit(fit, loaded)
     target_spec = common.run_target(target, loaded, similar_to, different_from, fit_mode)

@@ -21,7 +21,6 @@ from .options import (
     KindOpt,
     LabelsOpt,
     LayerOpt,
-    MethodChoice,
     Metric,
     ModelOpt,
     PathsArg,
@@ -30,8 +29,10 @@ from .options import (
     ReportOpt,
     SetOpt,
     SimilarToOpt,
+    StepsOpt,
     TargetOpt,
     WeightsOpt,
+    method_option,
 )
 from .report import write as write_report
 
@@ -49,12 +50,7 @@ def evaluate(
     weights: WeightsOpt = None,
     labels: LabelsOpt = None,
     device: DeviceOpt = "auto",
-    method: Annotated[
-        list[MethodChoice] | None,
-        typer.Option(
-            "--method", help="Repeatable; 'all': every method. [default: gradient, guided, gradcam]"
-        ),  # fmt: skip
-    ] = None,
+    method: Annotated[list[str] | None, method_option("gradient, guided, gradcam")] = None,
     target: TargetOpt = "top1",
     similar_to: SimilarToOpt = None,
     different_from: DifferentFromOpt = None,
@@ -66,8 +62,9 @@ def evaluate(
             "on a detector, those four and pointing_game]",
         ),
     ] = None,
-    steps: Annotated[
-        int, typer.Option(min=1, help="Deletion and insertion: pixels go in this many equal steps.")
+    curve_steps: Annotated[
+        int,
+        typer.Option(min=1, help="Deletion and insertion: pixels go in this many equal steps."),
     ] = 20,
     fill: Annotated[
         Fill,
@@ -86,14 +83,7 @@ def evaluate(
         int, typer.Option(help="Seed of the random map, ROAD's noise and RISE's masks.")
     ] = 0,
     layer: LayerOpt = None,
-    ig_steps: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Integrated Gradients: points on the path. [default: 32]",
-            show_default=False,
-        ),
-    ] = None,
+    steps: StepsOpt = None,
     baseline: BaselineOpt = None,
     settings: SetOpt = None,
     fit: FitOpt = None,
@@ -117,14 +107,14 @@ def evaluate(
     common.alone("evaluate")
     common.check_paths(paths)
     loaded = common.load(model, weights, labels, device, debug, kind=kind,
-                         given=common.given(similar_to, different_from))
+                         given=common.given(similar_to, different_from), seed=seed)
     methods = common.methods_from(method, ("gradient", "guided", "gradcam"), loaded)
     fit_mode = common.check_fit(fit, loaded)
     explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "evaluate")
     metrics = _metrics(metric, explained is not None, loaded)
     method_options = common.method_options(
-        loaded, methods, {"layer": layer, "steps": ig_steps, "baseline": baseline}, settings,
-        flags={"steps": "--ig-steps"}, batch_size=batch_size,
+        loaded, methods, {"layer": layer, "steps": steps, "baseline": baseline}, settings,
+        batch_size=batch_size,
     )  # fmt: skip
     contrast_class = None
     if contrast is not None:
@@ -154,7 +144,7 @@ def evaluate(
             with progress, running.passes_shown(progress):
                 task = progress.add_task("evaluating", total=len(inputs))
                 protocol = Protocol(
-                    steps, str(fill.value), contrast=contrast_class, reduce=str(reduce.value),
+                    curve_steps, str(fill.value), contrast=contrast_class, reduce=str(reduce.value),
                     seed=seed, batch_size=batch_size,
                 )  # fmt: skip
                 result = run_evaluation(

@@ -156,7 +156,7 @@ def explain(
     place = placement(shard, debug)
     common.check_paths(paths)
     loaded = common.load(model, weights, labels, device, debug, place.group, kind,
-                         common.given(similar_to, different_from))
+                         common.given(similar_to, different_from), seed)
     methods = common.methods_from(method, loaded=loaded)  # all: the methods for its kind
     fit_mode = common.check_fit(fit, loaded)
     detections = (min_score, max_detections, per_box_normalize)

@@ -19,7 +19,6 @@ def _choices(name: str, values: tuple[str, ...] | list[str]) -> type[Enum]:
 
 
 if TYPE_CHECKING:  # made at run time from the lists: opaque to the checker
-    MethodChoice: TypeAlias = Any
     Baseline: TypeAlias = Any
     Style: TypeAlias = Any
     Sign: TypeAlias = Any
@@ -33,7 +32,6 @@ if TYPE_CHECKING:  # made at run time from the lists: opaque to the checker
     Metric: TypeAlias = Any
     Fill: TypeAlias = Any
 else:
-    MethodChoice = _choices("MethodChoice", [*method_names(), "all"])
     Baseline = _choices("Baseline", choices.BASELINES)
     Style = _choices("Style", choices.STYLES)
     Sign = _choices("Sign", choices.SIGNS)
@@ -58,7 +56,10 @@ ModelOpt = Annotated[
 ]
 WeightsOpt = Annotated[
     Path | None,
-    typer.Option(help="Local checkpoint (state dict) for the architecture named by --model."),
+    typer.Option(
+        help="A local checkpoint (state dict) of the architecture --model names; or random: "
+        "weights drawn from --seed, to try any architecture offline.",
+    ),
 ]
 LabelsOpt = Annotated[
     Path | None, typer.Option(help="Class names: a text file (one per line) or a JSON list.")
@@ -66,13 +67,46 @@ LabelsOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")
 ]
-MethodOpt = Annotated[
-    list[MethodChoice] | None,
-    typer.Option(
+def check_methods(given: list[str] | None) -> list[str] | None:
+    """``--method`` values checked as they are parsed: an unknown name is a usage error that
+    says what it may have meant (the choices are listed once, by ``saliency methods``)."""
+    import difflib
+
+    valid = [*method_names(), "all"]
+    for name in given or []:
+        if name.strip().lower() not in valid:
+            typed = name.strip().lower()
+            close = [n for n in valid if typed and (n.startswith(typed) or typed in n.split("_"))]
+            close += [n for n in difflib.get_close_matches(typed, valid, n=3, cutoff=0.5)
+                      if n not in close]  # fmt: skip
+            close = close[:4]
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise typer.BadParameter(
+                f"{name!r} is not a method{hint} ('saliency methods' lists them; 'all' is "
+                "every method for the model)"
+            )
+    return given
+
+
+def complete_methods(incomplete: str) -> list[str]:
+    """Tab completion of ``--method``: the methods' names that start as typed."""
+    return [name for name in [*method_names(), "all"] if name.startswith(incomplete.lower())]
+
+
+def method_option(default: str) -> Any:
+    """The ``--method`` option of a command whose default is ``default``."""
+    return typer.Option(
         "--method",
-        help="Repeatable; 'all' means every method (see 'saliency methods'). [default: guided]",
-    ),
-]
+        metavar="METHOD",
+        callback=check_methods,
+        autocompletion=complete_methods,
+        help=f"Repeatable; 'all': every method for the model (saliency methods lists them). "
+        f"[default: {default}]",
+        show_default=False,
+    )
+
+
+MethodOpt = Annotated[list[str] | None, method_option("guided")]
 LayerOpt = Annotated[
     str | None,
     typer.Option(
@@ -89,7 +123,10 @@ NoiseOpt = Annotated[
     float,
     typer.Option(help="SmoothGrad noise: standard deviation as a fraction of the input's range."),
 ]
-SeedOpt = Annotated[int, typer.Option(help="Seed of the SmoothGrad noise and of RISE's masks.")]
+SeedOpt = Annotated[
+    int,
+    typer.Option(help="Seed of SmoothGrad's noise, RISE's masks and --weights random's weights."),
+]
 StepsOpt = Annotated[
     int | None,
     typer.Option(
@@ -221,7 +258,9 @@ TunedPassOpt = Annotated[
         show_default=False,
     ),
 ]
-PathsArg = Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")]
+PathsArg = Annotated[
+    list[str], typer.Argument(metavar="PATH...", help="Image files, folders or glob patterns.")
+]
 
 
 def value(choice: Enum | None) -> str | None:

@@ -21,7 +21,6 @@ from .options import (
     KindOpt,
     LabelsOpt,
     LayerOpt,
-    MethodChoice,
     Mode,
     ModelOpt,
     NoiseOpt,
@@ -34,6 +33,7 @@ from .options import (
     StepsOpt,
     TargetOpt,
     WeightsOpt,
+    method_option,
 )
 from .report import write as write_report
 
@@ -49,12 +49,7 @@ def sanity(
     labels: LabelsOpt = None,
     device: DeviceOpt = "auto",
     method: Annotated[
-        list[MethodChoice] | None,
-        typer.Option(
-            "--method",
-            help="Repeatable; 'all' means every method. "
-            "[default: gradient, guided, gradcam, guided_gradcam]",
-        ),
+        list[str] | None, method_option("gradient, guided, gradcam, guided_gradcam")
     ] = None,
     target: TargetOpt = "top1",
     similar_to: SimilarToOpt = None,
@@ -113,7 +108,7 @@ def sanity(
     common.alone("sanity")
     common.check_paths(paths)
     loaded = common.load(model, weights, labels, device, debug, kind=kind,
-                         given=common.given(similar_to, different_from))
+                         given=common.given(similar_to, different_from), seed=seed)
     methods = common.methods_from(method, DEFAULT_METHODS, loaded)  # all: for its kind
     fit_mode = common.check_fit(fit, loaded)
     explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "sanity")

@@ -50,6 +50,7 @@ _EXPORTS = {
     "get_kind": "saliency.tasks.registry",
     "RuleError": "saliency.errors",
     "ModelError": "saliency.errors",
+    "WeightsUnavailable": "saliency.errors",
     "ImageError": "saliency.errors",
     "OutputBusyError": "saliency.errors",
     "UnsafePathError": "saliency.errors",
@@ -82,6 +83,7 @@ __all__ = [
     "Target",
     "TargetPlan",
     "UnsafePathError",
+    "WeightsUnavailable",
     "evaluate",
     "explain",
     "explain_batch",
@@ -122,6 +124,7 @@ if TYPE_CHECKING:
         RuleError,
         SaliencyError,
         UnsafePathError,
+        WeightsUnavailable,
     )
     from .evaluation.run import evaluate
     from .explanation import Explanation

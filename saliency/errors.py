@@ -15,6 +15,17 @@ class ModelError(SaliencyError):
     """A model could not be found, built or loaded."""
 
 
+class WeightsUnavailable(ModelError):
+    """Pretrained weights that cannot be had here (not cached, no network, none published):
+    ``why`` says which, ``ways_out`` the offline ways, in Python's terms (the command words
+    them as its options)."""
+
+    def __init__(self, why: str, ways_out: str) -> None:
+        super().__init__(f"{why}; {ways_out}")
+        self.why = why
+        self.ways_out = ways_out
+
+
 class ImageError(SaliencyError):
     """An image could not be read or decoded."""
 

@@ -34,7 +34,7 @@ def compare_evaluate_and_sanity(photos: Path, out: Path, *args: str) -> list[str
     assert compared.returncode == 0, compared.stderr
     one = sorted(p for p in photos.iterdir() if p.suffix in (".jpg", ".png"))[0]
     evaluated = cli("evaluate", one, "--out", out / "evaluate", *args,
-                    "--metric", "deletion", "--steps", "4", "--fit", "resize")  # fmt: skip
+                    "--metric", "deletion", "--curve-steps", "4", "--fit", "resize")  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     checked = cli("sanity", one, "--out", out / "sanity", *args, "--fit", "crop")
     assert checked.returncode == 0, checked.stderr

@@ -50,7 +50,7 @@ def test_the_cams_compare_evaluate_and_sanity(photos: Path, tmp_path: Path) -> N
     assert compared.returncode == 0, compared.stderr
     assert (tmp_path / "compare" / "compare.png").is_file()
     evaluated = cli("evaluate", photos, "--out", tmp_path / "evaluate", *METHODS,
-                    "--metric", "deletion", "--steps", "4", "--fit", "resize")  # fmt: skip
+                    "--metric", "deletion", "--curve-steps", "4", "--fit", "resize")  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     with open(tmp_path / "evaluate" / "evaluation.csv") as handle:
         scored = {row["method"] for row in csv.DictReader(handle)}

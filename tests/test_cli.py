@@ -155,13 +155,14 @@ def test_same_inputs_give_identical_pngs(photos, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--method", "lrp"], "'lrp' is not one of"),
+        (["--method", "lrp"], "'lrp' is not a method; did you mean lrp_epsilon"),
+        (["--method", "gradcm"], "'gradcm' is not a method; did you mean gradcam"),
         (["--style", "x"], "'x' is not one of"),
         (["--fit", "x"], "'x' is not one of"),
         (["--cmap", "nope"], "unknown colormap"),
         (["--model", "resnet5"], "did you mean resnet50"),
         (["--device", "cuda:7"], "cuda"),
-        (["--target", "tiger kat"], "close matches: 'tiger cat'"),
+        (["--target", "tiger kat"], "did you mean 'tiger cat'"),
         (["--target", "1000"], r"valid classes are 0..999"),
         (["--batch-size", "0"], "at least 1"),
         (["--alpha", "1.5"], r"\[0, 1\]"),

@@ -205,7 +205,7 @@ def test_the_evaluate_command_on_the_sample_photos(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "saliency_cli", "evaluate", str(SAMPLES / "chelsea.png"),
                str(SAMPLES / "coffee.jpg"), "--out", str(out), "--method", "guided",
                "--method", "gradcam", "--metric", "deletion", "--metric", "class_sensitivity",
-               "--steps", "5", "--fit", "resize", "--report"]  # fmt: skip
+               "--curve-steps", "5", "--fit", "resize", "--report"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Leaderboard" in done.stdout and "centre" in done.stdout

@@ -180,7 +180,7 @@ def test_sanity_evaluate_and_compare_keep_one_inputs_fault_with_it(tmp_path: Pat
     runs = {
         "compare": ("--method", "gradient"),
         "sanity": ("--method", "gradient", "--granularity", "stage"),
-        "evaluate": ("--method", "gradient", "--metric", "deletion", "--steps", "4"),
+        "evaluate": ("--method", "gradient", "--metric", "deletion", "--curve-steps", "4"),
     }
     for command, settings in runs.items():
         done = cli(command, photos, "--out", out / command, *settings)

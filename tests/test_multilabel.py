@@ -98,7 +98,7 @@ def test_compare_and_evaluate_explain_the_most_likely_label(tmp_path: Path, chec
     compared = cli("compare", photo, "--out", tmp_path / "compare", *args)
     assert compared.returncode == 0, compared.stderr
     assert (tmp_path / "compare" / "chelsea.compare.png").is_file()
-    evaluated = cli("evaluate", photo, "--out", tmp_path / "evaluate", *args, "--steps", "4",
+    evaluated = cli("evaluate", photo, "--out", tmp_path / "evaluate", *args, "--curve-steps", "4",
                     "--metric", "deletion")  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     board = json.loads((tmp_path / "evaluate" / "evaluation.json").read_text())

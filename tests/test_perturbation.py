@@ -162,7 +162,7 @@ def test_rise_inserts_better_than_a_random_map_on_photos(photos: Path, tmp_path:
     """The offline model on a sample photo: the class probability rises sooner when RISE's
     pixels go in first than when a random map's do (0.34 against 0.08 measured)."""
     evaluated = cli("evaluate", photos / "astronaut.jpg", "--out", tmp_path, "--method", "rise",
-                    "--set", "masks=120", "--metric", "insertion", "--steps", "8",
+                    "--set", "masks=120", "--metric", "insertion", "--curve-steps", "8",
                     "--fit", "resize")  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     with open(tmp_path / "evaluation.csv") as handle:

@@ -90,7 +90,7 @@ def test_evaluate_scores_the_region_itself(tmp_path: Path, weights: Path) -> Non
     for name in NAMES:
         shutil.copy(SAMPLES / name, photos / name)
     args = ("evaluate", photos, "--model", MODEL, "--weights", weights, "--method", "gradient",
-            "--steps", "4", "--fit", "resize")  # fmt: skip
+            "--curve-steps", "4", "--fit", "resize")  # fmt: skip
     done = cli(*args, "--metric", "deletion", "--metric", "insertion", "--out", tmp_path / "out")
     assert done.returncode == 0, done.stderr
     loaded = load_model(MODEL, weights=weights)
@@ -120,7 +120,7 @@ def test_similarity_in_evaluate_compare_and_sanity(tmp_path: Path) -> None:
     shutil.copy(SAMPLES / "chelsea.png", photos / "chelsea.png")
     reference = SAMPLES / "grace_hopper.jpg"
     common = ("--method", "gradient", "--fit", "resize", "--similar-to", reference)
-    done = cli("evaluate", photos, "--steps", "2", "--out", tmp_path / "e", *common)
+    done = cli("evaluate", photos, "--curve-steps", "2", "--out", tmp_path / "e", *common)
     assert done.returncode == 0, done.stderr
     loaded = load_model(embedding=True)
     with torch.no_grad():

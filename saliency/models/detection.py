@@ -111,7 +111,7 @@ def detection_preprocessing(model: nn.Module) -> Preprocessing:
 
 DETECTOR_OFFLINE_HELP = (
     "no detector's weights ship with saliency: give a local checkpoint of the architecture "
-    "(weights='path/to/checkpoint.pth'), or weights='random' for a random one (tests)"
+    "(weights='path/to/checkpoint.pth'), or weights='random' (seeded by seed=) to try it"
 )
 
 
@@ -123,7 +123,7 @@ def build_detector(
     weights nothing is fetched: neither the detector's nor its backbone's."""
     import torchvision
 
-    from ..errors import ModelError
+    from ..errors import ModelError, WeightsUnavailable
     from .downloads import hub_cache, require_download
     from .zoo import weights_entry
 
@@ -133,14 +133,15 @@ def build_detector(
         try:
             require_download(weights.url, hub_cache(weights.url))
         except ModelError:
-            raise ModelError(
-                f"the weights of {arch} are not cached and cannot be downloaded here; "
-                + DETECTOR_OFFLINE_HELP
+            raise WeightsUnavailable(
+                f"the weights of {arch} are not cached and cannot be downloaded here",
+                DETECTOR_OFFLINE_HELP,
             ) from None
         try:
             model = torchvision.models.get_model(arch, weights=weights, progress=False)
         except OSError as exc:
-            raise ModelError(f"could not download {arch}: {exc}; {DETECTOR_OFFLINE_HELP}") from None
+            why = f"could not download {arch}: {exc}"
+            raise WeightsUnavailable(why, DETECTOR_OFFLINE_HELP) from None
     else:
         model = torchvision.models.get_model(arch, weights=None, weights_backbone=None)
     return Detector(model), detection_preprocessing(model), categories

@@ -10,12 +10,13 @@ from urllib.parse import urlparse
 
 import torch
 
-from ..errors import ModelError
+from ..errors import WeightsUnavailable
 
 OFFLINE_DEFAULT = "efficientnet_lite0"
 OFFLINE_HELP = (
-    f"use the offline default model '{OFFLINE_DEFAULT}', or local weights "
-    "(weights='path/to/checkpoint.pth' with the architecture's name)"
+    f"use the offline default model '{OFFLINE_DEFAULT}', local weights "
+    "(weights='path/to/checkpoint.pth' with the architecture's name), or weights='random' "
+    "(seeded by seed=) to try the architecture"
 )
 
 
@@ -35,9 +36,9 @@ def require_download(url: str, cached: Path | None) -> None:
             return
         except OSError:
             pass
-    raise ModelError(
-        f"pretrained weights are not cached and {host} cannot be reached (no network); "
-        f"{OFFLINE_HELP}"
+    raise WeightsUnavailable(
+        f"its pretrained weights are not cached and {host} cannot be reached (no network)",
+        OFFLINE_HELP,
     )
 
 

@@ -58,6 +58,7 @@ class LoadedModel:
             ``detection`` (a [saliency.Detector][]'s (B, N, 6) detections, explained through a
             [saliency.BoxScoreTarget][] or a [saliency.DRiseTarget][]); by default a
             classifier.
+        seed: The seed its random weights were drawn from; None for weights not random.
     """
 
     name: str
@@ -67,6 +68,7 @@ class LoadedModel:
     preprocessing: Preprocessing
     device: torch.device
     kind: Kind = field(default_factory=lambda: get_kind("classification"))
+    seed: int | None = None  # the seed its random weights were drawn from (None: not random)
 
     @property
     def task(self) -> str:
@@ -122,6 +124,7 @@ def load_model(
     labels: str | os.PathLike[str] | None = None,
     embedding: bool = False,
     kind: str | None = None,
+    seed: int = 0,
 ) -> LoadedModel:
     """Build a classifier by name with pretrained, local or random weights.
 
@@ -148,6 +151,8 @@ def load_model(
             (the same as ``kind="embedding"``).
         kind: The [kind of model][saliency.Kind] to load it as, by name (``multilabel`` for a
             classifier with a sigmoid per class); None: the kind its name says.
+        seed: With ``weights="random"``: the seed the weights are drawn from, so that the
+            same seed gives the same model (the global random state is left as it was).
 
     Returns:
         The model in eval mode on its device, with its preprocessing and class names.
@@ -164,7 +169,10 @@ def load_model(
     if local is not None and not local.is_file():
         raise ModelError(f"weights file not found: {local}")
     chosen = _kind_for(name, source, arch, "embedding" if embedding else kind)
-    model, prep, categories = chosen.build(source, arch, tag, weights)
+    random_init = weights is not None and str(weights) == "random"
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        torch.manual_seed(seed)
+        model, prep, categories = chosen.build(source, arch, tag, weights)
     if local is not None and not chosen.loads_weights:
         model, categories = load_local(source, arch, model, local, categories)
     if labels is not None:
@@ -176,8 +184,9 @@ def load_model(
         categories = names
     model, categories = chosen.finish(model, categories)
     return LoadedModel(
-        name, source, model.eval().to(target), categories, prep, target, chosen
-    )
+        name, source, model.eval().to(target), categories, prep, target, chosen,
+        seed if random_init else None,
+    )  # fmt: skip
 
 
 def _kind_for(name: str, source: str, arch: str, asked: str | None) -> Kind:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, WeightsUnavailable
 from .checkpoints import load_state_dict, match_by_position
 from .downloads import OFFLINE_HELP, hf_cache, hub_cache, require_download
 from .preprocess import Preprocessing
@@ -146,7 +146,7 @@ def build_torchvision(
     try:
         model = torchvision.models.get_model(arch, weights=weights, progress=False)
     except OSError as exc:  # URLError is an OSError
-        raise ModelError(f"could not download weights for {arch}: {exc}; {OFFLINE_HELP}") from None
+        raise WeightsUnavailable(f"could not download weights for {arch}: {exc}", OFFLINE_HELP) from None
     return model, prep, categories
 
 
@@ -158,7 +158,7 @@ def build_timm(arch: str, pretrained: bool) -> tuple[nn.Module, Preprocessing, l
         hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
         url = getattr(cfg, "url", None) if cfg is not None else None
         if not hub_id and not url:
-            raise ModelError(f"timm/{arch} has no pretrained weights; {OFFLINE_HELP}")
+            raise WeightsUnavailable(f"timm/{arch} has no pretrained weights", OFFLINE_HELP)
         if hub_id:
             require_download("https://huggingface.co/" + hub_id, hf_cache(hub_id))
         elif url:
@@ -166,7 +166,8 @@ def build_timm(arch: str, pretrained: bool) -> tuple[nn.Module, Preprocessing, l
         try:
             model = timm.create_model(arch, pretrained=True)
         except (OSError, RuntimeError) as exc:
-            raise ModelError(f"could not load timm/{arch} weights: {exc}; {OFFLINE_HELP}") from None
+            why = f"could not load timm/{arch} weights: {exc}"
+            raise WeightsUnavailable(why, OFFLINE_HELP) from None
     else:
         model = timm.create_model(arch, pretrained=False)
     return model, timm_preprocessing(model), timm_categories(model)

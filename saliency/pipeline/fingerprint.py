@@ -30,6 +30,8 @@ def model_identity(loaded: LoadedModel) -> str:
         "preprocessing": asdict(loaded.preprocessing),
         "categories": loaded.categories,
     }
+    if loaded.seed is not None:  # random weights: the seed they were drawn from
+        head["random_weights_seed"] = loaded.seed
     digest.update(json.dumps(head, sort_keys=True).encode())
     for name, tensor in loaded.model.state_dict().items():
         hash_tensor(digest, name, tensor)

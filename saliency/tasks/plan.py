@@ -156,6 +156,26 @@ class ClassChoice:
     index: int = 0
 
 
+FEW_CLASSES = 40  # an unknown name lists them all up to this many
+
+
+def close_classes(text: str, categories: list[str], count: int = 6) -> list[int]:
+    """The classes a name may have meant, best first: those that hold it as a word (``cat``:
+    ``tiger cat``, ``Persian cat``), then as a part of a word, then those spelled alike."""
+    wanted = text.strip().lower()
+    lowered = [name.lower() for name in categories]
+    words = [i for i, n in enumerate(lowered) if wanted in n.replace(",", " ").split()]
+    parts = [i for i, n in enumerate(lowered) if wanted in n and i not in words]
+    alike = [
+        lowered.index(n) for n in difflib.get_close_matches(wanted, lowered, n=count, cutoff=0.6)
+    ]
+    found: list[int] = []
+    for i in [*words, *parts, *alike]:
+        if i not in found:
+            found.append(i)
+    return found[:count]
+
+
 def parse_class(spec: str, categories: list[str]) -> ClassChoice:
     """``top1``, ``topk:N``, a class index, or a class name (case-insensitive).
 
@@ -185,12 +205,11 @@ def parse_class(spec: str, categories: list[str]) -> ClassChoice:
     if hits:
         listed = ", ".join(f"{i} ({categories[i]})" for i in hits)
         raise ValueError(f"class name {spec!r} is ambiguous: give the index, one of {listed}")
-    close = difflib.get_close_matches(text.lower(), lowered, n=5, cutoff=0.6)
-    close += [n for n in lowered if text.lower() in n and n not in close][: 5 - len(close)]
-    hint = (
-        "; close matches: "
-        + ", ".join(f"{categories[lowered.index(n)]!r} ({lowered.index(n)})" for n in close)
-        if close
-        else ""
-    )
+    if classes <= FEW_CLASSES:  # a few: all of them
+        listed = ", ".join(f"{i} ({name})" for i, name in enumerate(categories))
+        raise ValueError(f"unknown class name {spec!r}; the {classes} classes: {listed}")
+    hint = ""
+    close = close_classes(text, categories)
+    if close:
+        hint = "; did you mean " + ", ".join(f"{categories[i]!r} ({i})" for i in close) + "?"
     raise ValueError(f"unknown class name {spec!r}{hint}")
