@@ -76,3 +76,129 @@ def test_a_report_made_from_elsewhere_finds_the_photos(tmp_path: Path) -> None:
     assert none == []
     assert "2 photos not found where the run read them" in said
     assert "photos/chelsea.png" in said and "--inputs-from" in said
+
+
+COMMANDS = ("explain", "compare", "sanity", "evaluate", "report", "merge", "models", "methods")
+
+
+def test_help_fits_80_columns_in_panels_with_the_methods_listed_once() -> None:
+    """Every command's help at 80 columns: no line wider, options grouped in panels, no type
+    placeholders (``<bool>``, ``<str>``), the method names not spelled out in a metavar (they
+    wrapped over 11 lines); ``saliency --help`` says what the tool explains today."""
+    from saliency.engine.registry import method_names
+
+    wide = {"COLUMNS": "80"}
+    top = cli("--help", env=wide)
+    assert top.returncode == 0
+    assert "CNN classifiers" not in top.stdout
+    for word in ("segmentation", "detectors", "embeddings", "saliency methods", *COMMANDS):
+        assert word in top.stdout, word
+    for command in COMMANDS:
+        shown = cli(command, "--help", env=wide)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80, command
+        assert "<bool>" not in shown.stdout and "<str>" not in shown.stdout, command
+        assert "Value error" not in shown.stdout
+    explain = cli("explain", "--help", env=wide).stdout
+    panels = [line for line in explain.splitlines() if line.endswith(":") and " " not in line[:1]]
+    for panel in ("Input and output:", "Model:", "Methods:", "Detection:", "Pictures:",
+                  "Performance:", "Runs:"):  # fmt: skip
+        assert panel in panels, panels
+    assert "--method METHOD" in explain and "saliency methods" in explain
+    assert sum(name in explain for name in method_names() if "_" in name) <= 1  # in prose only
+    assert "--weights PATH|random" in explain and "--seed" in explain
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (("--method", "gradcm"), "'gradcm' is not a method; did you mean gradcam"),
+        (("--method", "lrp"), "did you mean lrp_epsilon_alpha2_beta1_flat or"),
+        (("--fit", "x"), "'x' is not one of 'native', 'crop', 'resize'"),
+        (("--target", "cat"), "did you mean 'tiger cat' (282), 'Persian cat' (283)"),
+        (("--set", "steps=8", "--method", "guided"),
+         "--set steps is used only by integrated_gradients"),
+        (("--steps", "8", "--method", "guided"), "--steps is used only by integrated_gradients"),
+    ],
+)  # fmt: skip
+def test_mistakes_say_what_was_meant(tmp_path: Path, args: tuple, said: str) -> None:
+    """A misspelled method or class gets a "did you mean" (``cat``: the cats first, not
+    'crate'); no validator's "Value error," prefix; ``--set steps`` answered as typed (it was
+    answered about --steps). Exit 2, nothing made."""
+    done = cli("explain", SAMPLES / "chelsea.png", "--out", tmp_path / "out", *args)
+    assert done.returncode == 2, done.stderr
+    message = " ".join(done.stderr.split())
+    assert said in message, message
+    assert "Value error" not in message and "Traceback" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_steps_mean_what_they_mean_everywhere(tmp_path: Path) -> None:
+    """``--steps`` is Integrated Gradients' points in every command, evaluate's too; the
+    deletion and insertion curves' steps are ``--curve-steps``."""
+    photo = SAMPLES / "chelsea.png"
+    refused = cli("evaluate", photo, "--out", tmp_path / "a", "--method", "gradient",
+                  "--steps", "4")  # fmt: skip
+    assert refused.returncode == 2
+    assert "--steps is used only by integrated_gradients" in refused.stderr
+    done = cli("evaluate", photo, "--out", tmp_path / "b", "--method", "integrated_gradients",
+               "--steps", "4", "--curve-steps", "3", "--metric", "deletion", "--fit", "resize")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    curves = (tmp_path / "b" / "curves.csv").read_text().splitlines()
+    ours = [line for line in curves if ",integrated_gradients,deletion," in line]
+    assert len(ours) == 4  # the fractions 0, 1/3, 2/3, 1
+
+
+def test_tab_completion_completes_commands_methods_and_choices() -> None:
+    """Completion is on (``saliency --install-completion``); what bash gets asked for."""
+    import os
+    import subprocess
+
+    from tests.test_cli import saliency_exe
+
+    def complete(*words: str) -> list[str]:
+        env = {**os.environ, "_SALIENCY_COMPLETE": "complete_bash",
+               "COMP_WORDS": " ".join(words), "COMP_CWORD": str(len(words) - 1)}  # fmt: skip
+        done = subprocess.run([saliency_exe()], env=env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        return done.stdout.split()
+
+    assert "--install-completion" in cli("--help").stdout
+
+    assert complete("saliency", "exp") == ["explain"]
+    assert complete("saliency", "explain", "--method", "gradcam_") == ["gradcam_plus_plus"]
+    assert complete("saliency", "explain", "--fit", "") == ["native", "crop", "resize"]
+
+
+def test_offline_weights_are_refused_in_the_commands_terms(tmp_path: Path) -> None:
+    """No network and no cached weights: the ways out as the command's options, not as Python
+    keywords ("weights='random' for a random one (tests)")."""
+    offline = {"SALIENCY_OFFLINE": "1"}
+    for model in ("resnet18", "fasterrcnn_mobilenet_v3_large_320_fpn"):
+        done = cli("explain", SAMPLES / "chelsea.png", "--out", tmp_path / model, "--model",
+                   model, env=offline)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        said = " ".join(done.stderr.split())
+        for way in ("--model efficientnet_lite0", "--weights PATH", "--weights random"):
+            assert way in said, said
+        assert "weights=" not in said and "(tests)" not in said
+        assert not (tmp_path / model).exists()
+
+
+def test_random_weights_are_seeded_so_a_rerun_keeps_its_pictures(tmp_path: Path) -> None:
+    """``--weights random`` draws from ``--seed``: the same seed is the same model (a rerun
+    does nothing), another seed another model (the pictures are redone), and the seed is in the
+    model's identity."""
+    out = tmp_path / "out"
+    args = ("explain", SAMPLES / "chelsea.png", "--out", out, "--model", "resnet18",
+            "--weights", "random", "--method", "gradient", "--fit", "resize")  # fmt: skip
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    (made,) = rows(out)
+    again = cli(*args, "--seed", "0")
+    assert again.returncode == 0 and "1 already done" in again.stderr, again.stderr
+    other = cli(*args, "--seed", "1")
+    assert other.returncode == 0 and "1 image done" in other.stderr, other.stderr
+    (redone,) = [row for row in rows(out) if row["status"] == "ok"][-1:]
+    assert redone["fingerprint"] != made["fingerprint"]

@@ -232,3 +232,12 @@ def test_a_segmentation_report_in_the_browser(browser: Any, tmp_path: Path, weig
     assert page.locator(".card .note").count() == 2 * 2  # per photo, per method
     assert "no class present but the background" in page.locator("#cards").text_content()
     assert page.locator(".card.error").count() == 0 and report.problems == []
+
+
+def test_an_unknown_class_lists_the_few_there_are(tmp_path: Path, weights: Path) -> None:
+    """A segmentation's 21 classes are few: an unknown name lists them all (it listed none)."""
+    done = explain(photos_folder(tmp_path), tmp_path / "out", weights, "--target", "sofaa")
+    assert done.returncode == 2, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "unknown class name 'sofaa'; the 21 classes: 0 (__background__), 1 (aeroplane)" in said
+    assert "18 (sofa)" in said and not (tmp_path / "out").exists()
