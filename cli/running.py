@@ -66,6 +66,8 @@ def progress(console: Console, quiet: bool) -> Progress:
             unit = task.fields.get("unit", "img")
             return Text(f"{speed:.1f} {unit}/s" if speed else f"- {unit}/s")
 
+    if not quiet and not console.is_terminal:
+        return plain_progress(console)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -74,9 +76,53 @@ def progress(console: Console, quiet: bool) -> Progress:
         RateColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=quiet or not console.is_terminal,
+        disable=quiet,
         transient=False,
     )
+
+
+def plain_progress(console: Console) -> Progress:
+    """Progress for output that is not a terminal (a log file, a job's output, CI), where a bar
+    shows nothing: a plain line per unfinished task every few seconds (``SALIENCY_PROGRESS``
+    seconds, 10 by default): done/total, rate, time left."""
+    import threading
+
+    from rich.progress import Progress
+
+    every = float(os.environ.get("SALIENCY_PROGRESS", "10"))
+
+    class Lines(Progress):
+        def start(self) -> None:
+            super().start()
+            self._done = threading.Event()
+            threading.Thread(target=self._every, daemon=True, name="progress").start()
+
+        def stop(self) -> None:
+            if hasattr(self, "_done"):
+                self._done.set()
+            super().stop()
+
+        def _every(self) -> None:
+            while not self._done.wait(every):
+                for task in self.tasks:
+                    if task.total and not task.finished and task.completed < task.total:
+                        self.console.print(line(task), highlight=False)
+
+    return Lines(console=console, disable=True)
+
+
+def line(task: Any) -> str:
+    """``explaining: 12/100 (12%), 3.4 img/s, about 26 s left``."""
+    from saliency.models.timing import duration
+
+    unit = task.fields.get("unit", "img")
+    done, total = int(task.completed), int(task.total)
+    text = f"{task.description.strip()}: {done}/{total} ({done / total:.0%})"
+    elapsed = task.elapsed or 0.0
+    if done and elapsed > 0:  # the mean rate so far: steadier than the last few samples'
+        rate = done / elapsed
+        text += f", {rate:.1f} {unit}/s, about {duration((total - done) / rate)} left"
+    return text
 
 
 class Stopper:

@@ -202,3 +202,21 @@ def test_random_weights_are_seeded_so_a_rerun_keeps_its_pictures(tmp_path: Path)
     assert other.returncode == 0 and "1 image done" in other.stderr, other.stderr
     (redone,) = [row for row in rows(out) if row["status"] == "ok"][-1:]
     assert redone["fingerprint"] != made["fingerprint"]
+
+
+def test_progress_is_plain_lines_when_the_output_is_not_a_terminal(tmp_path: Path) -> None:
+    """Output to a file or a pipe (here: captured) gets progress lines every few seconds (here
+    0.2, by ``SALIENCY_PROGRESS``): done/total, rate, time left (a 10-minute run said
+    nothing before its end)."""
+    import re
+
+    photos = [SAMPLES / n for n in ("chelsea.png", "coffee.jpg", "rocket.jpg", "astronaut.jpg")]
+    done = cli("explain", *photos, "--out", tmp_path / "out", "--method", "integrated_gradients",
+               "--batch-size", "1", env={"SALIENCY_PROGRESS": "0.2"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert any(re.fullmatch(r"explaining: 0/4 \(0%\)", line) for line in lines), lines
+    assert any(re.fullmatch(r"passes: \d+/32 \(\d+%\).*", line) for line in lines), lines
+    rated = r"explaining: [123]/4 \(\d+%\), [\d.]+ img/s, about \d+ s left"
+    assert any(re.fullmatch(rated, line) for line in lines), lines
+    assert lines[-1].startswith("4 images done")
