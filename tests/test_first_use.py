@@ -143,8 +143,13 @@ def test_evaluate_steps_mean_what_they_mean_everywhere(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "--steps is used only by integrated_gradients" in refused.stderr
     done = cli("evaluate", photo, "--out", tmp_path / "b", "--method", "integrated_gradients",
-               "--steps", "4", "--curve-steps", "3", "--metric", "deletion", "--fit", "resize")  # fmt: skip
+               "--steps", "4", "--curve-steps", "3", "--metric", "deletion",
+               "--fit", "resize")  # fmt: skip
     assert done.returncode == 0, done.stderr
+    # its cost said first: (1 map + 2 baselines) x 4 deletion fractions, and IG's own passes
+    # are not counted as perturbed copies (their cost is the maps')
+    said = " ".join(done.stderr.split())
+    assert said.startswith("evaluate: 1 photo, 1 method and 2 baselines: 12 forward passes, about")
     curves = (tmp_path / "b" / "curves.csv").read_text().splitlines()
     ours = [line for line in curves if ",integrated_gradients,deletion," in line]
     assert len(ours) == 4  # the fractions 0, 1/3, 2/3, 1

@@ -89,6 +89,24 @@ class Protocol:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         object.__setattr__(self, "road_fractions", tuple(self.road_fractions))
 
+    def forwards(self, metrics: Sequence[str]) -> int:
+        """Forward passes of perturbed copies per image and map (each method's and each
+        baseline's) that ``metrics`` take: deletion and insertion a pass per fraction, ROAD one
+        per fraction each way; class sensitivity a second map instead, the pointing game none."""
+        per = {
+            "deletion": self.steps + 1,
+            "insertion": self.steps + 1,
+            "road_morf": len(self.road_fractions),
+            "road_lerf": len(self.road_fractions),
+        }
+        return sum(per.get(metric, 0) for metric in metrics)
+
+    def imputations(self, metrics: Sequence[str]) -> int:
+        """ROAD's imputations per image and map that ``metrics`` take: one per fraction, each
+        way asked for."""
+        road = sum(metric in ("road_morf", "road_lerf") for metric in metrics)
+        return road * len(self.road_fractions)
+
 
 def evaluate(
     model: nn.Module | LoadedModel,

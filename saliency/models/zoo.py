@@ -146,7 +146,8 @@ def build_torchvision(
     try:
         model = torchvision.models.get_model(arch, weights=weights, progress=False)
     except OSError as exc:  # URLError is an OSError
-        raise WeightsUnavailable(f"could not download weights for {arch}: {exc}", OFFLINE_HELP) from None
+        why = f"could not download weights for {arch}: {exc}"
+        raise WeightsUnavailable(why, OFFLINE_HELP) from None
     return model, prep, categories
 
 

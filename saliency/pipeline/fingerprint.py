@@ -25,7 +25,7 @@ def model_identity(loaded: LoadedModel) -> str:
     same weights give the same identity wherever they were loaded from (about 30 ms per
     100 MB of weights)."""
     digest = hashlib.sha256()
-    head = {
+    head: dict[str, object] = {
         "name": loaded.name,
         "preprocessing": asdict(loaded.preprocessing),
         "categories": loaded.categories,
