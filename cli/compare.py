@@ -68,6 +68,13 @@ def compare(
     settings: SetOpt = None,
     fit: FitOpt = None,
     grid: Annotated[bool, typer.Option(help="All images as rows of one figure.")] = False,
+    columns: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Panels a line: an image's photo and maps wrap onto more lines past "
+            "this many (0: one line each)."
+        ),
+    ] = 6,
     format: FigureFormatOpt = "png",
     style: StyleOpt = "overlay",
     reduce: ReduceOpt = "max",
@@ -124,11 +131,11 @@ def compare(
                 failed += 1
                 console.print(f"[red]error:[/] {escape(file.shown)}: {escape(str(exc))}")
                 continue
-            _save([row], path)
+            _save([row], path, columns)
             written.append(path)
         if grid and rows:
             path = out / f"compare.{suffix}"
-            _save(rows, path)
+            _save(rows, path, columns)
             written.append(path)
         if not quiet:
             where = escape(str(out))
@@ -138,10 +145,10 @@ def compare(
         raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
 
 
-def _save(rows: list[CompareRow], path: Path) -> None:
+def _save(rows: list[CompareRow], path: Path, columns: int) -> None:
     from saliency.pictures.figures import save_figure
 
     try:
-        save_figure(rows, path)
+        save_figure(rows, path, columns)
     except OSError as exc:
         common.fail(f"cannot write {path}: {exc.strerror or exc}", common.EXIT_FAILED)

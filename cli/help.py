@@ -25,7 +25,7 @@ PANELS: dict[str, str] = {
     ),  # fmt: skip
     **dict.fromkeys(
         ("style", "reduce", "sign", "clip_percentile", "cmap", "alpha", "format", "quality",
-         "png_compression", "save_raw", "raw_format", "grid"),
+         "png_compression", "save_raw", "raw_format", "grid", "columns"),
         "Pictures",
     ),  # fmt: skip
     **dict.fromkeys(("min_score", "max_detections", "per_box_normalize"), "Detection"),
