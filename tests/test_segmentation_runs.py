@@ -219,7 +219,9 @@ def test_a_segmentation_report_in_the_browser(browser: Any, tmp_path: Path, weig
             if " map " in a]  # fmt: skip
     assert len(maps) == len(manifest_rows(out))
     text = page.locator("#cards").text_content()
-    assert "pixel_share" in text
+    # captions as a person reads them, not "pixel_share 1, region_probability 0.055731"
+    assert "% of pixels" in text and "mean probability over the region" in text
+    assert "pixel_share" not in text and "region_probability" not in text
     assert all(VOC[c] in text for c in present(labels_of(weights, "chelsea.png")))
     assert page.locator(".card.error").count() == 0 and report.problems == []
 

@@ -64,6 +64,35 @@
     return button;
   }
 
+  // a row's keys as a person reads them: "23% of pixels", not "pixel_share 0.23"
+  const WORDED = {
+    pixel_share: (v) => `${percent(v)} of pixels`,
+    region_probability: (v) => `${percent(v)} mean probability over the region`,
+    box_share: (v) => `${percent(v)} inside its box`,
+    score: (v) => `score ${percent(v)}`,
+    similarity: (v) => `similarity ${number(v)}`,
+    steps: (v) => `${v} steps`,
+    masks: (v) => `${v} masks`,
+    baseline: (v) => `${v} baseline`,
+    smooth: (v) => `SmoothGrad ×${v}`,
+    noise: (v) => `noise ${number(v)}`,
+    found: (v) => (Array.isArray(v) && v.length > 1 ? `${v.length} found` : ""),
+    label: () => "",  // the picture's own name says it
+    box: () => "",  // drawn on the picture
+    note: (v) => String(v),
+  };
+  function number(v) {
+    return typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(3))) : String(v);
+  }
+  function caption(options) {
+    return Object.entries(options).map(([k, v]) => {
+      const worded = WORDED[k];
+      if (worded) return worded(v);
+      const shown = Array.isArray(v) ? v.join(", ") : number(v);
+      return `${k.replace(/_/g, " ")} ${shown}`;
+    }).filter(Boolean).join(", ");
+  }
+
   function card(c) {
     const item = el("li", { className: "card" + (c.status === "ok" ? "" : " error") });
     item.dataset.id = c.id;
@@ -79,7 +108,7 @@
     pictures.forEach((p) => {
       if (!p.image) return;
       const target = p.class ? `${p.class}${p.p == null ? "" : " " + percent(p.p)}` : "";
-      const options = Object.entries(p.options || {}).map(([k, v]) => `${k} ${v}`).join(", ");
+      const options = caption(p.options || {});
       const label = [p.method, target, options].filter(Boolean).join(" · ");
       row.append(thumb(p.image, `${c.name}: ${p.method} map ${explains(p)}`, label,
         () => openViewer(c, c.pictures.indexOf(p))));
