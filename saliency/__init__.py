@@ -1,5 +1,7 @@
-"""Saliency maps for CNN image classifiers: Gradients, DeconvNet, Guided Backprop, Grad-CAM,
-Guided Grad-CAM, Integrated Gradients, Gradient x Input, and SmoothGrad over any of them.
+"""Saliency maps that explain vision models (classifiers, multi-label classifiers, segmentation
+models, detectors, embeddings): the gradient rules (Gradients, DeconvNet, Guided Backprop), the
+CAM family, Integrated Gradients, Gradient x Input, LRP, Occlusion, RISE and D-RISE, and
+SmoothGrad over any of them, on one engine (``saliency.method_names()`` lists them).
 
 ``import saliency`` is cheap: each public name is imported on first use. Everything not listed in
 ``__all__`` lives in documented submodules: :mod:`saliency.engine` (rules, hooks, passes, the
