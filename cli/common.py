@@ -317,52 +317,6 @@ def decode_all(
     return tensors, files, failed
 
 
-def say_cost(
-    loaded: LoadedModel,
-    methods: Sequence[str],
-    options: MethodOptions,
-    photos: int,
-    per_target: str | None = None,
-) -> None:
-    """Before a long run: each method that costs many forward passes a photo (RISE's masks,
-    Occlusion's windows) with the time it will take, from the model's pass measured here,
-    where that is over half a minute, and the settings that set it. ``per_target``: what a
-    photo may hold many of, each explained (``detection``), if anything."""
-    from saliency.engine.registry import get_method
-
-    size = (loaded.input_size, loaded.input_size)
-    costly = []
-    for name in methods:
-        method = get_method(name)
-        settings = options.of(method)
-        passes = method.forwards(settings, size)
-        if passes is None:
-            continue
-        levers = [  # the settings that change how many
-            f"--set {s.name}=N" for s in method.settings
-            if s.kind is int and method.forwards({**settings, s.name: 2 * settings[s.name]}, size)
-            != passes
-        ]  # fmt: skip
-        costly.append((name, passes * max(1, options.smooth), levers))
-    if not costly:
-        return
-    from saliency.models.timing import duration, pass_seconds
-
-    each = pass_seconds(loaded, min(options.batch_size, 4))
-    unit = f" and {per_target}" if per_target else ""
-    for name, passes, levers in costly:
-        total = passes * each * photos
-        if total < 30:
-            continue
-        lever = f" ({' or '.join(levers)} for another count)" if levers else ""
-        stderr().print(
-            f"[yellow]note:[/] {escape(name)} costs {passes:,} forward passes per photo{unit}"
-            f"{escape(lever)}: about {duration(passes * each)} each here, a pass measured now at "
-            f"{each * 1000:.0f} ms; {count(photos, 'photo')}: about {duration(total)}"
-            + (f" per {per_target} each holds" if per_target else "")
-        )
-
-
 def check_writable(out: Path) -> None:
     """Refuse an output folder we cannot create or write into, before any work."""
     import tempfile

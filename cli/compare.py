@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import common
+from . import common, running
 from .common import escape
 from .options import (
     AlphaOpt,
@@ -109,7 +109,7 @@ def compare(
         from saliency.pipeline.compare import compare_rows
 
         found = common.collect(paths, recursive=True)
-        common.say_cost(loaded, methods, method_options, len(found.files))
+        running.say_cost(loaded, methods, method_options, len(found.files))
         console = common.stderr()
         failed = len(found.missing)
         rows, written = [], []

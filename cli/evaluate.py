@@ -127,13 +127,7 @@ def evaluate(
         found = common.collect(paths, recursive=True, exclude=out)
         console = common.stderr()
 
-        from saliency.evaluation.outputs import (
-            leaderboard,
-            plot_curves,
-            write_curves,
-            write_leaderboard,
-            write_scores,
-        )
+        from saliency.evaluation.outputs import leaderboard
         from saliency.evaluation.run import Protocol
         from saliency.evaluation.run import evaluate as run_evaluation
 
@@ -154,10 +148,7 @@ def evaluate(
                     options=method_options, on_batch=lambda n: progress.advance(task, n),
                     target=explained,
                 )  # fmt: skip
-            write_scores(result, out / "evaluation.csv")
-            write_curves(result, out / "curves.csv")
-            write_leaderboard(result, out / "evaluation.json")
-            plot_curves(result, out / "evaluation.png")
+            _write(result, out)
         _print_leaderboard(leaderboard(result), len(names))
         if not quiet:
             console.print(
@@ -167,6 +158,21 @@ def evaluate(
         if report:
             write_report(out, None, None, debug)
         raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+
+
+def _write(result: Any, out: Path) -> None:
+    """The evaluation's files: scores, curves, leaderboard and the curves' figure."""
+    from saliency.evaluation.outputs import (
+        plot_curves,
+        write_curves,
+        write_leaderboard,
+        write_scores,
+    )
+
+    write_scores(result, out / "evaluation.csv")
+    write_curves(result, out / "curves.csv")
+    write_leaderboard(result, out / "evaluation.json")
+    plot_curves(result, out / "evaluation.png")
 
 
 def _say_cost(

@@ -191,7 +191,7 @@ def explain(
     with common.hold(out, debug, place.shard):  # before collecting: refused at once if busy
         found = place.collect(paths, recursive, out)
         if place.leader and not quiet:
-            common.say_cost(loaded, methods, method_options, len(found.files), target_spec.each)
+            running.say_cost(loaded, methods, method_options, len(found.files), target_spec.each)
         code, counts = _run(loaded, found, out, options, workers, quiet or not place.leader,
                             debug, place)  # fmt: skip
     if code > 128:
