@@ -444,8 +444,9 @@ def test_the_command_explains_similarity_to_a_photo_and_resumes(tmp_path: Path) 
     embedder = load_model(embedding=True)
     with torch.no_grad():
 
-        def embed(path: Path) -> torch.Tensor:
-            return embedder.model(embedder.preprocess(load_image(path))[0][None])[0]
+        def embed(path: Path) -> torch.Tensor:  # decoded as a run decodes (a reduced DCT scale)
+            photo = load_image(path, embedder.preprocessing.source_size)
+            return embedder.model(embedder.preprocess(photo)[0][None])[0]
 
         expected = {
             name: float(torch.nn.functional.cosine_similarity(

@@ -186,12 +186,15 @@ def test_compare_figures(photos, tmp_path):
     assert result.exit_code == 0, result.output
     figure = Image.open(out / "cat.compare.png")
     quick = [m for m in all_methods() if not m.slow]  # compare's default
-    assert figure.size[0] > (len(quick) + 1) * 250  # photo + a panel per quick method
+    lines = -(-(len(quick) + 1) // 6)  # photo + a panel per quick method, six a line
+    assert figure.size[0] > 6 * 250 and lines >= 2
     result = run(
         "compare", photos / "cat.png", "--out", out, "--method", "gradcam", "--smooth", "2"
     )
     assert result.exit_code == 0, result.output
-    assert Image.open(out / "cat.compare.png").size[0] < 3 * 500  # photo + one panel
+    one = Image.open(out / "cat.compare.png").size
+    assert one[0] < 3 * 500  # photo + one panel, one line
+    assert figure.size[1] == pytest.approx(lines * one[1], rel=0.15)
     result = run("compare", photos, "--out", out, "--grid", "--format", "pdf", "--method", "guided")
     assert result.exit_code == 0, result.output
     assert (out / "compare.pdf").read_bytes().startswith(b"%PDF")
