@@ -154,7 +154,7 @@ def test_a_folder_run_uses_the_tuned_pass_on_a_cpu(tmp_path, asked, method, expe
 
 
 def test_the_command_refuses_a_tuned_pass_for_lrp(tmp_path):
-    result = cli("explain", "sample_images/chelsea.jpg", "--out", tmp_path / "out",
+    result = cli("explain", "sample_images/chelsea.png", "--out", tmp_path / "out",
                  "--method", "lrp_epsilon_plus", "--tuned-pass")  # fmt: skip
     assert result.returncode == 2
     assert not (tmp_path / "out").exists()
