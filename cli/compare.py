@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -104,45 +105,60 @@ def compare(
     )  # fmt: skip
     common.check_writable(out)
     with common.hold(out, debug):  # a second run into this folder is refused at once
-        from saliency.errors import UnsafePathError
-        from saliency.files.confine import Confinement
         from saliency.pipeline.compare import compare_rows
 
         found = common.collect(paths, recursive=True)
         running.say_cost(loaded, methods, method_options, len(found.files))
         console = common.stderr()
-        failed = len(found.missing)
-        rows, written = [], []
-        suffix = str(format.value)
-        gate = Confinement(out)  # a figure's folder that is a link leading out: that image fails
-        for file, row in compare_rows(
-            loaded, found.files, methods, target_spec, fit_mode, render_options, method_options
-        ):
-            if isinstance(row, str):
-                failed += 1
-                console.print(f"[red]error:[/] {escape(file.shown)}: {escape(row)}")
-                continue
-            if grid:
-                rows.append(row)
-                continue
-            try:
-                path = gate.inside(f"{file.base.as_posix()}.compare.{suffix}")
-            except UnsafePathError as exc:
-                failed += 1
-                console.print(f"[red]error:[/] {escape(file.shown)}: {escape(str(exc))}")
-                continue
-            _save([row], path, columns)
-            written.append(path)
-        if grid and rows:
-            path = out / f"compare.{suffix}"
-            _save(rows, path, columns)
-            written.append(path)
+        progress = running.progress(console, quiet)
+        with progress, running.passes_shown(progress):
+            task = progress.add_task("comparing", total=len(found.files), unit="img")
+            made = compare_rows(
+                loaded, found.files, methods, target_spec, fit_mode, render_options, method_options
+            )
+            written, failed = _figures(made, out, str(format.value), grid, columns, progress, task)
+        failed += len(found.missing)
         if not quiet:
             where = escape(str(out))
             console.print(f"{len(written)} figures, {failed} failed; outputs in {where}/")
         if report:
             write_report(out, None, None, debug)
         raise typer.Exit(common.EXIT_FAILED if failed else common.EXIT_OK)
+
+
+def _figures(
+    made: Iterable[tuple[Any, CompareRow | str]], out: Path, suffix: str, grid: bool,
+    columns: int, progress: Any, task: Any,
+) -> tuple[list[Path], int]:  # fmt: skip
+    """Each image's figure written as it is made (with ``grid``, one of them all at the end),
+    each failure named; the figures written and the failures."""
+    from saliency.errors import UnsafePathError
+    from saliency.files.confine import Confinement
+
+    failed, rows, written = 0, [], []
+    gate = Confinement(out)  # a figure's folder that is a link leading out: that image fails
+    for file, row in made:
+        progress.advance(task)
+        if isinstance(row, str):
+            failed += 1
+            progress.console.print(f"[red]error:[/] {escape(file.shown)}: {escape(row)}")
+            continue
+        if grid:
+            rows.append(row)
+            continue
+        try:
+            path = gate.inside(f"{file.base.as_posix()}.compare.{suffix}")
+        except UnsafePathError as exc:
+            failed += 1
+            progress.console.print(f"[red]error:[/] {escape(file.shown)}: {escape(str(exc))}")
+            continue
+        _save([row], path, columns)
+        written.append(path)
+    if grid and rows:
+        path = out / f"compare.{suffix}"
+        _save(rows, path, columns)
+        written.append(path)
+    return written, failed
 
 
 def _save(rows: list[CompareRow], path: Path, columns: int) -> None:

@@ -229,15 +229,16 @@ def test_progress_is_plain_lines_when_the_output_is_not_a_terminal(tmp_path: Pat
 
 def test_compare_wraps_many_panels_into_lines(tmp_path: Path) -> None:
     """Past six panels a figure wraps onto more lines (``--method all`` made one line 8160
-    pixels wide); ``--columns 0`` keeps one line."""
+    pixels wide); ``--columns 0`` keeps one line. Its progress shows as explain's does."""
     methods = [arg for m in ("gradient", "deconvnet", "guided", "gradcam", "gradient_x_input",
                              "eigencam", "hirescam") for arg in ("--method", m)]  # fmt: skip
     sizes = {}
     for columns in ("6", "0"):
         out = tmp_path / columns
         done = cli("compare", SAMPLES / "chelsea.png", "--out", out, *methods, "--columns",
-                   columns, "--fit", "resize")  # fmt: skip
+                   columns, "--fit", "resize", env={"SALIENCY_PROGRESS": "0.2"})  # fmt: skip
         assert done.returncode == 0, done.stderr
+        assert "comparing: 0/1 (0%)" in done.stderr.splitlines()  # it showed no progress
         sizes[columns] = Image.open(out / "chelsea.compare.png").size
     (wrapped_w, wrapped_h), (line_w, line_h) = sizes["6"], sizes["0"]
     assert wrapped_w == pytest.approx(line_w * 6 / 8, rel=0.05)  # 8 panels: 6, then 2
