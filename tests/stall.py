@@ -2,7 +2,8 @@
 still end the run: ``python -m tests.stall STAGE FIFO [saliency args...]``.
 
 The stuck call is ``open(FIFO)`` for reading, which blocks in the kernel until a writer opens
-the pipe (none does). Before blocking, it creates ``FIFO.reached`` so the test knows when.
+the pipe (none does). Before blocking, it creates ``FIFO.reached`` so the test knows when, and
+``FIFO.reached.PID`` so it knows which processes are stuck.
 
 * ``read``: the reader (a worker process) of any input whose name contains ``stall``;
 * ``read-threads``: the same in a reader thread (run it with ``--workers 0``);
@@ -23,6 +24,7 @@ from typing import Any
 
 def block(fifo: Path) -> None:
     Path(f"{fifo}.reached").touch()
+    Path(f"{fifo}.reached.{os.getpid()}").touch()  # which processes have: torchrun's ranks
     with open(fifo, "rb") as pipe:  # blocks: nobody ever opens the pipe for writing
         pipe.read()
 
