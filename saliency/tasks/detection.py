@@ -37,13 +37,7 @@ class DetectionsPlan(TargetPlan):
     box_normalize: bool = False
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
-        present = self.present(logits)
-        targets: list[torch.Tensor | Target] = []
-        for rank, rows in enumerate(self.ranked(present)):
-            target = boxes_at(logits, rows)
-            target.present = self.has_rank(present, rank, logits.device)  # none: no work
-            targets.append(target)
-        return targets
+        return self.found_targets(logits, lambda rows: boxes_at(logits, rows))
 
     def present(self, logits: torch.Tensor) -> list[list[int]]:
         """Per image, the rows of its detections scored ``min_score`` or more, the ``k`` best;

@@ -59,8 +59,10 @@ class AbovePlan(TargetPlan):
         return [row.nonzero()[:, 0].tolist() for row in above]
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
-        ranks = self.ranked(self.present(logits))
-        return [torch.tensor(r, dtype=torch.long, device=logits.device) for r in ranks]
+        def label(classes: list[int]) -> Target:  # what a class index means: its logit
+            return ClassTarget(torch.tensor(classes, dtype=torch.long, device=logits.device))
+
+        return self.found_targets(logits, label)
 
     @property
     def nothing(self) -> str:

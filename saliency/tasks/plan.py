@@ -134,10 +134,21 @@ class TargetPlan:
         """What a row of an image where nothing was found says."""
         return "nothing found"
 
-    @staticmethod
-    def has_rank(present: list[list[int]], rank: int, device: torch.device) -> torch.Tensor:
-        """Which images (B,) bool have a target of ``rank``: a rank's target's ``present``."""
-        return torch.tensor([rank < len(p) for p in present], dtype=torch.bool, device=device)
+    def found_targets(
+        self, logits: torch.Tensor, make: Callable[[list[int]], Target]
+    ) -> list[torch.Tensor | Target]:
+        """:meth:`targets` of a plan that finds them: per rank, ``make`` of each image's target
+        of that rank (see :meth:`ranked`), marking which images have one (``present``), so
+        that methods with passes of their own do no work for the others."""
+        present = self.present(logits)
+        targets: list[torch.Tensor | Target] = []
+        for rank, found in enumerate(self.ranked(present)):
+            target = make(found)
+            target.present = torch.tensor(
+                [rank < len(p) for p in present], dtype=torch.bool, device=logits.device
+            )
+            targets.append(target)
+        return targets
 
     @staticmethod
     def ranked(present: list[list[int]]) -> list[list[int]]:

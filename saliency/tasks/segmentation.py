@@ -68,13 +68,10 @@ class PresentPlan(RegionPlan):
     ignore: tuple[int, ...] = ()
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
-        present = self.present(logits)
-        targets: list[torch.Tensor | Target] = []
-        for rank, classes in enumerate(self.ranked(present)):
-            target = RegionTarget(torch.tensor(classes, device=logits.device))
-            target.present = self.has_rank(present, rank, logits.device)  # none: no work
-            targets.append(target)
-        return targets
+        def region(classes: list[int]) -> Target:
+            return RegionTarget(torch.tensor(classes, device=logits.device))
+
+        return self.found_targets(logits, region)
 
     def suffixes(self) -> list[str]:
         return TargetPlan.suffixes(self)
