@@ -58,7 +58,7 @@ def methods_from(
 
     try:
         names = list(chosen) if chosen else list(default)
-        return expand_methods(names, None if loaded is None else loaded.kind.provides)
+        return expand_methods(names, None if loaded is None else loaded.provides)
     except ValueError as exc:
         fail(str(exc))
 
@@ -68,7 +68,7 @@ def quick_methods(loaded: LoadedModel) -> tuple[str, ...]:
     compare's default."""
     from saliency.engine.registry import quick_methods as quick
 
-    return tuple(m.name for m in quick(loaded.kind.provides))
+    return tuple(m.name for m in quick(loaded.provides))
 
 
 def alone(command: str) -> None:

@@ -2,10 +2,9 @@
 
 A timm Swin's stages and final ``norm`` output channels-last (B, H, W, C): ``gradcam`` reads
 ``norm`` through the ``channels_last`` reader and agrees with pytorch-grad-cam given the
-permute its tutorial uses (its ``reshape_transform``). A timm ViT's only 4-D output is its patch
-embedding, before twelve blocks of token sequences: the default is refused, by the library and
-by the command (exit 2, no picture). An output whose layout its shape cannot tell, in a model
-that has channels-last layers, is refused until a reader is named.
+permute its tutorial uses (its ``reshape_transform``). An output whose layout its shape cannot
+tell, in a model that has channels-last layers, is refused until a reader is named. (Token
+sequences and their reader: ``test_transformers.py``.)
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from torch import nn
 
 from saliency import explain
 from saliency.engine.layers import resolve_layer
-from tests.commands import cli
 from tests.test_against_grad_cam import _scaled
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
@@ -53,24 +51,6 @@ def test_swin_norm_is_read_channels_last_as_pytorch_grad_cam_reads_it_permuted()
     wrong = _scaled(misread.maps.detach()[:, 0].numpy())
     for a, b in zip(wrong, _scaled(theirs), strict=True):
         assert float(np.corrcoef(a, b)[0, 1]) < 0.9
-
-
-def test_a_vit_s_patch_embedding_is_not_chosen_silently() -> None:
-    model = _timm("vit_tiny_patch16_224")
-    x = torch.randn(1, 3, 224, 224)
-    with pytest.raises(ValueError, match=r"patch_embed\.proj.*token sequences"):
-        explain(model, x, "gradcam")
-    named = explain(model, x, "gradcam", layer="patch_embed.proj")  # asked for by name: read
-    assert named.layer == "patch_embed.proj" and named.maps.shape == (1, 1, 224, 224)
-    assert explain(model, x, "gradient").maps.shape == (1, 3, 224, 224)  # no layer: as ever
-
-
-def test_the_command_refuses_a_vit_s_default_cam_layer(tmp_path: Path) -> None:
-    done = cli("explain", SAMPLES / "chelsea.png", "--model", "timm/vit_tiny_patch16_224",
-               "--weights", "random", "--method", "gradcam", "--out", tmp_path / "out")  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert "patch_embed.proj" in done.stderr and "token sequences" in done.stderr
-    assert not list((tmp_path / "out").rglob("*.png"))
 
 
 class _Mixed(nn.Module):

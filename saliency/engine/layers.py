@@ -10,9 +10,13 @@ for timm's EfficientNets, ``norm`` (channels-last) for timm's Swin). A model may
 default with a ``cam_layer`` attribute, its reader too (a :class:`~saliency.Detector` names its
 backbone; ``"block:channels_last"``).
 
+A vision transformer whose token layout the model tells (:mod:`.transformers`) has token
+sequences (B, P + h*w, D) as candidates too, read by the ``tokens`` reader; its default is the
+last block's first norm (``blocks.11.norm1``), the layer pytorch-grad-cam's ViT tutorial uses.
+
 Never a misread map: a layer whose layout cannot be told is refused, naming the readers to
 choose from (``--layer NAME:READER``); so is a default feature map that token sequences follow
-(a vision transformer's patch embedding, which explains none of its blocks).
+in a model whose token layout is not known (its patch embedding explains none of its blocks).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from .readers import channels_last, get_reader, layout, levels, split_layer
+from .transformers import token_layout
 
 _NOT_FEATURES = (
     nn.AvgPool2d,
@@ -61,6 +67,8 @@ class LayerInfo:
         """Whether Grad-CAM can explain this layer's output: one feature map per input (a
         detector's pooled proposals are not), its layout told or not."""
         shape = self.shape
+        if self.layout == "tokens" and shape is not None:  # told by the model's token layout
+            return self.calls == 1 and self.kind == "features" and shape[0] == 1
         if self.calls != 1 or self.kind != "features" or shape is None or len(shape) != 4:
             return False
         spatial = shape[1] * shape[2] if self.layout == "channels_last" else shape[2] * shape[3]
@@ -106,6 +114,8 @@ def probe_layers(
     handles = []
     size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
     last_seen: list[str] = []  # the layers known to output channels-last
+    tokens = token_layout(model)
+    sequence = None if tokens is None else tokens.tokens(size)  # its sequences' length
 
     def record(name: str, module: nn.Module):
         def hook(mod: nn.Module, args: object, output: object) -> None:
@@ -114,6 +124,8 @@ def probe_layers(
             entry[1] += 1
             entry[2] = "other" if isinstance(mod, _NOT_FEATURES) else "features"
             entry[3] = _layout(mod, output, size)
+            if entry[0] is not None and len(entry[0]) == 3 and entry[0][1] == sequence:
+                entry[3] = "tokens"
             if entry[0] is not None and channels_last(mod, entry[0]):
                 last_seen.append(name)
             entry[4] = isinstance(mod, nn.LayerNorm) and _sequence(entry[0])
@@ -165,7 +177,8 @@ def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = Non
             )
         named, reader = split_layer(str(getattr(model, "cam_layer", "")))
         chosen = by_name[_preferred(model, candidates)]
-        _refuse_before_tokens(chosen, infos)
+        if chosen.layout != "tokens":
+            _refuse_before_tokens(chosen, infos)
         return _spelled(chosen, reader if chosen.name == named else None)
     base, reader = split_layer(name)
     info = by_name.get(base)
@@ -207,7 +220,8 @@ def _spelled(info: LayerInfo, reader: str | None) -> str:
             f"--layer {info.name}:channels_first or --layer {info.name}:channels_last"
         )
     reader = reader or info.layout
-    return info.name if reader in ("channels_first", "pyramid") else f"{info.name}:{reader}"
+    told = ("channels_first", "pyramid", "tokens")  # what LayerCapture reads by default
+    return info.name if reader in told else f"{info.name}:{reader}"
 
 
 def _refuse_before_tokens(chosen: LayerInfo, infos: list[LayerInfo]) -> None:
@@ -227,9 +241,11 @@ def _refuse_before_tokens(chosen: LayerInfo, infos: list[LayerInfo]) -> None:
 
 
 def _preferred(model: nn.Module, candidates: list[str]) -> str:
-    """The model's own ``cam_layer`` (``NAME`` or ``NAME:READER``, the reader then its) if it
-    is a candidate, else the last candidate inside it, else the last candidate."""
-    named = getattr(model, "cam_layer", None)
+    """The model's own ``cam_layer`` (``NAME`` or ``NAME:READER``, the reader then its), or a
+    vision transformer's last block's first norm, if it is a candidate, else the last candidate
+    inside it, else the last candidate."""
+    tokens = token_layout(model)
+    named = getattr(model, "cam_layer", None) or (tokens and tokens.default_layer)
     if isinstance(named, str):
         named = split_layer(named)[0]
         inside = [c for c in candidates if c == named or c.startswith(named + ".")]
@@ -268,20 +284,32 @@ class LayerCapture:
     def __init__(self, model: nn.Module, name: str) -> None:
         self.name = name
         base, self.reader_name = split_layer(name)
+        self.model = model
         self.module = dict(model.named_modules())[base]
+        self.size: tuple[int, int] | None = None  # the input's (H, W), for a token grid
         self.output: torch.Tensor | None = None
         self.parts: list[torch.Tensor] | None = None
         self.calls = 0
-        self._handle = None
+        self._handles: list[RemovableHandle] = []
 
     def __enter__(self) -> LayerCapture:
-        self._handle = self.module.register_forward_hook(self._hook)
+        self._handles = [
+            self.model.register_forward_pre_hook(self._input),
+            self.module.register_forward_hook(self._hook),
+        ]
         return self
+
+    def _input(self, model: nn.Module, args: tuple[object, ...]) -> None:
+        first = args[0] if args else None
+        if isinstance(first, torch.Tensor) and first.dim() == 4:
+            self.size = (int(first.shape[-2]), int(first.shape[-1]))
 
     def _hook(self, module: nn.Module, args: object, output: object) -> object:
         self.calls += 1
         default = "pyramid" if isinstance(output, Mapping) else "channels_first"
-        self.reader = get_reader(self.reader_name or default)
+        if isinstance(output, torch.Tensor) and output.dim() == 3:
+            default = "tokens"
+        self.reader = get_reader(self.reader_name or default).bound(self.model, self.size)
         self.parts = self.reader.sources(output)
         if isinstance(output, Mapping):
             if self.parts is None:
@@ -293,9 +321,9 @@ class LayerCapture:
         return output.clone()
 
     def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def activation(self) -> torch.Tensor:
         """The captured output read as a grid (B, C, h, w); raises ``ValueError`` if there is

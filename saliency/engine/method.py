@@ -5,7 +5,9 @@ A method is a :class:`Method` subclass in a module of its own, registered with
 
 * :class:`RulePass` ``(rule)``: d score / d input with that ReLU rule at every unit;
 * :data:`LAYER`: d score / d the chosen feature-map layer's activations, with the activations:
-  what every CAM method weighs (:attr:`SharedPasses.layer`).
+  what every CAM method weighs (:attr:`SharedPasses.layer`);
+* :data:`ATTENTION`: d score / d every block's attention weights, with the weights: what
+  gradient-weighted rollout weighs (:attr:`SharedPasses.attention`).
 
 The planner runs one forward pass per batch and each distinct declared pass once per target set,
 whatever the methods, then calls each method's :meth:`Method.combine`. A method that declares no
@@ -28,12 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .needs import ATTENTION as ATTENTION_WEIGHTS
 from .needs import FEATURE_LAYER, RELU_UNITS
 from .report import RuleReport
 from .settings import Setting
 
 if TYPE_CHECKING:
     from ..explanation import Explanation
+    from .attention import AttentionMaps
     from .objectives import Target
 
 
@@ -65,8 +69,14 @@ class LayerPass:
     """A backward pass from the class score down to the Grad-CAM layer: the upsampled CAM."""
 
 
+@dataclass(frozen=True)
+class AttentionPass:
+    """A backward pass from the score down to every block's attention weights."""
+
+
 LAYER = LayerPass()
-Pass = RulePass | LayerPass
+ATTENTION = AttentionPass()
+Pass = RulePass | LayerPass | AttentionPass
 
 
 LAYER_SETTING = Setting(
@@ -103,6 +113,7 @@ class SharedPasses:
     grads: dict[str, torch.Tensor]
     layer: LayerGradients | None = None
     options: Settings | None = None
+    attention: AttentionMaps | None = None  # the attention pass's weights and gradients
 
     def settings(self, method: Method) -> dict[str, Any]:
         """``method``'s settings: the values given, or their defaults."""
@@ -142,6 +153,7 @@ class PathContext:
     normalization: tuple[Sequence[float], Sequence[float]] | None = None
     should_stop: Callable[[], bool] | None = None
     read: tuple[str, torch.Tensor] | None = None
+    attention: AttentionMaps | None = None  # read by the logits' pass for reads_attention
 
     def layer_activations(self) -> tuple[str, torch.Tensor]:
         """The layer to explain (``options.layer``, or found) and its activations for
@@ -188,6 +200,8 @@ class Method:
         order: Its place in listings and in ``all`` (built-ins use 10 to 99).
         explains_layer: True for a method with passes of its own that explains a feature-map
             layer (``layer`` then applies); a ``LAYER`` pass implies it.
+        reads_attention: True for a method with passes of its own that reads the attention
+            weights of the logits' forward pass (``context.attention``), as rollout does.
         random: True for a method that draws at random from the run's ``seed`` (its maps,
             fingerprint and rows then depend on it).
         slow: True for a method that runs a forward pass per channel, window or mask:
@@ -212,6 +226,7 @@ class Method:
     # True for a method with passes of its own that explains a feature-map layer (``layer``
     # applies, resolved as for a LAYER pass); a LAYER pass implies it
     explains_layer: ClassVar[bool] = False
+    reads_attention: ClassVar[bool] = False  # reads context.attention (see the docstring)
     # True for a method that draws at random from the run's ``seed`` (which its maps, fingerprint
     # and rows then depend on, as SmoothGrad's do)
     random: ClassVar[bool] = False
@@ -233,6 +248,8 @@ class Method:
         """All it needs of a model: its ``needs``, a feature layer if it explains one, and
         ReLU-family units if a rule pass swaps their backward pass."""
         found = set(self.needs) | ({FEATURE_LAYER} if self.uses_layer else set())
+        if self.reads_attention or ATTENTION in self.passes:
+            found.add(ATTENTION_WEIGHTS)
         rules = [p.rule for p in self.passes if isinstance(p, RulePass)]
         return frozenset(found | ({RELU_UNITS} if set(rules) - {"gradient"} else set()))
 

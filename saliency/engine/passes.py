@@ -13,9 +13,18 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .attention import AttentionCapture, AttentionMaps
 from .hooks import GraphUnits, RuleHooks, find_units
 from .layers import LayerCapture, resolve_layer
-from .method import LAYER, LayerGradients, Method, PathContext, RulePass, SharedPasses
+from .method import (
+    ATTENTION,
+    LAYER,
+    LayerGradients,
+    Method,
+    PathContext,
+    RulePass,
+    SharedPasses,
+)  # fmt: skip
 from .objectives import Target, as_target, model_output
 from .progress import passed
 from .registry import get_method
@@ -39,11 +48,16 @@ class ForwardPass:
     """
 
     def __init__(
-        self, inputs: torch.Tensor, logits: torch.Tensor, capture: LayerCapture | None = None
+        self,
+        inputs: torch.Tensor,
+        logits: torch.Tensor,
+        capture: LayerCapture | None = None,
+        attention: AttentionCapture | None = None,
     ) -> None:
         self.inputs = inputs
         self.logits = logits
         self.capture = capture
+        self.attention = attention
         self._units: GraphUnits | None = None
 
     @property
@@ -75,22 +89,26 @@ class ForwardPass:
                 raise ValueError(f"{method.name} needs forward passes of its own: use explain()")
             if method.uses_layer and self.capture is None:
                 raise ValueError(f"{method.name} needs a layer: forward_pass(..., capture=True)")
+            if ATTENTION in method.passes and self.attention is None:
+                raise ValueError(f"{method.name} reads attention: forward_pass(attention=True)")
         declared = [p for m in chosen for p in m.passes]
-        plan = ([LAYER] if LAYER in declared else []) + list(
+        plan = [p for p in (LAYER, ATTENTION) if p in declared] + list(
             dict.fromkeys(p for p in declared if isinstance(p, RulePass))
         )
         grads: dict[str, torch.Tensor] = {}
         reports: dict[str, RuleReport] = {}
-        layer = None
+        layer = attention = None
         for n, step in enumerate(plan):
             keep = retain_graph or n < len(plan) - 1
             if isinstance(step, RulePass):
                 grads[step.rule], reports[step.rule] = self.rule_pass(
                     get_rule(step.rule), targets, keep
                 )
+            elif step == ATTENTION:
+                attention = self.attention_pass(targets, keep)
             else:
                 layer = self.layer_pass(targets, keep)
-        shared = SharedPasses(self.inputs.detach(), grads, layer, options)
+        shared = SharedPasses(self.inputs.detach(), grads, layer, options, attention)
         return {
             m.name: (m.combine(shared), reports[m.rule] if m.rule else RuleReport("gradient"))
             for m in chosen
@@ -116,6 +134,17 @@ class ForwardPass:
             score, self.capture.sources(), retain_graph=keep, allow_unused=True
         )
         return LayerGradients(activation.detach(), self.capture.gradient(grads))
+
+    def attention_pass(self, targets: Target | torch.Tensor, keep: bool) -> AttentionMaps:
+        """Every block's attention and d score[targets] / d it: one backward pass that stops
+        at the first block's attention."""
+        assert self.attention is not None
+        self.attention.weights()  # each block read once, or refused
+        score = as_target(targets).score(self.logits).sum()
+        grads = torch.autograd.grad(
+            score, self.attention.sources, retain_graph=keep, allow_unused=True
+        )
+        return AttentionMaps.read(self.attention, self.attention.gradients(list(grads)))
 
 
 def check_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
@@ -143,14 +172,20 @@ def _check_logits(output: object, batch: int) -> torch.Tensor:
 
 @contextmanager
 def forward_pass(
-    model: nn.Module, inputs: torch.Tensor, layer: str | None = None, *, capture: bool = False
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layer: str | None = None,
+    *,
+    capture: bool = False,
+    attention: bool = False,
 ) -> Iterator[ForwardPass]:
     """Run ``model`` on ``inputs`` in explanation mode and keep the graph for the block.
 
     With ``capture``, the output of ``layer`` (None: the default Grad-CAM layer, see
-    :mod:`saliency.engine.layers`) is kept for Grad-CAM. The model runs in eval mode with frozen
-    parameters; its train flags and ``requires_grad`` are restored when the block ends, also on
-    an exception. Works inside ``torch.no_grad()``.
+    :mod:`saliency.engine.layers`) is kept for Grad-CAM; with ``attention``, every block's
+    attention weights (see :mod:`saliency.engine.attention`). The model runs in eval mode with
+    frozen parameters; its train flags and ``requires_grad`` are restored when the block ends,
+    also on an exception. Works inside ``torch.no_grad()``.
     """
     check_inputs(model, inputs)
     if layer is not None and not capture:
@@ -158,12 +193,14 @@ def forward_pass(
     with torch.inference_mode(False), torch.enable_grad(), explanation_mode(model):
         x = inputs.detach().requires_grad_(True)
         with ExitStack() as stack:
-            hold = None
+            hold = attending = None
             if capture:
                 name = resolve_layer(model, x.detach(), layer)
                 hold = stack.enter_context(LayerCapture(model, name))
+            if attention:
+                attending = stack.enter_context(AttentionCapture(model))
             logits = _check_logits(model(x), x.shape[0])
-        yield ForwardPass(x, logits, hold)
+        yield ForwardPass(x, logits, hold, attending)
 
 
 def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
@@ -176,19 +213,40 @@ def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> tor
 
 
 def predict_reading(
-    model: nn.Module, inputs: torch.Tensor, batch_size: int, layer: str | None
-) -> tuple[torch.Tensor, tuple[str, torch.Tensor]]:
-    """As :func:`predict`, reading the feature-map ``layer`` (None: found) in the same passes:
-    the logits, and the layer's name and activations (B, K, h, w)."""
+    model: nn.Module,
+    inputs: torch.Tensor,
+    batch_size: int,
+    layer: str | None,
+    *,
+    read_layer: bool = True,
+    read_attention: bool = False,
+) -> tuple[torch.Tensor, tuple[str, torch.Tensor] | None, AttentionMaps | None]:
+    """As :func:`predict`, reading in the same passes the feature-map ``layer`` (None: found)
+    and, with ``read_attention``, every block's attention: the logits, the layer's name and
+    activations (B, K, h, w) (None without ``read_layer``) and the attention (or None)."""
     check_inputs(model, inputs)
     with torch.no_grad(), explanation_mode(model):
-        name = resolve_layer(model, inputs[:1], layer)
-        logits, activations = [], []
+        name = resolve_layer(model, inputs[:1], layer) if read_layer else None
+        logits, activations, attention = [], [], []
         for part in inputs.detach().split(batch_size):
-            with LayerCapture(model, name) as capture:
+            with ExitStack() as stack:
+                capture = None if name is None else stack.enter_context(LayerCapture(model, name))
+                attending = stack.enter_context(AttentionCapture(model)) if read_attention else None
                 logits.append(_check_logits(model(part), len(part)))
+            if capture is not None:
                 activations.append(capture.activation())
-    return torch.cat(logits), (name, torch.cat(activations))
+            if attending is not None:
+                attention.append(AttentionMaps.read(attending))
+    read = None if name is None else (name, torch.cat(activations))
+    return torch.cat(logits), read, _joined(attention)
+
+
+def _joined(parts: list[AttentionMaps]) -> AttentionMaps | None:
+    """The attention read in several passes as one batch's."""
+    if not parts:
+        return None
+    weights = [torch.cat(blocks) for blocks in zip(*(p.weights for p in parts), strict=True)]
+    return AttentionMaps(weights, None, parts[0].prefix, parts[0].grid)
 
 
 def copy_scores(

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..explanation import Explanation
-from .method import Method, MethodOutput, PathContext
+from .attention import AttentionMaps
+from .method import ATTENTION, Method, MethodOutput, PathContext
 from .objectives import Target, as_target
 from .options import MethodOptions
 from .passes import forward_pass, predict, predict_reading
@@ -52,7 +53,7 @@ def compute_present(method: Method, context: PathContext) -> list[MethodOutput]:
     if bool(present.all()):
         return method.compute(context)
     rows = present.nonzero()[:, 0]
-    read = context.read
+    read, attention = context.read, context.attention
     part = replace(
         context,
         inputs=context.inputs[rows],
@@ -60,6 +61,7 @@ def compute_present(method: Method, context: PathContext) -> list[MethodOutput]:
         target_sets=[t.select(rows) for t in context.target_sets],
         logits=None if context.logits is None else context.logits[rows],
         read=None if read is None else (read[0], read[1][rows]),
+        attention=None if attention is None else attention.select(rows),
     )
     outputs = method.compute(part)
     whole = []
@@ -95,13 +97,20 @@ def run_plan(
     shared = [m for m in methods if m.passes]
     own = [m for m in methods if not m.passes]
     read = None  # the layer's activations, read in the logits' pass for the methods that need it
+    seen = None  # the attention, read in the logits' pass for the methods that need it
     reads = any(m.uses_layer for m in own)
+    attends = any(m.reads_attention for m in own)
     if shared:
         capture = reads or any(m.uses_layer for m in shared)
-        with forward_pass(model, inputs, options.layer, capture=capture) as graph:
+        attention = attends or any(ATTENTION in m.passes for m in shared)
+        with forward_pass(
+            model, inputs, options.layer, capture=capture, attention=attention
+        ) as graph:
             logits = graph.logits.detach()
             if reads and graph.capture is not None:
                 read = (graph.capture.name, graph.capture.activation().detach())
+            if attends and graph.attention is not None:
+                seen = AttentionMaps.read(graph.attention)
             target_sets = targets_of(choose, logits)
             results: list[dict[str, Explanation]] = []
             for n, targets in enumerate(target_sets):
@@ -116,8 +125,11 @@ def run_plan(
                         maps, classes, logits, method.name, report, layer, shown=method.shown
                     )
                 results.append(result)
-    elif reads:
-        logits, read = predict_reading(model, inputs, options.batch_size, options.layer)
+    elif reads or attends:
+        logits, read, seen = predict_reading(
+            model, inputs, options.batch_size, options.layer,
+            read_layer=reads, read_attention=attends,
+        )  # fmt: skip
         target_sets = targets_of(choose, logits)
         results = [{} for _ in target_sets]
     else:
@@ -134,6 +146,7 @@ def run_plan(
         normalization,
         should_stop,
         read,
+        seen,
     )
     for method in own:
         outputs = compute_present(method, context)

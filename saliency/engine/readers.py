@@ -9,11 +9,13 @@ reader says how to read one kind, and its gradient the same way. The readers her
 * ``pyramid``: a dict of (B, C, h, w) levels, read as pytorch-grad-cam's
   ``fasterrcnn_reshape_transform``: each level's absolute value resized bilinearly to its last
   (coarsest) level's grid, concatenated along the channels.
+* ``tokens``: a vision transformer's sequence (B, P + h*w, D): its P prefix tokens dropped, the
+  patch tokens laid out on the patch grid, both told by the model (:mod:`.transformers`), as
+  pytorch-grad-cam's ``vit_reshape_transform`` does with its grid written in.
 
 A layer is named ``NAME`` (its reader then told from its output, see :func:`layout`) or
 ``NAME:READER``. Where the layout cannot be told for sure, the layer is refused: never a
-misread map. Token sequences (B, N, C) have no reader yet; :func:`register_reader` is the hook
-that one plugs into.
+misread map. :func:`register_reader` adds a reader.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .transformers import token_layout
 
 __all__ = [
     "LayerReader", "get_reader", "layout", "pyramid", "register_reader", "split_layer",
@@ -53,6 +57,11 @@ class LayerReader:
     def expects(self) -> str:
         """What output it reads, for messages."""
         raise NotImplementedError
+
+    def bound(self, model: nn.Module, size: tuple[int, int] | None) -> LayerReader:
+        """The reader for ``model``'s layers at input ``size`` (H, W): itself, unless what it
+        reads depends on the model (a token sequence's prefix and grid)."""
+        return self
 
 
 class ChannelsFirst(LayerReader):
@@ -95,6 +104,38 @@ class Pyramid(LayerReader):
         return "a dict of tensors (B, C, h, w)"
 
 
+class Tokens(LayerReader):
+    name = "tokens"
+    summary = "a vision transformer's tokens (B, P + h*w, D), the patch tokens on their grid"
+
+    def __init__(self, prefix: int = 0, cells: tuple[int, int] | None = None) -> None:
+        self.prefix, self.cells = prefix, cells
+
+    def bound(self, model: nn.Module, size: tuple[int, int] | None) -> LayerReader:
+        found = token_layout(model)
+        if found is None or (size is None and found.fixed is None):
+            return self
+        return Tokens(found.prefix, found.grid(size or (0, 0)))
+
+    def sources(self, output: object) -> list[torch.Tensor] | None:
+        if self.cells is None or not isinstance(output, torch.Tensor) or output.dim() != 3:
+            return None
+        h, w = self.cells
+        return [output] if output.shape[1] == self.prefix + h * w else None
+
+    def grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        h, w = self.cells or (0, 0)
+        patches = parts[0][:, self.prefix :]
+        return patches.reshape(patches.shape[0], h, w, patches.shape[2]).permute(0, 3, 1, 2)
+
+    def expects(self) -> str:
+        if self.cells is None:
+            return ("a token sequence (B, P + h*w, D) of a model whose prefix tokens and patch "
+                    "grid are known (a timm or torchvision vision transformer)")  # fmt: skip
+        h, w = self.cells
+        return f"a token sequence (B, {self.prefix} + {h}*{w}, D)"
+
+
 def pyramid(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     """A feature pyramid's levels as one feature map (see :class:`Pyramid`)."""
     return Pyramid().grid(parts)
@@ -109,7 +150,7 @@ def register_reader(reader: type[LayerReader]) -> type[LayerReader]:
     return reader
 
 
-for _reader in (ChannelsFirst, ChannelsLast, Pyramid):
+for _reader in (ChannelsFirst, ChannelsLast, Pyramid, Tokens):
     register_reader(_reader)
 
 

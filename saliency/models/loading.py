@@ -76,6 +76,14 @@ class LoadedModel:
         return self.kind.name
 
     @property
+    def provides(self) -> frozenset[str]:
+        """What methods find in it (see ``Method.needs``): its kind's, less LRP's layer rules
+        for a transformer, with attention where rollout can read it."""
+        from ..engine.transformers import provided
+
+        return provided(self.model, self.kind.provides)
+
+    @property
     def input_size(self) -> int:
         """The model's (square) input size in pixels."""
         return self.preprocessing.input_size

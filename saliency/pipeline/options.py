@@ -70,6 +70,28 @@ class JobOptions:
         return [f"{stem}.{self.encoding.format}", *raw]
 
 
+def _not_for(name: str, loaded: LoadedModel, missing: frozenset[str]) -> str:
+    """Why method ``name`` does not explain ``loaded``, which lacks ``missing``."""
+    from ..engine.lrp.method import no_attention_rules
+    from ..engine.needs import ATTENTION, LAYER_RULES
+    from ..engine.registry import get_method
+    from ..engine.transformers import global_attention, is_transformer
+    from ..tasks.registry import kinds_providing
+
+    method = get_method(name)
+    if ATTENTION in missing:
+        why = global_attention(loaded.model)
+        return f"{name} reads a vision transformer's attention, which {loaded.name} lacks: {why}"
+    if LAYER_RULES in missing and is_transformer(loaded.model):
+        return no_attention_rules(name, loaded.name)
+    kinds = " or ".join(k.name for k in kinds_providing(method.requires)) or "no"
+    instead = f" ({method.instead} is its kind's)" if method.instead else ""
+    return (
+        f"{name} explains a {kinds} model (it needs {', '.join(sorted(missing))}); "
+        f"{loaded.name} is a {loaded.kind.name} model{instead}"
+    )
+
+
 def resolve_method_options(
     loaded: LoadedModel, methods: Sequence[str], options: MethodOptions
 ) -> MethodOptions:
@@ -80,18 +102,12 @@ def resolve_method_options(
 
     from ..engine.options import resolved
     from ..engine.registry import get_method
-    from ..tasks.registry import kinds_providing
 
     for name in methods:
         method = get_method(name)
-        missing = method.requires - loaded.kind.provides  # as --method all's applies_to
+        missing = method.requires - loaded.provides  # as --method all's applies_to
         if missing:
-            kinds = " or ".join(k.name for k in kinds_providing(method.requires)) or "no"
-            instead = f" ({method.instead} is its kind's)" if method.instead else ""
-            raise ValueError(
-                f"{name} explains a {kinds} model (it needs {', '.join(sorted(missing))}); "
-                f"{loaded.name} is a {loaded.kind.name} model{instead}"
-            )
+            raise ValueError(_not_for(name, loaded, missing))
     size = loaded.input_size
     probe = torch.zeros(1, 3, size, size, device=loaded.device)
     return resolved(options, [get_method(m) for m in methods], loaded.model, probe)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .kind import CLASS_LOGITS, FEATURE_LAYER, RELU_UNITS, Kind, Loaded, Request
+from .kind import CLASS_LOGITS, FEATURE_LAYER, LAYER_RULES, RELU_UNITS, Kind, Loaded, Request
 from .plan import TargetPlan, parse_class
 from .registry import check_request, register_kind
 
@@ -64,7 +64,7 @@ class Classification(Kind):
     name = "classification"
     summary = "logits (B, K): each image's top-1 class, its top k, or a class named"
     order = 10
-    provides = frozenset({CLASS_LOGITS, FEATURE_LAYER, RELU_UNITS})
+    provides = frozenset({CLASS_LOGITS, FEATURE_LAYER, RELU_UNITS, LAYER_RULES})
 
     def plan(self, loaded: Loaded, request: Request) -> ClassPlan:
         check_request(self, loaded, request)

@@ -31,6 +31,7 @@ from ..engine.needs import (  # noqa: F401  (re-exported: what kinds provide)
     BOX_TARGETS,
     CLASS_LOGITS,
     FEATURE_LAYER,
+    LAYER_RULES,
     NEEDS,
     RELU_UNITS,
 )  # fmt: skip

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..engine.objectives import BoundOnClean, ClassTarget, Target
-from .kind import CLASS_LOGITS, FEATURE_LAYER, RELU_UNITS, Kind, Loaded, Request
+from .kind import CLASS_LOGITS, FEATURE_LAYER, LAYER_RULES, RELU_UNITS, Kind, Loaded, Request
 from .plan import Records, TargetPlan
 from .registry import check_request, register_kind
 
@@ -97,7 +97,7 @@ class MultiLabel(Kind):
     name = "multilabel"
     summary = "logits (B, K), a sigmoid per class: every class scored --min-score or more"
     order = 15
-    provides = frozenset({CLASS_LOGITS, FEATURE_LAYER, RELU_UNITS})
+    provides = frozenset({CLASS_LOGITS, FEATURE_LAYER, RELU_UNITS, LAYER_RULES})
     takes = frozenset({"min_score"})
     made_from = ("classification",)
     metrics = ("deletion", "insertion", "road_morf", "road_lerf")  # no softmax to contrast

@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..method import Method, MethodOutput, PathContext, Settings
-from ..needs import CLASS_LOGITS
+from ..needs import CLASS_LOGITS, LAYER_RULES
 from ..report import RuleReport
 from ..settings import Setting
+from ..transformers import is_transformer
 from .plan import RuleSet
 from .propagate import relevance, require_classes
 
@@ -34,7 +35,8 @@ class LRPMethod(Method):
     """A composite of LRP rules: one forward pass, one backward pass per target set, with a
     rule at every convolution and linear layer."""
 
-    needs = frozenset({CLASS_LOGITS})  # relevance starts at one logit of a classifier
+    # relevance starts at one logit of a classifier, and every layer needs a rule
+    needs = frozenset({CLASS_LOGITS, LAYER_RULES})
     tunable = False  # its rules fold each batch norm into the layer below from its statistics
 
     cost = "1 forward + 1 backward, with each layer's rule (a few of its forward passes)"
@@ -45,6 +47,8 @@ class LRPMethod(Method):
         raise NotImplementedError
 
     def compute(self, context: PathContext) -> list[MethodOutput]:
+        if is_transformer(context.model):
+            raise ValueError(no_attention_rules(self.name, type(context.model).__name__))
         require_classes(context.target_sets)
         settings = context.options.of(self)
         rules = self.rules(settings, context)
@@ -71,3 +75,13 @@ class LRPMethod(Method):
             {"relevance_sum": round(total, 6), "logit": round(logit, 6)}
             for total, logit in zip(sums, logits, strict=True)
         ]
+
+
+def no_attention_rules(method: str, model: str) -> str:
+    """Why an LRP composite refuses a transformer, and what explains one instead."""
+    return (
+        f"{method} cannot explain {model}, a transformer: LRP here has rules for convolutions, "
+        "linear layers and pooling, and none yet for attention, layer norm or GELU (Chefer et "
+        "al.'s or AttnLRP's), so its relevance would not be conserved. Use gradient_rollout "
+        "(gradient-weighted attention, Chefer 2021), rollout, or gradcam at a block's norm"
+    )
