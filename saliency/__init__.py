@@ -1,7 +1,8 @@
 """Saliency maps that explain vision models (classifiers, multi-label classifiers, segmentation
 models, detectors, embeddings): the gradient rules (Gradients, DeconvNet, Guided Backprop), the
-CAM family, Integrated Gradients, Gradient x Input, LRP, Occlusion, RISE and D-RISE, and
-SmoothGrad over any of them, on one engine (``saliency.method_names()`` lists them).
+CAM family, Integrated Gradients, Gradient x Input, LRP, Occlusion, RISE and D-RISE, attention
+rollout and gradient-weighted rollout for vision transformers, and SmoothGrad over any of them,
+on one engine (``saliency.method_names()`` lists them).
 
 ``import saliency`` is cheap: each public name is imported on first use. Everything not listed in
 ``__all__`` lives in documented submodules: :mod:`saliency.engine` (rules, hooks, passes, the

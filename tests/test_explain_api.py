@@ -174,7 +174,7 @@ def test_bad_method_and_inputs():
         "valid methods: gradient, deconvnet, guided, gradcam, guided_gradcam, "
         "integrated_gradients, gradient_x_input, lrp_epsilon_plus, lrp_epsilon_plus_flat, "
         "lrp_epsilon_gamma_box, lrp_epsilon_alpha2_beta1_flat, gradcam_plus_plus, xgradcam, "
-        "layercam, hirescam, eigencam, scorecam, occlusion, rise, drise$"
+        "layercam, hirescam, eigencam, scorecam, rollout, gradient_rollout, occlusion, rise, drise$"
     )
     with pytest.raises(ValueError, match=valid):
         explain(SmallCNN(), torch.randn(1, 3, 8, 8), method="lrp")

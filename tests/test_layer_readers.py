@@ -83,8 +83,10 @@ def test_a_layout_that_cannot_be_told_is_refused_until_a_reader_is_named() -> No
         theirs = peer(input_tensor=x, targets=targets)
     for a, b in zip(_scaled(told.maps.detach()[:, 0].numpy()), _scaled(theirs), strict=True):
         assert float(np.corrcoef(a, b)[0, 1]) >= 0.99
-    with pytest.raises(ValueError, match="unknown layer reader 'tokens'; readers: channels_first"):
-        explain(model, x, "gradcam", layer="norm:tokens")
+    with pytest.raises(ValueError, match="unknown layer reader 'patches'; readers: channels_first"):
+        explain(model, x, "gradcam", layer="norm:patches")
+    with pytest.raises(ValueError, match=r"'norm' outputs shape \(1, 4, 4, 4\), which tokens"):
+        explain(model, x, "gradcam", layer="norm:tokens")  # no token sequence: refused
     model.cam_layer = "block:channels_first"  # the model says its layer and how to read it
     assert resolve_layer(model, x[:1]) == "block"
     assert torch.equal(explain(model, x, "gradcam").maps, told.maps)

@@ -66,11 +66,23 @@ def _tiny_detector() -> tuple[torch.nn.Module, torch.Tensor, object]:
     return detector, x, BoxScoreTarget(found[:, :1, :4], found[:, :1, 5].long())
 
 
+def _tiny_vit() -> torch.nn.Module:
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2,
+                             num_classes=3).eval()  # fmt: skip
+
+
 def test_every_registered_method_explains_and_smooths(method):
     model, x = TinyCNN(), torch.randn(2, 3, 8, 8)
     target: object = [0, 2]
     classifier = method.applies_to(get_kind("classification").provides)
-    if not classifier:  # a detector's only
+    if "attention" in method.requires:  # a vision transformer's
+        with pytest.raises(ValueError, match="TinyCNN has no attention"):
+            explain(model, x, method.name, target, **_quick(method))
+        model, x = _tiny_vit(), torch.randn(2, 3, 32, 32)
+    elif not classifier:  # a detector's only
         assert method.needs == {"box targets"}
         model, x, target = _tiny_detector()
         with pytest.raises(ValueError, match="box target"):

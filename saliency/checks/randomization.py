@@ -24,15 +24,27 @@ class Step:
     modules: tuple[str, ...]
 
 
+def _resetter(module: nn.Module) -> Callable[[], None] | None:
+    """What re-initializes ``module``'s own parameters: its ``reset_parameters`` (an
+    ``nn.MultiheadAttention``'s is private: its in-projection of queries, keys and values)."""
+    if not any(True for _ in module.parameters(recurse=False)):
+        return None
+    if isinstance(module, nn.MultiheadAttention):
+        return module._reset_parameters
+    found = getattr(module, "reset_parameters", None)
+    return found if callable(found) else None
+
+
 def resettable_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
     """Names of the modules with parameters of their own and ``reset_parameters``, in the order
     they first run in a forward pass on ``inputs[:1]`` (modules that never run come last)."""
-    names = [
-        name
-        for name, module in model.named_modules()
-        if callable(getattr(module, "reset_parameters", None))
-        and any(True for _ in module.parameters(recurse=False))
-    ]
+    return _run_order(model, inputs)[0]
+
+
+def _run_order(model: nn.Module, inputs: torch.Tensor) -> tuple[list[str], int]:
+    """:func:`resettable_layers`, and how many of them ran (a module whose weights its parent
+    uses directly never runs: an attention's output projection)."""
+    names = [name for name, module in model.named_modules() if _resetter(module) is not None]
     order: dict[str, int] = {}
     handles = []
     modules = dict(model.named_modules())
@@ -51,7 +63,7 @@ def resettable_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
     finally:
         for handle in handles:
             handle.remove()
-    return sorted(names, key=lambda n: order.get(n, len(order) + names.index(n)))
+    return sorted(names, key=lambda n: order.get(n, len(order) + names.index(n))), len(order)
 
 
 def randomization_steps(
@@ -60,7 +72,7 @@ def randomization_steps(
     """The steps from the top (the logits) down, at ``granularity`` ``stage`` or ``layer``."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
-    layers = resettable_layers(model, inputs)
+    layers, ran = _run_order(model, inputs)
     if not layers:
         raise ValueError("the model has no layer with parameters to randomize")
     if granularity == "layer":
@@ -76,18 +88,20 @@ def randomization_steps(
             else ".".join(parts[:2])
         )
         stages.setdefault(key, []).append(name)
-    if len(stages) == 1:  # one module around everything (a Detector's detector): its parts
-        stages = _split_dominant(layers)
-    # a stage's place is that of its last layer to run
-    ordered = sorted(stages.items(), key=lambda item: layers.index(item[1][-1]))
+    stages = _split_dominant(layers, {"": list(layers)} if len(stages) == 1 else stages)
+
+    def place(members: list[str]) -> int:  # that of its last layer to run
+        return max((i for i in map(layers.index, members) if i < ran), default=len(layers))
+
+    ordered = sorted(stages.items(), key=lambda item: place(item[1]))
     return [Step(name, tuple(members)) for name, members in reversed(ordered)]
 
 
-def _split_dominant(layers: list[str]) -> dict[str, list[str]]:
-    """Stages for a model wrapped in one module: from the wrapped model's children down, a
-    module that holds more than half of the layers is split into its own children (a
-    detector's backbone into its stages; its heads stay whole)."""
-    stages: dict[str, list[str]] = {"": list(layers)}
+def _split_dominant(layers: list[str], stages: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The stages with any that holds more than half of the layers split into its children,
+    until none does: a model wrapped in one module (a Detector's detector) into its parts, a
+    detector's backbone into its stages (its heads stay whole), torchvision's ViT ``encoder``
+    into its blocks."""
     while True:
         key = next(
             (k for k, m in stages.items() if (not k or 2 * len(m) > len(layers)) and m != [k]),
@@ -109,6 +123,8 @@ def randomize(model: nn.Module, step: Step, seed: int) -> None:
     with torch.random.fork_rng(devices=sorted({d.index or 0 for d in devices})):
         torch.manual_seed(seed)
         for name in step.modules:
-            modules[name].reset_parameters()
+            reset = _resetter(modules[name])
+            assert reset is not None  # a step holds resettable layers only
+            reset()
 
 

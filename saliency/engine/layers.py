@@ -184,7 +184,7 @@ def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = Non
     info = by_name.get(base)
     if reader is not None:
         get_reader(reader)  # a ValueError naming the readers if unknown
-    if info is not None and (info.is_candidate or _readable(info, reader)):
+    if info is not None and _readable(info, reader):
         return _spelled(info, reader)
     if info is None:
         exists = base in dict(model.named_modules())
@@ -201,13 +201,17 @@ def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = Non
 
 
 def _readable(info: LayerInfo, reader: str | None) -> bool:
-    """Whether a layer that is no candidate under its own layout is one with ``reader`` (a
-    reader this module does not know is checked on the output itself, when captured)."""
-    if reader is None or info.calls != 1 or info.kind != "features" or info.shape is None:
+    """Whether the layer can be read: as a candidate under its own layout, or with ``reader``
+    (a reader this module does not know is checked on the output itself, when captured)."""
+    if reader is None:
+        return info.is_candidate
+    if info.calls != 1 or info.kind != "features" or info.shape is None:
         return False
     if reader in ("channels_first", "channels_last"):
         return len(info.shape) == 4
-    return reader != "pyramid"
+    if reader in ("tokens", "pyramid"):
+        return info.layout == reader
+    return True
 
 
 def _spelled(info: LayerInfo, reader: str | None) -> str:
