@@ -21,7 +21,6 @@ import timm
 import torch
 import torch.nn.functional as F
 import torchvision
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, vit_reshape_transform
 from torch import nn
@@ -31,18 +30,11 @@ from saliency.engine.layers import resolve_layer
 from saliency.engine.registry import expand_methods
 from tests.commands import cli
 from tests.outputs_check import manifest_rows
-from tests.test_against_grad_cam import _scaled
+from tests.test_against_grad_cam import PEERS, _scaled
 from tests.test_explain_api import assert_untouched, snapshot
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 
-PEERS = {
-    "gradcam": GradCAM,
-    "gradcam_plus_plus": GradCAMPlusPlus,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "hirescam": HiResCAM,
-}
 
 
 def _timm(name: str, **kwargs: object) -> nn.Module:

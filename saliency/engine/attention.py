@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from .transformers import attention_modules, global_attention, token_layout
+from .transformers import attention_modules, global_attention, input_size, token_layout
 
 __all__ = ["AttentionCapture", "AttentionMaps"]
 
@@ -96,9 +96,7 @@ class AttentionCapture:
         return self
 
     def _input(self, model: nn.Module, args: tuple[Any, ...]) -> None:
-        first = args[0] if args else None
-        if isinstance(first, torch.Tensor) and first.dim() == 4:
-            self.size = (int(first.shape[-2]), int(first.shape[-1]))
+        self.size = input_size(args) or self.size
 
     def _timm(self, module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
         kept = output.view_as(output)  # a node of its own: the gradient reaches it alone

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .readers import channels_last, get_reader, layout, levels, split_layer
-from .transformers import token_layout
+from .transformers import input_size, token_layout
 
 _NOT_FEATURES = (
     nn.AvgPool2d,
@@ -304,9 +304,7 @@ class LayerCapture:
         return self
 
     def _input(self, model: nn.Module, args: tuple[object, ...]) -> None:
-        first = args[0] if args else None
-        if isinstance(first, torch.Tensor) and first.dim() == 4:
-            self.size = (int(first.shape[-2]), int(first.shape[-1]))
+        self.size = input_size(args) or self.size
 
     def _hook(self, module: nn.Module, args: object, output: object) -> object:
         self.calls += 1

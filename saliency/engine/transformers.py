@@ -60,6 +60,15 @@ class TokenLayout:
         return self.prefix + h * w
 
 
+def input_size(args: tuple[Any, ...]) -> tuple[int, int] | None:
+    """The (H, W) of a model's input batch, from a forward pre-hook's ``args`` (None if the
+    first is no image batch)."""
+    first: Any = args[0] if args else None
+    if first is not None and hasattr(first, "dim") and first.dim() == 4:
+        return int(first.shape[-2]), int(first.shape[-1])
+    return None
+
+
 def _pair(value: Any) -> tuple[int, int]:
     if isinstance(value, int):
         return value, value
