@@ -26,9 +26,10 @@ from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform, v
 from torch import nn
 
 from saliency import SimilarityTarget, explain, load_model
+from saliency.checks.randomization import randomization_steps, randomize
 from saliency.engine.layers import resolve_layer
 from saliency.engine.registry import expand_methods
-from tests.commands import cli
+from tests.commands import cli, compare_evaluate_and_sanity
 from tests.outputs_check import manifest_rows
 from tests.test_against_grad_cam import PEERS, _scaled
 from tests.test_explain_api import assert_untouched, snapshot
@@ -337,3 +338,38 @@ def test_the_command_explains_a_timm_vit_from_a_local_checkpoint(tmp_path: Path)
     cnn = cli("explain", SAMPLES / "chelsea.png", "--out", tmp_path / "cnn", "--method", "rollout")
     assert cnn.returncode == 2 and "rollout reads a vision transformer's attention" in cnn.stderr
     assert not (tmp_path / "lrp").exists() or not list((tmp_path / "lrp").rglob("*.png"))
+
+
+def test_swin_s_default_is_its_final_norm_read_channels_last_in_timm_and_torchvision() -> None:
+    x = torch.randn(1, 3, 224, 224)
+    assert resolve_layer(_timm("swin_tiny_patch4_window7_224"), x) == "norm:channels_last"
+    assert resolve_layer(torchvision.models.swin_t().eval(), x) == "norm:channels_last"
+
+
+def test_sanity_randomizes_a_vit_block_by_block_from_the_top() -> None:
+    timm_steps = randomization_steps(_timm("vit_tiny_patch16_224"), torch.randn(1, 3, 224, 224))
+    names = [step.name for step in timm_steps]
+    assert names == ["head", "norm", *(f"blocks.{i}" for i in range(11, -1, -1)), "patch_embed"]
+    model = _torchvision_vit(image_size=64, patch_size=16, num_layers=3, num_heads=2,
+                             hidden_dim=32, mlp_dim=64)  # fmt: skip
+    steps = randomization_steps(model, torch.randn(1, 3, 64, 64))
+    blocks = [f"encoder.layers.encoder_layer_{i}" for i in (2, 1, 0)]
+    assert [s.name for s in steps] == ["heads.head", "encoder.ln", *blocks, "conv_proj"]
+    attention = model.encoder.layers[2].self_attention
+    before = attention.in_proj_weight.clone()  # nn.MultiheadAttention's own: queries, keys, values
+    randomize(model, steps[2], seed=1)
+    assert not torch.equal(attention.in_proj_weight, before)
+
+
+def test_compare_evaluate_and_sanity_take_the_attention_methods(tmp_path: Path) -> None:
+    weights = tmp_path / "vit.pth"
+    torch.save(_timm("vit_tiny_patch16_224").state_dict(), weights)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "chelsea.png").write_bytes((SAMPLES / "chelsea.png").read_bytes())
+    judged = compare_evaluate_and_sanity(
+        photos, tmp_path / "out", "--model", "timm/vit_tiny_patch16_224", "--weights",
+        str(weights), "--method", "rollout", "--method", "gradient_rollout",
+    )  # fmt: skip
+    assert judged == ["rollout", "gradient_rollout"]
+    assert (tmp_path / "out" / "compare" / "chelsea.compare.png").is_file()

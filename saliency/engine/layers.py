@@ -45,6 +45,12 @@ _NOT_FEATURES = (
     nn.Flatten,
 )
 
+def _not_features(module: nn.Module) -> bool:
+    """Pooling, dropout, identity and flatten modules, and torchvision's ``Permute`` (a layout
+    change: a Swin's final norm, read channels-last, is its CAM layer, not the permuted copy)."""
+    return isinstance(module, _NOT_FEATURES) or type(module).__name__ == "Permute"
+
+
 # model -> (input shape, candidates): the probe runs once per model and input shape
 _PROBED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], list[LayerInfo]]] = (
     weakref.WeakKeyDictionary()
@@ -122,7 +128,7 @@ def probe_layers(
             entry = seen.pop(name, None) or [None, 0, "", None, False]
             entry[0] = _output_shape(output)
             entry[1] += 1
-            entry[2] = "other" if isinstance(mod, _NOT_FEATURES) else "features"
+            entry[2] = "other" if _not_features(mod) else "features"
             entry[3] = _layout(mod, output, size)
             if entry[0] is not None and len(entry[0]) == 3 and entry[0][1] == sequence:
                 entry[3] = "tokens"
