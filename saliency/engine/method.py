@@ -195,7 +195,8 @@ class Method:
         summary: One line: what the map shows, and the paper.
         cost: One line: what it costs in passes, per batch and target.
         passes: The shared passes it reads: ``RulePass("guided")`` (a rule's gradient at the
-            input) or ``LAYER`` (the CAM layer's activations and gradients). The planner runs
+            input), ``LAYER`` (the CAM layer's activations and gradients) or ``ATTENTION``
+            (every block's attention and its gradients). The planner runs
             each declared pass once per batch and target, whatever the methods.
         order: Its place in listings and in ``all`` (built-ins use 10 to 99).
         explains_layer: True for a method with passes of its own that explains a feature-map
