@@ -96,14 +96,50 @@ def test_the_cam_family_agrees_with_pytorch_grad_cam_at_the_default_layer(peer_c
             assert r >= 0.99, (method, image, r)
 
 
+def test_eigencam_reads_the_grid_pytorch_grad_cam_s_reshape_makes(peer_case) -> None:
+    """Eigen-CAM reads no gradient: its map is the first principal component of the grid our
+    reader made, which is the grid pytorch-grad-cam's reshape transform makes; its projection
+    is theirs up to the sign (a layer norm's output has a mean of about zero at every token,
+    so our sign rule, agreement with the mean activation, is no firmer than their SVD's)."""
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    from saliency.engine.method import upsampled
+    from saliency.methods.eigencam import principal_projection
+
+    model, _, target, reshape = peer_case
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    captured: list[torch.Tensor] = []
+    handle = target.register_forward_hook(lambda m, a, out: captured.append(out.detach()))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    grid = reshape(captured[0])
+    maps = explain(model, x, "eigencam").maps.detach()
+    torch.testing.assert_close(maps, upsampled(principal_projection(grid), (224, 224)))
+    theirs = torch.from_numpy(get_2d_projection(grid.numpy()))
+    for ours, their in zip(principal_projection(grid)[:, 0], theirs, strict=True):
+        r = float(torch.corrcoef(torch.stack([ours.flatten(), their.flatten()]))[0, 1])
+        assert abs(r) >= 0.99
+
+
 # the papers' formulas, written out with full matrices over attention captured here
 
 
-def rollout_formula(attentions: list[torch.Tensor], fusion: str = "mean") -> torch.Tensor:
-    """Abnar & Zuidema: R = Ā_L ... Ā_1 with Ā = rows-renormalized (fused A + I) / 2; (B, N, N)."""
+def rollout_formula(
+    attentions: list[torch.Tensor], fusion: str = "mean", discard: float = 0.0
+) -> torch.Tensor:
+    """Abnar & Zuidema: R = Ā_L ... Ā_1 with Ā = rows-renormalized (fused A + I) / 2; (B, N, N).
+    ``discard``: jacobgil/vit-explain's, each image's lowest entries zeroed but the first."""
     result = None
     for a in attentions:
         fused = {"mean": a.mean(1), "max": a.max(1).values, "min": a.min(1).values}[fusion]
+        if discard:  # the lowest chosen in the model's float32, as the model's own would be
+            flat = fused.reshape(fused.shape[0], -1).clone()
+            chosen = a.float().mean(1).reshape(flat.shape)
+            for image, values in zip(flat, chosen, strict=True):
+                _, lowest = values.topk(int(values.numel() * discard), largest=False)
+                image[lowest[lowest != 0]] = 0
+            fused = flat.reshape(fused.shape)
         eye = torch.eye(fused.shape[-1], dtype=fused.dtype)
         step = (fused + eye) / 2
         step = step / step.sum(dim=-1, keepdim=True)
@@ -186,6 +222,9 @@ def _check_formulas(model, x, prefix, grid, capture) -> None:
         rolled = explain(model, x, "rollout", head_fusion=fusion)
         expected = _as_map(rollout_formula(attention, fusion), prefix, grid, size)
         assert _relative(rolled.maps.detach(), expected) <= 1e-5, fusion
+    rolled = explain(model, x, "rollout", discard_ratio=0.9)
+    expected = _as_map(rollout_formula(attention, "mean", 0.9), prefix, grid, size)
+    assert _relative(rolled.maps.detach(), expected) <= 1e-5
     assert_untouched(model, before)  # every hook gone, parameters and flags as they were
     assert all(block.attn.fused_attn for block in getattr(model, "blocks", []))
 
