@@ -253,7 +253,8 @@ def test_similarity_gradient_is_the_gradient_of_the_cosine(embedding: torch.nn.M
 
 def test_every_method_takes_a_region_target_or_says_why_not() -> None:
     """Every registered method on a small segmentation model: a map for each photo, or, for
-    the LRP composites (whose relevance starts at one logit of a classifier), a clear error."""
+    the LRP composites (whose relevance starts at one logit of a classifier), D-RISE (a
+    detector's) and the rollouts (a transformer's attention), a clear error."""
     from saliency import method_names
 
     torch.manual_seed(0)
@@ -278,6 +279,10 @@ def test_every_method_takes_a_region_target_or_says_why_not() -> None:
         if name == "drise":  # a detection's only
             with pytest.raises(ValueError, match="use rise"):
                 explain(model, x, name, target, masks=4)
+            continue
+        if name in ("rollout", "gradient_rollout"):  # a vision transformer's only
+            with pytest.raises(ValueError, match="LRASPP has no attention"):
+                explain(model, x, name, target)
             continue
         result = explain(model, x, name, target, batch_size=8, **settings.get(name, {}))
         assert result.maps.shape[0] == 2 and torch.isfinite(result.maps).all(), name

@@ -185,7 +185,8 @@ def test_compare_figures(photos, tmp_path):
     result = run("compare", photos / "a", photos / "cat.png", "--out", out, "--steps", "4")
     assert result.exit_code == 0, result.output
     figure = Image.open(out / "cat.compare.png")
-    quick = [m for m in all_methods() if not m.slow]  # compare's default
+    cnn = get_kind("classification").provides  # the offline model: a CNN, no attention
+    quick = [m for m in all_methods() if not m.slow and m.applies_to(cnn)]  # compare's default
     lines = -(-(len(quick) + 1) // 6)  # photo + a panel per quick method, six a line
     assert figure.size[0] > 6 * 250 and lines >= 2
     result = run(
