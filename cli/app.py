@@ -30,8 +30,8 @@ app = typer.Typer(
     "segmentation models, detectors and embeddings, from one photo to folders of thousands. "
     f"{len(method_names())} methods: the gradient rules (Gradients, DeconvNet, Guided Backprop), "
     "the CAM family (Grad-CAM and its kin), path and noise methods (Integrated Gradients, "
-    "SmoothGrad), perturbation (Occlusion, RISE, D-RISE), LRP, and attention rollout for "
-    "vision transformers; 'saliency methods' lists "
+    "SmoothGrad), perturbation (Occlusion, RISE, D-RISE), LRP, and attention rollout "
+    "(transformers); 'saliency methods' lists "
     "them. Start with: saliency explain PHOTOS --out DIR",
     no_args_is_help=True,
     rich_markup_mode=None,  # help is ours (.help); errors plain, as ours are
