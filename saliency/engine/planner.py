@@ -14,7 +14,7 @@ from .attention import AttentionMaps
 from .method import ATTENTION, Method, MethodOutput, PathContext
 from .objectives import Target, as_target
 from .options import MethodOptions
-from .passes import forward_pass, predict, predict_reading
+from .passes import ForwardPass, forward_pass, predict, predict_reading
 
 # the clean output -> the target sets: classes (LongTensor (B,)) or target objects
 Choose = Callable[[torch.Tensor], Sequence[torch.Tensor | Target]]
@@ -78,6 +78,28 @@ def compute_present(method: Method, context: PathContext) -> list[MethodOutput]:
     return whole
 
 
+def _shared_results(
+    graph: ForwardPass, shared: Sequence[Method], target_sets: list[Target], options: MethodOptions
+) -> list[dict[str, Explanation]]:
+    """Per target set, the explanations of the methods with shared passes, from ``graph``:
+    each declared pass once per target set, the graph kept until the last."""
+    logits = graph.logits.detach()
+    results: list[dict[str, Explanation]] = []
+    for n, targets in enumerate(target_sets):
+        keep = n < len(target_sets) - 1
+        found = graph.shared(shared, targets, retain_graph=keep, options=options)
+        result = {}
+        for method in shared:
+            maps, report = found[method.name]
+            layer = graph.layer if method.uses_layer else None
+            classes = targets.classes(len(maps), maps.device)
+            result[method.name] = Explanation(
+                maps, classes, logits, method.name, report, layer, shown=method.shown
+            )
+        results.append(result)
+    return results
+
+
 def run_plan(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -112,19 +134,7 @@ def run_plan(
             if attends and graph.attention is not None:
                 seen = AttentionMaps.read(graph.attention)
             target_sets = targets_of(choose, logits)
-            results: list[dict[str, Explanation]] = []
-            for n, targets in enumerate(target_sets):
-                keep = n < len(target_sets) - 1
-                found = graph.shared(shared, targets, retain_graph=keep, options=options)
-                result = {}
-                for method in shared:
-                    maps, report = found[method.name]
-                    layer = graph.layer if method.uses_layer else None
-                    classes = targets.classes(len(maps), maps.device)
-                    result[method.name] = Explanation(
-                        maps, classes, logits, method.name, report, layer, shown=method.shown
-                    )
-                results.append(result)
+            results = _shared_results(graph, shared, target_sets, options)
     elif reads or attends:
         logits, read, seen = predict_reading(
             model, inputs, options.batch_size, options.layer,
