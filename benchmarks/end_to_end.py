@@ -128,6 +128,7 @@ def stage_shares(loaded, photos: list[Path], options: JobOptions) -> dict[str, f
     stages = (
         "decode + preprocess",
         "model",
+        "photo decoded again",
         "prepare + paint",
         "encode png",
         "encode jpg",
@@ -144,7 +145,9 @@ def stage_shares(loaded, photos: list[Path], options: JobOptions) -> dict[str, f
         logits = loaded.model(x)
         grad = torch.autograd.grad(logits.max(1).values.sum(), x)[0]
         times["model"] += time.perf_counter() - start
-        photo = load_image(file.path)
+        start = time.perf_counter()
+        photo = load_image(file.path)  # as the writer does: the picture is drawn on the photo
+        times["photo decoded again"] += time.perf_counter() - start
         start = time.perf_counter()
         picture = paint(photo, prepare(grad[0], RenderOptions()), decoded.geometry, RenderOptions())
         times["prepare + paint"] += time.perf_counter() - start
