@@ -118,3 +118,20 @@ def test_its_target_scores_the_sigmoid() -> None:
     assert torch.allclose(bound.confidence(logits), torch.tensor([2.0, 4.0]).sigmoid())
     assert torch.allclose(bound.select(torch.tensor([1])).confidence(logits[1:]),
                           torch.tensor([4.0]).sigmoid())  # fmt: skip
+
+
+def test_the_folder_run_s_targets_are_labels_weighed_by_their_sigmoid() -> None:
+    """What explain's pictures explain: each class above the score as a LabelTarget, so that
+    methods weighing by confidence (RISE) weigh by the sigmoid, as compare and evaluate do (the
+    softmax of a multi-label classifier's logits means nothing)."""
+    from saliency.engine.objectives import ClassTarget
+    from saliency.tasks.multilabel import AbovePlan, LabelTarget
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 1.0, 4.0]])
+    first, second = AbovePlan(min_score=0.7).targets(logits)  # sigmoids 0.88; 0.73 and 0.98
+    assert isinstance(first, LabelTarget) and isinstance(second, LabelTarget)
+    assert first.indices.tolist() == [0, 1] and second.indices.tolist() == [0, 2]
+    assert first.present.tolist() == [True, True] and second.present.tolist() == [False, True]
+    assert torch.allclose(first.confidence(logits), torch.tensor([2.0, 1.0]).sigmoid())
+    softmax = ClassTarget(first.indices).confidence(logits)
+    assert not torch.allclose(first.confidence(logits), softmax)  # what it was weighed by

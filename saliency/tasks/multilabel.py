@@ -59,8 +59,8 @@ class AbovePlan(TargetPlan):
         return [row.nonzero()[:, 0].tolist() for row in above]
 
     def targets(self, logits: torch.Tensor) -> list[torch.Tensor | Target]:
-        def label(classes: list[int]) -> Target:  # what a class index means: its logit
-            return ClassTarget(torch.tensor(classes, dtype=torch.long, device=logits.device))
+        def label(classes: list[int]) -> Target:  # its logit; its sigmoid the confidence
+            return LabelTarget(torch.tensor(classes, dtype=torch.long, device=logits.device))
 
         return self.found_targets(logits, label)
 
@@ -69,7 +69,8 @@ class AbovePlan(TargetPlan):
         return f"no class scored {self.min_score:g} or more"
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"target": {"kind": "above", "min_score": self.min_score}}
+        # the confidence a perturbation method weighs by: the sigmoid (it was the softmax)
+        return {"target": {"kind": "above", "min_score": self.min_score, "confidence": "sigmoid"}}
 
     def one(self) -> Target | None:
         return TopLabel()
