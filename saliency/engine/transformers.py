@@ -131,13 +131,16 @@ def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
+def _attending(model: nn.Module) -> list[nn.Module]:
+    """Its attention modules of any kind (timm's, torchvision's ``nn.MultiheadAttention``, a
+    windowed Swin one), told by their class's name, readable here or not."""
+    return [module for module in model.modules() if "Attention" in type(module).__name__]
+
+
 def is_transformer(model: nn.Module) -> bool:
-    """Whether the model attends: it has an attention module of any kind (timm's, torchvision's
-    or a windowed Swin one), whether or not its weights can be read here."""
-    return any(
-        isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__
-        for module in model.modules()
-    )
+    """Whether the model attends: it has an attention module of any kind, whether or not its
+    weights can be read here."""
+    return bool(_attending(model))
 
 
 def global_attention(model: nn.Module) -> str | None:
@@ -155,7 +158,7 @@ def global_attention(model: nn.Module) -> str | None:
     if not layout.class_token:
         return f"{name} has no class token (it pools its patch tokens): rollout has no row to read"
     found = attention_modules(model)
-    attending = [m for m in model.modules() if "Attention" in type(m).__name__]
+    attending = _attending(model)
     if not found or len(found) < len(attending):
         kinds = sorted({type(m).__name__ for m in attending})
         return (

@@ -103,9 +103,10 @@ def resolve_method_options(
     from ..engine.options import resolved
     from ..engine.registry import get_method
 
+    provides = loaded.provides  # read from the model's modules: once, not per method
     for name in methods:
         method = get_method(name)
-        missing = method.requires - loaded.provides  # as --method all's applies_to
+        missing = method.requires - provides  # as --method all's applies_to
         if missing:
             raise ValueError(_not_for(name, loaded, missing))
     size = loaded.input_size
