@@ -237,11 +237,13 @@ def test_a_rank_killed_mid_run_then_a_rerun_with_another_count(
         proc.kill()
     assert proc.returncode != 0
     assert list(out.glob("results.part.*")), stderr  # merged by no one: a rank died
-    # the pictures with a row (a picture whose row the kill prevented is rightly redone)
+    # the pictures with a row (a picture whose row the kill prevented is rightly redone): the
+    # rank stopped by torchrun's SIGTERM recorded its three written pictures as it left (its
+    # run thread, stuck in the model, could not); the killed rank, those recorded before
     recorded = fold(manifest_files(out)).values()
     names = [r.outputs[0] for r in recorded if r.is_ok]
     before = {name: (out / name).stat().st_mtime_ns for name in names}
-    assert len(before) >= 4, stderr
+    assert len(before) >= 3, (sorted(before), stderr)
     for index in range(3):  # the rerun: three job-array shards, one after another
         result = run(saliency("explain", folder, "--out", out, "--shard", f"{index}/3", *ARGS))
         assert result.returncode in (0, 1), result.stderr

@@ -6,9 +6,10 @@ in a run thread (one forward pass per batch serves every method and target), dra
 and writing in the worker processes (or writer threads); on a CUDA model, decoding and drawing
 move to the device (:mod:`.resident`). Every queue is bounded, so memory stays flat however many
 images there are. The caller's thread only watches: when ``should_stop`` turns true it gives the
-run ``grace`` seconds to finish what is written, then walks away from any thread still stuck (in
-a read, the model or a write). Each image's outcome goes to ``record``, in input order; the
-records themselves are the ledger's (:mod:`.ledger`).
+run ``grace`` seconds to finish what is written, records the images whose pictures are written
+by then, and walks away from any thread still stuck (in a read, the model or a write). Each
+image's outcome goes to ``record``, in input order; the records themselves are the ledger's
+(:mod:`.ledger`).
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Executor:
         self.pool: ProcessPoolExecutor | None = None
         self._threads: Workers | None = None
         self._pending: deque[tuple[InputFile, Drawing | None, Job]] = deque()
+        self._records = threading.Lock()  # the run thread's, or the watcher's once it leaves
+        self._left = False  # the watcher walked away: the run thread records no more
         self._error: BaseException | None = None
         self._warned: set[str] = set()  # notes said: why some photo was done on the CPU
 
@@ -97,10 +100,25 @@ class Executor:
                 self.stop.set()
                 deadline = time.monotonic() + grace
             if deadline is not None and time.monotonic() > deadline:
+                self._leave()
                 return False
         if self._error is not None:
             raise self._error
         return True
+
+    def _leave(self) -> None:
+        """Record the images at the front whose pictures are written (a run thread stuck in
+        the model would have recorded them at its next batch), then take no more records."""
+        if not self._records.acquire(timeout=1.0):  # the run thread waits on a stuck write
+            self._left = True
+            return
+        try:
+            pending = self._pending
+            while pending and _finished(pending[0][2]):
+                self._record(*pending.popleft())
+            self._left = True
+        finally:
+            self._records.release()
 
     def abandon(self) -> bool:
         """Drop what is unfinished: partial files of writer threads, writer processes still
@@ -169,7 +187,7 @@ class Executor:
                 if note is not None and note not in self._warned:
                     work.notes.append(note)
                     self._warned.add(note)
-                self._pending.append((file, work, self._submit(work)))
+                self._queue(file, work, self._submit(work))
 
     def _drawing(self, done: Explained) -> Drawing:
         """The image's pictures prepared for a writer; where the device fails to draw them, drawn
@@ -201,7 +219,11 @@ class Executor:
         return list(zip(group, found, strict=True))
 
     def _known(self, file: InputFile, reason: str) -> None:
-        self._pending.append((file, None, error_outcome(self.loaded.name, file, reason)))
+        self._queue(file, None, error_outcome(self.loaded.name, file, reason))
+
+    def _queue(self, file: InputFile, work: Drawing | None, job: Job) -> None:
+        with self._records:
+            self._pending.append((file, work, job))
 
     def _submit(self, work: Drawing) -> Future[list[bool]]:
         if self.pool is not None:
@@ -212,25 +234,31 @@ class Executor:
     def _settle(self, block_until: int) -> None:
         """Record finished images in order: all beyond ``block_until`` pending (waiting for
         them), and any already finished at the front (so rows follow pictures closely)."""
-        pending = self._pending
-        while pending and (len(pending) > block_until or _finished(pending[0][2])):
-            file, work, job = pending.popleft()
-            if isinstance(job, ImageOutcome):
-                self.record(job)
-                continue
-            if job.cancelled() or isinstance(job.exception(), _STOPPED_WRITES):
-                continue  # stopping: this image's writes were refused, nothing kept
-            assert work is not None
-            self.record(result_of(self.loaded, file, partial(_outcome, work, job)))
+        with self._records:
+            pending = self._pending
+            while not self._left and pending and (
+                len(pending) > block_until or _finished(pending[0][2])
+            ):
+                self._record(*pending.popleft())
+
+    def _record(self, file: InputFile, work: Drawing | None, job: Job) -> None:
+        if isinstance(job, ImageOutcome):
+            self.record(job)
+            return
+        if job.cancelled() or isinstance(job.exception(), _STOPPED_WRITES):
+            return  # stopping: this image's writes were refused, nothing kept
+        assert work is not None
+        self.record(result_of(self.loaded, file, partial(_outcome, work, job)))
 
     def _finish(self, read_pool: Workers | None) -> None:
         """Record what is pending (cancelling what has not started when stopping) and close
         the workers."""
         stopping = self.stop.is_set()
         if stopping:
-            for _, _, job in self._pending:
-                if isinstance(job, Future):
-                    job.cancel()
+            with self._records:
+                for _, _, job in self._pending:
+                    if isinstance(job, Future):
+                        job.cancel()
         self._settle(0)
         if read_pool is not None:
             read_pool.close()
