@@ -84,11 +84,13 @@ def normalize_deferred(
     if magnitude.numel() == 0:
         return values.float(), torch.ones((), dtype=torch.bool, device=values.device)
     empty = ~(magnitude > 0).any()
-    # torch.quantile's linear interpolation, written out: its argument checks read the device
-    ordered = magnitude.double().sort().values
+    # torch.quantile's linear interpolation, written out: its argument checks read the device;
+    # the two order statistics selected, not sorted (a sort of 50,000 values took 4 ms)
     rank = clip_percentile / 100.0 * (magnitude.numel() - 1)
     below, above = math.floor(rank), math.ceil(rank)
-    scale = torch.lerp(ordered[below], ordered[above], rank - below)
+    low = magnitude.kthvalue(below + 1).values.double()
+    high = low if above == below else magnitude.kthvalue(above + 1).values.double()
+    scale = torch.lerp(low, high, rank - below)
     scale = torch.where(scale > 0, scale, magnitude.max().double())
     scale = torch.where(empty, torch.ones_like(scale), scale).float()
     return (values / scale).clamp(-1.0, 1.0), empty
