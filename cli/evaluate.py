@@ -194,6 +194,7 @@ def _say_cost(
     size = (int(inputs[0].shape[-2]), int(inputs[0].shape[-1]))
     own = sum(get_method(m).forwards(options.of(get_method(m)), size) or 0 for m in methods)
     passes = maps * protocol.forwards(metrics) + len(inputs) * own
+    passes += len(inputs) * protocol.shared_forwards(metrics)
     seconds = passes * pass_seconds(loaded, min(protocol.batch_size, 4), size)
     said = f"{passes:,} forward passes"
     imputations = maps * protocol.imputations(metrics)

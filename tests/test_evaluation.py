@@ -13,9 +13,15 @@ import pytest
 import torch
 from torch import nn
 
-from saliency.evaluation.metrics import area, deletion_curves, spearman, substrate
+from saliency.evaluation.metrics import (
+    area,
+    deletion_curves,
+    road_curves,
+    spearman,
+    substrate,
+)
 from saliency.evaluation.ranking import centre_map, random_map, ranks, removed
-from saliency.evaluation.road import impute, impute_cg
+from saliency.evaluation.road import dissection_order, impute, impute_cg
 from saliency.evaluation.run import Protocol, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +78,63 @@ def test_deletion_and_insertion_curves_by_hand() -> None:
     np.testing.assert_allclose(inserted[0].detach().numpy(), back, rtol=1e-6)
     trapezoid = sum((a + b) / 2 * 0.25 for a, b in zip(expected, expected[1:], strict=False))
     assert float(area(curve.detach(), [0, 0.25, 0.5, 0.75, 1.0])[0]) == pytest.approx(trapezoid)
+
+
+def test_shared_ends_and_many_fractions_a_pass_change_no_point() -> None:
+    """Deletion's and insertion's ends given once for every map, and the copies of several
+    fractions scored in one call, give the points of one fraction at a time; ROAD's imputations
+    of several fractions at once keep each fraction's noise."""
+    torch.manual_seed(0)
+    model = PixelSum(torch.randn(1, 3, 6, 5))
+    x = torch.randn(2, 3, 6, 5)
+    base = substrate(x, "mean")
+    places = ranks(torch.rand(2, 6, 5))
+    targets = torch.tensor([0, 1])
+    sizes: list[int] = []
+
+    def probabilities(copies: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(copies))
+        return model(copies).softmax(1).gather(1, wanted[:, None])[:, 0].detach()
+
+    def alone(copies: torch.Tensor) -> torch.Tensor:
+        return model(copies).softmax(1).gather(1, targets[:, None])[:, 0].detach()
+
+    ends = (alone(x), alone(base))
+    for insertion in (False, True):
+        expected = []
+        for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
+            gone = removed(places, fraction)[:, None]
+            kept = (x, base) if insertion else (base, x)
+            expected.append(alone(torch.where(gone, *kept)))
+        sizes.clear()
+        curve = deletion_curves(x, places, base, targets, 4, insertion, probabilities, ends, 6)
+        assert sizes == [6]  # the three fractions between the ends, in one call
+        torch.testing.assert_close(curve, torch.stack(expected, 1), rtol=1e-6, atol=1e-7)
+    fractions = (0.2, 0.5, 0.8)
+    for most_first in (True, False):
+        expected = [
+            alone(impute(x, removed(places, f, most_first), 0.01, [7 * 1000 + k, 9 * 1000 + k]))
+            for k, f in enumerate(fractions)
+        ]
+        for per_pass in (2, 64):
+            curve = road_curves(x, places, targets, most_first, probabilities, [7, 9], fractions,
+                                0.01, per_pass)  # fmt: skip
+            torch.testing.assert_close(curve, torch.stack(expected, 1))
+
+
+def test_the_dissection_order_numbers_every_removed_pixel_once() -> None:
+    hole = removed(ranks(random_map((1, 30, 40), 1)), 0.7)[0].numpy()
+    ys, xs = np.nonzero(hole)
+    order = dissection_order(ys, xs)
+    assert sorted(order.tolist()) == list(range(ys.size))
+    assert not np.array_equal(order, np.arange(ys.size))  # a reordering, not row order
+    image = torch.randn(1, 3, 30, 40, dtype=torch.float64).cumsum(2)
+    gone = torch.from_numpy(hole)[None]
+    np.testing.assert_allclose(
+        impute(image, gone, noise=0.0).numpy(),
+        impute_cg(image, gone, noise=0.0, tolerance=1e-12).numpy(),
+        atol=1e-8,
+    )  # fmt: skip
 
 
 def test_substrates() -> None:
@@ -197,6 +260,8 @@ def test_evaluate_every_metric_and_baseline_deterministically(tmp_path: Path) ->
         Protocol(fill="grey")
     with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
         Protocol(steps=0)
+    with pytest.raises(ValueError, match=r"ROAD fractions must be in \[0, 1\), got \[1.0\]"):
+        Protocol(road_fractions=(0.5, 1.0))
 
 
 @pytest.mark.slow

@@ -146,10 +146,11 @@ def test_evaluate_steps_mean_what_they_mean_everywhere(tmp_path: Path) -> None:
                "--steps", "4", "--curve-steps", "3", "--metric", "deletion",
                "--fit", "resize")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    # its cost said first: (1 map + 2 baselines) x 4 deletion fractions, and IG's own passes
-    # are not counted as perturbed copies (their cost is the maps')
+    # its cost said first: (1 map + 2 baselines) x the 2 fractions between the ends, and the
+    # ends (the photo, the substrate) once for all; IG's own passes are not counted as perturbed
+    # copies (their cost is the maps')
     said = " ".join(done.stderr.split())
-    assert said.startswith("evaluate: 1 photo, 1 method and 2 baselines: 12 forward passes, about")
+    assert said.startswith("evaluate: 1 photo, 1 method and 2 baselines: 8 forward passes, about")
     curves = (tmp_path / "b" / "curves.csv").read_text().splitlines()
     ours = [line for line in curves if ",integrated_gradients,deletion," in line]
     assert len(ours) == 4  # the fractions 0, 1/3, 2/3, 1

@@ -17,6 +17,7 @@ probability as pixels go (or come back), and a curve into one number.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 import torchvision.transforms.functional as TF
@@ -32,6 +33,7 @@ LOWER_IS_BETTER = {"deletion": True, "insertion": False, "road_morf": True, "roa
 ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 Probabilities = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+T = TypeVar("T")
 
 
 def substrate(images: torch.Tensor, fill: str) -> torch.Tensor:
@@ -56,15 +58,25 @@ def deletion_curves(
     steps: int,
     insertion: bool,
     probabilities: Probabilities,
+    ends: tuple[torch.Tensor, torch.Tensor] | None = None,
+    per_pass: int = 64,
 ) -> torch.Tensor:
     """(B, steps + 1) probabilities of ``targets`` as the pixels go (come back) in ``places``
-    order, from fraction 0 to 1."""
-    columns = []
-    for fraction in fractions(steps):
-        gone = removed(places, fraction)[:, None]
-        copies = torch.where(gone, images, base) if insertion else torch.where(gone, base, images)
-        columns.append(probabilities(copies, targets))
-    return torch.stack(columns, 1)
+    order, from fraction 0 to 1. ``ends``: the probabilities (B,) of the clean images and of
+    ``base``, the curves' end points, which no map changes (computed here if None); the copies
+    go to ``probabilities`` as many fractions at a time as fill ``per_pass`` copies."""
+    points = fractions(steps)
+
+    def copies(chunk: Sequence[float]) -> torch.Tensor:
+        gone = torch.cat([removed(places, fraction) for fraction in chunk])[:, None]
+        clean, blank = images.repeat(len(chunk), 1, 1, 1), base.repeat(len(chunk), 1, 1, 1)
+        return torch.where(gone, clean, blank) if insertion else torch.where(gone, blank, clean)
+
+    if ends is None:
+        return torch.stack(_in_passes(points, copies, targets, probabilities, per_pass), 1)
+    inner = _in_passes(points[1:-1], copies, targets, probabilities, per_pass)
+    first, last = (ends[1], ends[0]) if insertion else ends
+    return torch.stack([first, *inner, last], 1)
 
 
 def road_curves(
@@ -76,15 +88,40 @@ def road_curves(
     seeds: Sequence[int],
     road_fractions: Sequence[float] = ROAD_FRACTIONS,
     noise: float = 0.01,
+    per_pass: int = 64,
 ) -> torch.Tensor:
     """(B, fractions) probabilities of ``targets`` with the most (least) relevant fractions
-    imputed. ``seeds``: one per image, for the imputation's noise."""
-    columns = []
-    for number, fraction in enumerate(road_fractions):
-        gone = removed(places, fraction, most_first)
-        item_seeds = [seed * 1000 + number for seed in seeds]
-        columns.append(probabilities(impute(images, gone, noise, item_seeds), targets))
-    return torch.stack(columns, 1)
+    imputed. ``seeds``: one per image, for the imputation's noise. The fractions of one pass
+    are imputed together (on the CPU, on every thread torch has)."""
+
+    def copies(numbers: Sequence[int]) -> torch.Tensor:
+        gone = torch.cat([removed(places, road_fractions[k], most_first) for k in numbers])
+        item_seeds = [seed * 1000 + k for k in numbers for seed in seeds]
+        return impute(images.repeat(len(numbers), 1, 1, 1), gone, noise, item_seeds)
+
+    numbers = list(range(len(road_fractions)))
+    # imputed together: as many as keep every thread busy (up to 64 copies at a time)
+    together = max(per_pass, min(len(numbers) * len(seeds), 64))
+    return torch.stack(_in_passes(numbers, copies, targets, probabilities, together), 1)
+
+
+def _in_passes(
+    points: Sequence[T],
+    copies: Callable[[Sequence[T]], torch.Tensor],
+    targets: torch.Tensor,
+    probabilities: Probabilities,
+    per_pass: int,
+) -> list[torch.Tensor]:
+    """Each point's probabilities (B,): the copies of as many points as fill ``per_pass``
+    made together (``probabilities`` passes them in batches of its own)."""
+    count = targets.shape[0]
+    group = max(1, per_pass // count)
+    columns: list[torch.Tensor] = []
+    for start in range(0, len(points), group):
+        chunk = points[start : start + group]
+        scored = probabilities(copies(chunk), targets.repeat(len(chunk)))
+        columns.extend(scored.view(len(chunk), count).unbind(0))
+    return columns
 
 
 def area(curve: torch.Tensor, xs: Sequence[float]) -> torch.Tensor:

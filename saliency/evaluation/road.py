@@ -13,6 +13,7 @@ checks the two solvers agree with each other and with a hand-built system.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -78,23 +79,33 @@ def impute(
     if images.device.type != "cpu":
         return impute_cg(images, removed, noise, seeds)
     out = images.clone()
-    for i in range(images.shape[0]):
-        _solve_direct(out[i], removed[i].cpu().numpy())
+    holes = removed.cpu().numpy()
+    threads = min(len(out), torch.get_num_threads())
+    if threads > 1:  # SuperLU lets go of the GIL: the images are solved side by side,
+        # the largest holes first so that no thread is left with one at the end
+        order = sorted(range(len(out)), key=lambda i: -int(holes[i].sum()))
+        with ThreadPoolExecutor(threads, thread_name_prefix="saliency-road") as pool:
+            list(pool.map(lambda i: _solve_direct(out[i], holes[i]), order))
+    else:
+        for image, hole in zip(out, holes, strict=True):
+            _solve_direct(image, hole)
     return out + removed[:, None].to(images.dtype) * _noise(images, seeds, noise)
 
 
 def impute_seconds(image: torch.Tensor) -> float:
-    """Seconds of one imputation of ``image`` (C, H, W) with half its pixels removed: what an
-    evaluation's estimate multiplies by its ROAD fractions (their mean cost, measured)."""
+    """Seconds of one imputation of ``image`` (C, H, W) with half its pixels removed, as many
+    at once as the CPU solves side by side: what an evaluation's estimate multiplies by its ROAD
+    fractions (their mean cost, measured)."""
     import time
 
     height, width = image.shape[-2:]
-    removed = torch.rand(1, height, width, generator=torch.Generator().manual_seed(0)) < 0.5
+    count = min(torch.get_num_threads(), 4) if image.device.type == "cpu" else 1
+    removed = torch.rand(count, height, width, generator=torch.Generator().manual_seed(0)) < 0.5
     started = time.perf_counter()
-    impute(image[None], removed.to(image.device))
+    impute(image[None].expand(count, -1, -1, -1), removed.to(image.device))
     if image.device.type == "cuda":
         torch.cuda.synchronize(image.device)
-    return time.perf_counter() - started
+    return (time.perf_counter() - started) / count
 
 
 def _noise(images: torch.Tensor, seeds: Sequence[int] | None, noise: float) -> torch.Tensor:
@@ -110,12 +121,14 @@ def _solve_direct(image: torch.Tensor, hole: np.ndarray) -> None:
     """Impute ``image`` (C, H, W, on the CPU) in place where ``hole`` (H, W) is true, without
     noise: the sparse system built with NumPy, solved by SuperLU for all channels at once."""
     import scipy.sparse as sparse
-    from scipy.sparse.linalg import spsolve
+    from scipy.sparse.linalg import splu
 
     h, w = hole.shape
     ys, xs = np.nonzero(hole)
     if ys.size == 0:
         return
+    order = dissection_order(ys, xs)  # unknowns numbered so that the factors stay sparse
+    ys, xs = ys[order], xs[order]
     index = np.full((h, w), -1, dtype=np.int64)
     index[ys, xs] = np.arange(ys.size)
     values = image.numpy().reshape(image.shape[0], -1)
@@ -145,9 +158,36 @@ def _solve_direct(image: torch.Tensor, hole: np.ndarray) -> None:
         (np.concatenate(entries), (np.concatenate(rows), np.concatenate(cols))),
         shape=(ys.size, ys.size),
     )
-    solution = spsolve(matrix, rhs).reshape(ys.size, -1)
+    # symmetric positive definite: no pivoting, so the order above is the factors' order
+    factors = splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                   options={"SymmetricMode": True})  # fmt: skip
+    solution = factors.solve(rhs).reshape(ys.size, -1)
     flat = ys * w + xs
     for channel in range(image.shape[0]):
         image.view(image.shape[0], -1)[channel, flat] = torch.from_numpy(solution[:, channel]).to(
             image.dtype
         )
+
+
+def dissection_order(ys: np.ndarray, xs: np.ndarray, leaf: int = 16) -> np.ndarray:
+    """A nested dissection order of the pixels at (``ys``, ``xs``): each box of pixels split at
+    its median row (or column, the longer side) into two halves, numbered first, and the line
+    between them, numbered last. Under the 8-neighbour stencil no pixel of one half touches the
+    other, so a factor fills in little (2D grids: SuperLU's column orders took 1.3 to 1.8 times
+    as long at 50 to 90% removed, 224x336)."""
+    parts: list[np.ndarray] = []
+    stack: list[tuple[np.ndarray, bool]] = [(np.arange(ys.size), False)]
+    while stack:  # depth first: the lower half, the upper, then the line (pushed first)
+        index, done = stack.pop()
+        if done or index.size <= leaf:
+            parts.append(index)
+            continue
+        y, x = ys[index], xs[index]
+        along = y if np.ptp(y) >= np.ptp(x) else x
+        middle = np.partition(along, along.size // 2)[along.size // 2]
+        lower, line, upper = index[along < middle], index[along == middle], index[along > middle]
+        if lower.size == 0 and upper.size == 0:
+            parts.append(index)
+            continue
+        stack += [(line, True), (upper, False), (lower, False)]
+    return np.concatenate(parts)
