@@ -90,6 +90,16 @@ def evaluate(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Images per batch, and perturbed copies per forward pass.")
     ] = 64,
+    tuned_pass: Annotated[
+        bool | None,
+        typer.Option(
+            "--tuned-pass/--plain-pass",
+            help="Score the perturbed copies with the model's batch norms as per-channel "
+            "scales and its weights channels_last: probabilities within 1e-6, 1.4x faster on a "
+            "CPU; not for detectors. The maps are the model's own. [default: tuned on a CPU]",
+            show_default=False,
+        ),
+    ] = None,
     report: ReportOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -109,6 +119,7 @@ def evaluate(
     loaded = common.load(model, weights, labels, device, debug, kind=kind,
                          given=common.given(similar_to, different_from), seed=seed)
     methods = common.methods_from(method, ("gradient", "guided", "gradcam"), loaded)
+    common.check_tuned(tuned_pass, loaded, [])  # the copies' pass: no method's rules in it
     fit_mode = common.check_fit(fit, loaded)
     explained = common.one_target(target, loaded, similar_to, different_from, fit_mode, "evaluate")
     metrics = _metrics(metric, explained is not None, loaded)
@@ -146,7 +157,7 @@ def evaluate(
                 result = run_evaluation(
                     loaded, inputs, methods, metrics, names, protocol=protocol,
                     options=method_options, on_batch=lambda n: progress.advance(task, n),
-                    target=explained,
+                    target=explained, tuned=tuned_pass,
                 )  # fmt: skip
             _write(result, out)
         _print_leaderboard(leaderboard(result), len(names))

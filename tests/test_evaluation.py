@@ -137,6 +137,28 @@ def test_the_dissection_order_numbers_every_removed_pixel_once() -> None:
     )  # fmt: skip
 
 
+def test_copies_scored_by_the_tuned_model_agree_with_the_model() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+    ).eval()  # fmt: skip
+    with torch.no_grad():  # statistics of its own, so that freezing them is a real change
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    images = [torch.randn(3, 12, 14) for _ in range(2)]
+    protocol = Protocol(4, road_fractions=(0.3, 0.7))
+    calls: list[int] = []
+    model[1].register_forward_hook(lambda *_: calls.append(1))
+    plain = evaluate(model, images, ["gradient"], protocol=protocol, tuned=False)
+    through_model, calls[:] = len(calls), []
+    fast = evaluate(model, images, ["gradient"], protocol=protocol, tuned=True)
+    assert 0 < len(calls) < through_model  # the maps' pass alone: the copies went elsewhere
+    assert type(model[1]) is nn.BatchNorm2d  # the model itself is left as it was
+    for a, b in zip(plain.scores, fast.scores, strict=True):
+        assert a["metric"] == b["metric"] and a["value"] == pytest.approx(b["value"], abs=1e-6)
+
+
 def test_substrates() -> None:
     x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
     mean = substrate(x, "mean")
