@@ -135,6 +135,13 @@ def stage_shares(loaded, photos: list[Path], options: JobOptions) -> dict[str, f
         "write",
     )
     times: dict[str, float] = dict.fromkeys(stages, 0.0)
+    # a warm-up picture first: the first paint imports matplotlib's colormaps (~0.1 s), which
+    # spread over 16 photos read as 7 ms a picture
+    warm = decode(files[0], loaded, options.fit)
+    assert warm.tensor is not None and warm.geometry is not None
+    plane = torch.rand(3, *warm.tensor.shape[-2:])
+    paint(load_image(files[0].path), prepare(plane, RenderOptions()), warm.geometry,
+          RenderOptions())  # fmt: skip
     for file in files:
         start = time.perf_counter()
         decoded = decode(file, loaded, options.fit)
