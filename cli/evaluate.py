@@ -149,7 +149,7 @@ def evaluate(
             seed=seed, batch_size=batch_size,
         )  # fmt: skip
         if not quiet:
-            _say_cost(loaded, protocol, metrics, methods, method_options, inputs)
+            _say_cost(loaded, protocol, metrics, methods, method_options, inputs, tuned_pass)
         progress = running.progress(console, quiet)
         with common.failures(out, debug, usage=(ValueError,)):
             with progress, running.passes_shown(progress):
@@ -193,20 +193,23 @@ def _say_cost(
     methods: tuple[str, ...],
     options: Any,
     inputs: list[Any],
+    tuned: bool | None,
 ) -> None:
     """Before the work: the forward passes and ROAD imputations the metrics take, and how long
-    they will be, from the model's pass and one imputation measured now on the first photo (an
-    evaluation of 2 photos and 2 methods took 46 s on 2 cores and said nothing)."""
+    they will be, from the pass that scores the copies and one imputation measured now on the
+    first photo (an evaluation of 2 photos and 2 methods took 46 s on 2 cores and said nothing)."""
     from saliency.engine.registry import get_method
     from saliency.evaluation.road import impute_seconds
     from saliency.models.timing import duration, pass_seconds
+    from saliency.models.tuning import tuned_loaded, tunes
 
     maps = len(inputs) * (len(methods) + 2)  # the random and centre baselines too
     size = (int(inputs[0].shape[-2]), int(inputs[0].shape[-1]))
     own = sum(get_method(m).forwards(options.of(get_method(m)), size) or 0 for m in methods)
     passes = maps * protocol.forwards(metrics) + len(inputs) * own
     passes += len(inputs) * protocol.shared_forwards(metrics)
-    seconds = passes * pass_seconds(loaded, min(protocol.batch_size, 4), size)
+    scorer = tuned_loaded(loaded) if tunes(loaded, (), tuned) else loaded
+    seconds = passes * pass_seconds(scorer, protocol.per_pass(loaded.device), size)
     said = f"{passes:,} forward passes"
     imputations = maps * protocol.imputations(metrics)
     if imputations:
