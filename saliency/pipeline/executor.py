@@ -14,6 +14,7 @@ image's outcome goes to ``record``, in input order; the records themselves are t
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -79,7 +80,6 @@ class Executor:
         self._threads: Workers | None = None
         self._pending: deque[tuple[InputFile, Drawing | None, Job]] = deque()
         self._records = threading.Lock()  # the run thread's, or the watcher's once it leaves
-        self._left = False  # the watcher walked away: the run thread records no more
         self._error: BaseException | None = None
         self._warned: set[str] = set()  # notes said: why some photo was done on the CPU
 
@@ -108,15 +108,12 @@ class Executor:
 
     def _leave(self) -> None:
         """Record the images at the front whose pictures are written (a run thread stuck in
-        the model would have recorded them at its next batch), then take no more records."""
+        the model would have recorded them at its next batch); what the run records later, the
+        ledger no longer takes (see :func:`.job.run_job`)."""
         if not self._records.acquire(timeout=1.0):  # the run thread waits on a stuck write
-            self._left = True
             return
         try:
-            pending = self._pending
-            while pending and _finished(pending[0][2]):
-                self._record(*pending.popleft())
-            self._left = True
+            self._record_finished(math.inf)
         finally:
             self._records.release()
 
@@ -235,20 +232,20 @@ class Executor:
         """Record finished images in order: all beyond ``block_until`` pending (waiting for
         them), and any already finished at the front (so rows follow pictures closely)."""
         with self._records:
-            pending = self._pending
-            while not self._left and pending and (
-                len(pending) > block_until or _finished(pending[0][2])
-            ):
-                self._record(*pending.popleft())
+            self._record_finished(block_until)
 
-    def _record(self, file: InputFile, work: Drawing | None, job: Job) -> None:
-        if isinstance(job, ImageOutcome):
-            self.record(job)
-            return
-        if job.cancelled() or isinstance(job.exception(), _STOPPED_WRITES):
-            return  # stopping: this image's writes were refused, nothing kept
-        assert work is not None
-        self.record(result_of(self.loaded, file, partial(_outcome, work, job)))
+    def _record_finished(self, block_until: float) -> None:
+        """:meth:`_settle`'s work, the lock held."""
+        pending = self._pending
+        while pending and (len(pending) > block_until or _finished(pending[0][2])):
+            file, work, job = pending.popleft()
+            if isinstance(job, ImageOutcome):
+                self.record(job)
+                continue
+            if job.cancelled() or isinstance(job.exception(), _STOPPED_WRITES):
+                continue  # stopping: this image's writes were refused, nothing kept
+            assert work is not None
+            self.record(result_of(self.loaded, file, partial(_outcome, work, job)))
 
     def _finish(self, read_pool: Workers | None) -> None:
         """Record what is pending (cancelling what has not started when stopping) and close
