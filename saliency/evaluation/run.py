@@ -222,7 +222,7 @@ def evaluate(
         for start in range(0, len(indices), size):
             chunk = indices[start : start + size]
             batch = torch.stack([items[i] for i in chunk]).to(device)
-            scored = _Batch(module, batch, chunk, result, protocol, target, scorer)
+            scored = _Batch(module, scorer, batch, chunk, result, protocol, target)
             scored.score(methods, options, normalization)
             if on_batch is not None:
                 on_batch(len(chunk))
@@ -239,12 +239,12 @@ class _Batch:
     """One batch of images of one shape, scored on every metric for every method."""
 
     module: nn.Module
+    scorer: nn.Module  # what scores the perturbed copies: ``module``, or a tuned copy of it
     x: torch.Tensor
     indices: list[int]
     result: Evaluation
     protocol: Protocol
     target: Target | None = None  # bound on the clean output in _maps
-    scorer: nn.Module | None = None  # what scores the perturbed copies (None: ``module``)
 
     def score(
         self,
@@ -325,7 +325,7 @@ class _Batch:
         target, its confidence for the rows ``wanted`` names."""
         out, size = [], self.protocol.per_pass(copies.device)
         for start in range(0, copies.shape[0], size):
-            output = (self.scorer or self.module)(copies[start : start + size])
+            output = self.scorer(copies[start : start + size])
             rows = wanted[start : start + size]
             # a classifier's top-1 class is a class target like any other: its softmax
             scored = ClassTarget(rows) if self.target is None else self.target.select(rows)
