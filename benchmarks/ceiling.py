@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from end_to_end import marginal, pipeline, stage_shares
-from photos import make_photos
+from photos import count_folders, make_photos
 from torch import nn
 
 from saliency import load_model
@@ -62,14 +62,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     writers = default_writers(loaded.device)
     photos = make_photos(args.work / "photos", args.count, (1024, 768))
-    folders = {}
-    for count in (args.small, args.count):
-        folder = args.work / f"ceiling-{count}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for p in photos[:count]:
-            if not (folder / p.name).exists():
-                (folder / p.name).symlink_to(p)
-        folders[count] = folder
+    folders = count_folders(args.work, photos, (args.small, args.count))
     out = args.work / "ceiling-out"
     print(f"a model of next to no cost, batch {args.batch}, 1024x768 JPEGs in, {args.format} out, "
           f"--fit {args.fit}, {cores} cores, {writers} writer processes")  # fmt: skip
