@@ -12,6 +12,7 @@ from torch import nn
 
 from saliency import explain, get_method, tuned
 from saliency.files.inputs import collect_inputs
+from saliency.models.folding import FoldedNorm, folded_into
 from saliency.models.loading import LoadedModel
 from saliency.models.preprocess import Preprocessing
 from saliency.models.tuning import tunes, why_not_tuned
@@ -28,12 +29,27 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+def _with_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
+    """``model`` with every batch norm given running statistics and an affine map of its own
+    (a fresh model's are 0, 1, 1 and 0, under which a wrongly folded norm would go unseen)."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d) and module.running_var is not None:
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.2)
+            module.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)
+            with torch.no_grad():
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
+    return model
+
+
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_tuned_maps_equal_the_models_in_float64(arch):
     """In float64 the summation order is no longer visible: what is left is whether the tuned
     pass computes the same function with the same rules at the same units."""
     build, size = ARCHITECTURES[arch]
-    model = build()
+    model = _with_statistics(build())
     if arch == "vgg11_bn":  # its 400 MB head in float64 would be most of this test's time
         model.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10))
     model = model.double()
@@ -51,7 +67,7 @@ def test_tuned_maps_within_float32_tolerance(arch):
     """In float32 (what runs) within 1e-4 relative L2 on these nets; deeper max pooling (VGG's)
     can flip a switch on a near-tie and move a plain gradient more (docs/performance.md)."""
     build, size = ARCHITECTURES[arch]
-    model = build().eval()
+    model = _with_statistics(build()).eval()
     x = torch.randn(2, 3, size, size)
     fast = tuned(model)
     for method in METHODS:
@@ -66,8 +82,11 @@ def test_tuned_replaces_every_norm_and_leaves_the_model_as_it_was():
     types = [type(m) for m in model.modules()]
     fast = tuned(model)
     assert not any(isinstance(m, (nn.BatchNorm2d, BatchNormAct2d)) for m in fast.modules())
-    assert type(fast.bn2).__name__ == "FrozenBatchNormAct2d"  # its ReLU6 kept
-    assert isinstance(fast.bn2.act, nn.ReLU6)
+    # every norm of Lite0 follows a convolution that only it reads: all are folded
+    assert sum(isinstance(m, nn.BatchNorm2d | BatchNormAct2d) for m in model.modules()) == 49
+    assert sum(isinstance(m, FoldedNorm) for m in fast.modules()) == 49
+    assert isinstance(fast.bn2, FoldedNorm) and isinstance(fast.bn2.act, nn.ReLU6)  # kept
+    assert folded_into(fast.conv_head) == "bn2" and folded_into(model.conv_head) is None
     assert fast.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
     assert [type(m) for m in model.modules()] == types
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -85,9 +104,9 @@ def test_norms_without_running_statistics_and_subclasses_are_kept():
         nn.Conv2d(4, 4, 3), _OwnNorm(4), nn.ReLU(),
         nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
     ).eval()  # fmt: skip
-    fast = tuned(model)
+    fast = tuned(_with_statistics(model))
     assert type(fast[1]) is nn.BatchNorm2d and type(fast[4]) is _OwnNorm
-    assert type(fast[7]).__name__ == "FrozenBatchNorm2d"
+    assert isinstance(fast[7], FoldedNorm) and folded_into(fast[6]) == "7"
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(fast(x), model(x))
 
@@ -130,7 +149,7 @@ class _Telling(nn.Module):
 
 
 @pytest.mark.parametrize(("asked", "method", "expected"), [
-    (None, "guided", "FrozenBatchNorm2d"), (False, "guided", "BatchNorm2d"),
+    (None, "guided", "FoldedNorm"), (False, "guided", "BatchNorm2d"),
     (None, "lrp_epsilon_plus", "BatchNorm2d"),
 ])  # fmt: skip
 def test_a_folder_run_uses_the_tuned_pass_on_a_cpu(tmp_path, asked, method, expected):

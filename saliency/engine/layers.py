@@ -188,6 +188,8 @@ def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = Non
         return _spelled(chosen, reader if chosen.name == named else None)
     base, reader = split_layer(name)
     info = by_name.get(base)
+    if base in (modules := dict(model.named_modules())):
+        _refuse_folded(modules[base], base)
     if reader is not None:
         get_reader(reader)  # a ValueError naming the readers if unknown
     if info is not None and _readable(info, reader):
@@ -204,6 +206,27 @@ def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = Non
     else:
         why = f"outputs {_shape(info.shape)}, not a feature map (B, C, h, w) with h*w > 1"
     raise ValueError(f"layer {base!r} {why}; {_candidates_hint(base, candidates)}")
+
+
+FOLDED = "saliency_folded_norm"  # set on a convolution by saliency.models.folding
+
+
+def folded_into(module: nn.Module) -> str | None:
+    """The name of the batch norm folded into ``module`` (a convolution), or None."""
+    name = getattr(module, FOLDED, None)
+    return name if isinstance(name, str) else None
+
+
+def _refuse_folded(module: nn.Module, name: str) -> None:
+    """Refuse a convolution with a batch norm folded into it (:func:`saliency.tuned`): its
+    output is the norm's, not its own."""
+    norm = folded_into(module)
+    if norm is not None:
+        raise ValueError(
+            f"layer {name!r} has the batch norm {norm!r} folded into its weights "
+            f"(saliency.tuned), so its output is {norm!r}'s, not its own: read {norm!r}, or "
+            f"tune the model with keep=[{name!r}] (the command keeps the --layer it is given)"
+        )
 
 
 def _readable(info: LayerInfo, reader: str | None) -> bool:
@@ -296,6 +319,7 @@ class LayerCapture:
         base, self.reader_name = split_layer(name)
         self.model = model
         self.module = dict(model.named_modules())[base]
+        _refuse_folded(self.module, base)
         self.size: tuple[int, int] | None = None  # the input's (H, W), for a token grid
         self.output: torch.Tensor | None = None
         self.parts: list[torch.Tensor] | None = None

@@ -9,6 +9,8 @@ changes of NCHW convolutions, whose oneDNN kernels work in NHWC. :func:`tuned` r
   eval mode (timm's ``FrozenBatchNorm2d``; ``BatchNormAct2d`` keeps its activation module), so
   its backward is one multiplication. The engine runs every pass in eval mode, so this is the
   function it computed;
+* each such norm that only a convolution's output goes into is folded into that convolution's
+  weights (:mod:`~saliency.models.folding`), so the pass skips it altogether;
 * the weights go to ``channels_last``, and so does every convolution's output after them.
 
 The maps differ from the untuned model's only in float32 rounding: in float64 they agree to
@@ -21,7 +23,7 @@ still reaches every unit.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,7 @@ import torch
 from timm.layers import BatchNormAct2d, freeze_batch_norm_2d
 from torch import nn
 
+from .folding import fold_batch_norms
 from .loading import LoadedModel
 
 if TYPE_CHECKING:
@@ -39,13 +42,15 @@ if TYPE_CHECKING:
 _FREEZABLE = (nn.BatchNorm2d, BatchNormAct2d)
 
 
-def tuned(model: nn.Module) -> nn.Module:
+def tuned(model: nn.Module, keep: Collection[str] = ()) -> nn.Module:
     """A copy of ``model`` whose pass costs less and computes the same maps.
 
-    Batch norms with running statistics become per-channel affine maps, and the weights are
-    stored ``channels_last``; ``model`` itself is left as it was. Use the copy only where the
-    model runs in eval mode (as ``explain`` runs it), and not for LRP, whose rules read each
-    batch norm's statistics.
+    Batch norms with running statistics become per-channel affine maps, folded into the
+    convolution before them where the code proves nothing else reads its output; the weights
+    are stored ``channels_last``; ``model`` itself is left as it was. Use the copy only where
+    the model runs in eval mode (as ``explain`` runs it), and not for LRP, whose rules read each
+    batch norm's statistics. A convolution with a norm folded in outputs the norm's values, so
+    a CAM that reads it is refused: name it in ``keep`` (its norm then stays) to read it.
 
     Example:
         ```python
@@ -64,12 +69,13 @@ def tuned(model: nn.Module) -> nn.Module:
         for name, child in list(parent.named_children()):
             if _freezable(child):
                 setattr(parent, name, freeze_batch_norm_2d(child))
+    fold_batch_norms(result, keep)
     return result.to(memory_format=torch.channels_last)
 
 
-def tuned_loaded(loaded: LoadedModel) -> LoadedModel:
+def tuned_loaded(loaded: LoadedModel, keep: Collection[str] = ()) -> LoadedModel:
     """``loaded`` with its model :func:`tuned` (its name, preprocessing and classes kept)."""
-    return replace(loaded, model=tuned(loaded.model))
+    return replace(loaded, model=tuned(loaded.model, keep))
 
 
 def why_not_tuned(kind: Kind, methods: Sequence[Method]) -> str | None:

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..engine.readers import split_layer
 from ..engine.registry import get_method
 from ..engine.report import RuleReport
 from ..files.inputs import InputFile
@@ -89,7 +90,8 @@ def run_job(
                 on_image(outcome)
 
         if tune and ledger.plan.todo:  # after its identity: the pass changes, not the model
-            loaded = tuned_loaded(loaded)
+            layer = options.method_options.layer  # a CAM reads its own output: not folded
+            loaded = tuned_loaded(loaded, keep=[split_layer(layer)[0]] if layer else [])
         if ledger.plan.todo:  # a reference photo goes the way the photos go
             target = options.target.as_run(partial(output_of, loaded=loaded, options=options))
             options = replace(options, target=target)
