@@ -21,7 +21,7 @@ from saliency.evaluation.metrics import (
     substrate,
 )
 from saliency.evaluation.ranking import centre_map, random_map, ranks, removed
-from saliency.evaluation.road import dissection_order, impute, impute_cg
+from saliency.evaluation.road import _numbered, dissection_order, impute, impute_cg
 from saliency.evaluation.run import Protocol, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +135,33 @@ def test_the_dissection_order_numbers_every_removed_pixel_once() -> None:
         impute_cg(image, gone, noise=0.0, tolerance=1e-12).numpy(),
         atol=1e-8,
     )  # fmt: skip
+
+
+def test_nested_holes_share_one_order_and_are_imputed_as_alone() -> None:
+    """A curve's fractions are nested: the smaller holes take the largest's order restricted
+    to their pixels, and each is imputed as if alone (and as conjugate gradients impute it)."""
+    places = ranks(random_map((1, 30, 40), 2))
+    holes = torch.cat([removed(places, f) for f in (0.3, 0.8, 0.5)])
+    other = removed(ranks(random_map((1, 30, 40), 3)), 0.4)  # not inside the others
+    gone = torch.cat([holes, other])
+    numbered = _numbered(gone.numpy())
+    outer = gone[1].numpy()
+    ys, xs = numbered[1]
+    for i in (0, 2):  # the 0.8 hole's order, restricted
+        inside = gone[i].numpy()[ys, xs]
+        np.testing.assert_array_equal(numbered[i][0], ys[inside])
+        np.testing.assert_array_equal(numbered[i][1], xs[inside])
+    assert np.array_equal(np.sort(numbered[3][0] * 40 + numbered[3][1]),
+                          np.flatnonzero(other.numpy()))  # fmt: skip
+    assert outer.sum() == ys.size
+    image = torch.randn(1, 3, 30, 40, dtype=torch.float64).cumsum(2).expand(4, -1, -1, -1)
+    together = impute(image, gone, noise=0.0)
+    for i in range(4):
+        alone = impute(image[i : i + 1], gone[i : i + 1], noise=0.0)
+        np.testing.assert_allclose(together[i].numpy(), alone[0].numpy(), atol=1e-10)
+    np.testing.assert_allclose(
+        together.numpy(), impute_cg(image, gone, noise=0.0, tolerance=1e-12).numpy(), atol=1e-8
+    )
 
 
 def test_copies_scored_by_the_tuned_model_agree_with_the_model() -> None:
