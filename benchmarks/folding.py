@@ -4,8 +4,9 @@ Three copies of the model: as loaded, tuned with every norm kept as its own per-
 (``saliency.tuned`` with every convolution in ``keep``: the tuned pass before folding), and
 tuned (norms folded where the code proves it, :mod:`saliency.models.folding`). Two loops each:
 
-* the bare loop: forward + ``torch.autograd.grad`` of the top scores to the input (frozen
-  parameters, ready tensors), batch ``--batch`` at ``--size``: what ``explain`` costs at least;
+* the bare loop (``compiled.bare``): forward + ``torch.autograd.grad`` of the top-1 scores to
+  the input (frozen parameters, ready tensors), batch ``--batch`` at ``--size``: what
+  ``explain`` costs at least;
 * the scoring pass: forward only, under ``no_grad``, 4 copies at 336x224: what ``evaluate``
   spends on each batch of perturbed copies on a CPU.
 
@@ -19,29 +20,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from functools import partial
 
 import torch
+from compiled import bare
 from torch import nn
 
 from saliency import load_model, tuned
 
 
-def _bare(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    def step() -> None:
-        inputs = x.clone().requires_grad_(True)
-        score = model(inputs).max(1).values.sum()
-        torch.autograd.grad(score, inputs)
-
-    return step
-
-
-def _scoring(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    def step() -> None:
-        with torch.no_grad():
-            model(x)
-
-    return step
+def _scoring(model: nn.Module, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        model(x)
 
 
 def main() -> None:
@@ -65,8 +55,12 @@ def main() -> None:
         "scoring pass, 4 copies at 336x224": torch.randn(4, 3, 224, 336),
     }
     for loop, x in loops.items():
-        make = _bare if loop.startswith("bare") else _scoring
-        steps = {name: make(m, x) for name, m in variants.items()}
+        if loop.startswith("bare"):  # the plain model's top-1 class, the same for every variant
+            with torch.no_grad():
+                target = model(x).argmax(1)
+            steps = {name: partial(bare, m, x, target) for name, m in variants.items()}
+        else:
+            steps = {name: partial(_scoring, m, x) for name, m in variants.items()}
         for step in steps.values():
             step()  # warm-up: oneDNN's kernels chosen, memory allocated
         times: dict[str, list[float]] = {name: [] for name in steps}

@@ -188,14 +188,15 @@ def resolve_layer(model: nn.Module, inputs: torch.Tensor, name: str | None = Non
         return _spelled(chosen, reader if chosen.name == named else None)
     base, reader = split_layer(name)
     info = by_name.get(base)
-    if base in (modules := dict(model.named_modules())):
+    modules = dict(model.named_modules())
+    if base in modules:
         _refuse_folded(modules[base], base)
     if reader is not None:
         get_reader(reader)  # a ValueError naming the readers if unknown
     if info is not None and _readable(info, reader):
         return _spelled(info, reader)
     if info is None:
-        exists = base in dict(model.named_modules())
+        exists = base in modules
         why = "did not run in the forward pass" if exists else "is not a submodule"
     elif info.calls != 1:
         why = f"runs {info.calls} times in one forward pass, so its output is ambiguous"
