@@ -21,7 +21,7 @@ from saliency.evaluation.metrics import (
     substrate,
 )
 from saliency.evaluation.ranking import centre_map, random_map, ranks, removed
-from saliency.evaluation.road import _numbered, dissection_order, impute, impute_cg
+from saliency.evaluation.road import _numbered, _same_holes, dissection_order, impute, impute_cg
 from saliency.evaluation.run import Protocol, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,6 +162,21 @@ def test_nested_holes_share_one_order_and_are_imputed_as_alone() -> None:
     np.testing.assert_allclose(
         together.numpy(), impute_cg(image, gone, noise=0.0, tolerance=1e-12).numpy(), atol=1e-8
     )
+
+
+def test_photos_with_the_same_hole_share_one_system_and_are_imputed_as_alone() -> None:
+    """The centre baseline removes the same pixels from every photo of a batch: those copies
+    are one system, factored once, and each photo is imputed as it is alone."""
+    hole = removed(ranks(centre_map((1, 30, 40))), 0.6)
+    other = removed(ranks(random_map((1, 30, 40), 4)), 0.6)
+    gone = torch.cat([hole, other, hole, hole])
+    assert _same_holes(gone.numpy()) == [[0, 2, 3], [1]]
+    images = torch.randn(4, 3, 30, 40, generator=torch.Generator().manual_seed(5)).double()
+    together = impute(images.cumsum(2), gone, noise=0.0)
+    for i in range(4):
+        alone = impute(images[i : i + 1].cumsum(2), gone[i : i + 1], noise=0.0)
+        np.testing.assert_allclose(together[i].numpy(), alone[0].numpy(), atol=1e-10)
+    assert not torch.equal(together[0], together[2])  # each photo's own pixels
 
 
 def test_copies_scored_by_the_tuned_model_agree_with_the_model() -> None:
