@@ -219,7 +219,7 @@ def test_compare_and_evaluate_on_a_detector(tmp_path: Path, weights: Path) -> No
     evaluated = cli(
         "evaluate", photos / "astronaut.jpg", photos / "coffee.jpg", "--out", tmp_path / "eval",
         "--model", MODEL, "--weights", weights, "--method", "gradcam", "--method", "drise",
-        "--set", "masks=100", "--curve-steps", "8", "--metric", "insertion", "--metric",
+        "--set", "masks=50", "--curve-steps", "4", "--metric", "insertion", "--metric",
         "pointing_game",
     )  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
