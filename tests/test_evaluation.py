@@ -164,9 +164,13 @@ def test_nested_holes_share_one_order_and_are_imputed_as_alone() -> None:
     )
 
 
-def test_photos_with_the_same_hole_share_one_system_and_are_imputed_as_alone() -> None:
+def test_photos_with_the_same_hole_share_one_system_and_are_imputed_as_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The centre baseline removes the same pixels from every photo of a batch: those copies
-    are one system, factored once, and each photo is imputed as it is alone."""
+    are one system, factored once, and each photo is imputed as it is alone (also where the
+    photos are solved a few at a time: here 2)."""
+    monkeypatch.setattr("saliency.evaluation.road._RHS_IMAGES", 2)
     hole = removed(ranks(centre_map((1, 30, 40))), 0.6)
     other = removed(ranks(random_map((1, 30, 40), 4)), 0.6)
     gone = torch.cat([hole, other, hole, hole])

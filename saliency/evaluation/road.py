@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -156,25 +157,56 @@ def _numbered(holes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return numbered
 
 
+_RHS_IMAGES = 16  # photos solved at a time against one factorization: memory stays flat
+
+
 def _solve_direct(images: list[torch.Tensor], ys: np.ndarray, xs: np.ndarray) -> None:
     """Impute ``images`` (each C, H, W, on the CPU, with the same hole) in place at the pixels
     (``ys``, ``xs``), numbered so that the factors stay sparse (:func:`_numbered`), without
-    noise: the sparse system built with NumPy once, solved by SuperLU for every image and
-    channel at once (one right-hand side each; a column's solution does not depend on the
+    noise: the system factored once by SuperLU and solved for every image and channel (a
+    right-hand side each, 16 images at a time; a column's solution does not depend on the
     others, so it is the one a system of its own gives)."""
-    import scipy.sparse as sparse
     from scipy.sparse.linalg import splu
 
     channels, h, w = images[0].shape
     if ys.size == 0:
         return
+    matrix, known = _system(ys, xs, h, w)
+    # symmetric positive definite: no pivoting, so the order above is the factors' order. The
+    # factors in single precision (a quarter less time: 126 against 172 ms at 90% of 336x224
+    # removed), then one step of refinement in double precision brings the solution back to
+    # double precision's (residual 1e-5 before, below 1e-12 after; tests/test_evaluation.py)
+    factors = splu(matrix.astype(np.float32), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                   options={"SymmetricMode": True})  # fmt: skip
+    flat = ys * w + xs
+    for start in range(0, len(images), _RHS_IMAGES):
+        chunk = images[start : start + _RHS_IMAGES]
+        values = np.concatenate([image.numpy().reshape(channels, -1) for image in chunk])
+        rhs = np.zeros((ys.size, values.shape[0]))
+        for rows, places, weight in known:  # the kept neighbours' share
+            rhs[rows] += weight * values[:, places].T
+        solution = factors.solve(rhs.astype(np.float32)).astype(np.float64)
+        residual = rhs - matrix @ solution
+        solution = solution + factors.solve(residual.astype(np.float32))
+        for number, image in enumerate(chunk):
+            solved = torch.from_numpy(solution[:, number * channels : (number + 1) * channels].T)
+            image.view(channels, -1)[:, flat] = solved.to(image.dtype)
+
+
+def _system(
+    ys: np.ndarray, xs: np.ndarray, h: int, w: int
+) -> tuple[Any, list[tuple[np.ndarray, np.ndarray, float]]]:
+    """The sparse matrix (CSC) of the removed pixels (``ys``, ``xs``) in their order, and the
+    kept neighbours each equation reads: (equations, flat pixel positions, weight) per
+    direction."""
+    import scipy.sparse as sparse
+
     index = np.full((h, w), -1, dtype=np.int64)
     index[ys, xs] = np.arange(ys.size)
-    values = np.concatenate([image.numpy().reshape(channels, -1) for image in images])
     weights = WEIGHTS.numpy()
     rows, cols, entries = [], [], []
+    known = []
     degree = np.zeros(ys.size)
-    rhs = np.zeros((ys.size, values.shape[0]))
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             weight = float(weights[dy + 1, dx + 1])
@@ -189,7 +221,7 @@ def _solve_direct(images: list[torch.Tensor], ys: np.ndarray, xs: np.ndarray) ->
             rows.append(k[unknown])
             cols.append(neighbour[unknown])
             entries.append(np.full(int(unknown.sum()), -weight))
-            rhs[k[~unknown]] += weight * values[:, ny[~unknown] * w + nx[~unknown]].T
+            known.append((k[~unknown], ny[~unknown] * w + nx[~unknown], weight))
     rows.append(np.arange(ys.size))
     cols.append(np.arange(ys.size))
     entries.append(degree)
@@ -197,19 +229,7 @@ def _solve_direct(images: list[torch.Tensor], ys: np.ndarray, xs: np.ndarray) ->
         (np.concatenate(entries), (np.concatenate(rows), np.concatenate(cols))),
         shape=(ys.size, ys.size),
     )
-    # symmetric positive definite: no pivoting, so the order above is the factors' order. The
-    # factors in single precision (a quarter less time: 126 against 172 ms at 90% of 336x224
-    # removed), then one step of refinement in double precision brings the solution back to
-    # double precision's (residual 1e-5 before, below 1e-12 after; tests/test_evaluation.py)
-    factors = splu(matrix.astype(np.float32), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                   options={"SymmetricMode": True})  # fmt: skip
-    solution = factors.solve(rhs.astype(np.float32)).astype(np.float64)
-    residual = rhs - matrix @ solution
-    solution = solution + factors.solve(residual.astype(np.float32))
-    flat = ys * w + xs
-    for number, image in enumerate(images):
-        solved = torch.from_numpy(solution[:, number * channels : (number + 1) * channels].T)
-        image.view(channels, -1)[:, flat] = solved.to(image.dtype)
+    return matrix, known
 
 
 def dissection_order(ys: np.ndarray, xs: np.ndarray, leaf: int = 64) -> np.ndarray:
