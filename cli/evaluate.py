@@ -200,6 +200,7 @@ def _say_cost(
     first photo (an evaluation of 2 photos and 2 methods took 46 s on 2 cores and said nothing)."""
     from saliency.engine.registry import get_method
     from saliency.evaluation.road import impute_seconds
+    from saliency.evaluation.run import batches
     from saliency.models.timing import duration, pass_seconds
     from saliency.models.tuning import tuned_loaded, tunes
 
@@ -213,7 +214,10 @@ def _say_cost(
     said = f"{passes:,} forward passes"
     imputations = maps * protocol.imputations(metrics)
     if imputations:
-        seconds += imputations * impute_seconds(inputs[0].to(loaded.device))
+        # the centre baseline's holes are the same for a batch's photos: one system a batch
+        shared = len(inputs) - len(batches(inputs, protocol.batch_size))
+        systems = imputations - shared * protocol.imputations(metrics)
+        seconds += systems * impute_seconds(inputs[0].to(loaded.device))
         said += f" and {imputations:,} ROAD imputations"
     photos, chosen = common.count(len(inputs), "photo"), common.count(len(methods), "method")
     common.stderr().print(

@@ -22,7 +22,7 @@ from saliency.evaluation.metrics import (
 )
 from saliency.evaluation.ranking import centre_map, random_map, ranks, removed
 from saliency.evaluation.road import _numbered, _same_holes, dissection_order, impute, impute_cg
-from saliency.evaluation.run import Protocol, evaluate
+from saliency.evaluation.run import Protocol, batches, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_images"
@@ -181,6 +181,14 @@ def test_photos_with_the_same_hole_share_one_system_and_are_imputed_as_alone(
         alone = impute(images[i : i + 1].cumsum(2), gone[i : i + 1], noise=0.0)
         np.testing.assert_allclose(together[i].numpy(), alone[0].numpy(), atol=1e-10)
     assert not torch.equal(together[0], together[2])  # each photo's own pixels
+
+
+def test_batches_hold_images_of_one_shape_in_order_and_at_most_the_size() -> None:
+    """What an evaluation scores together, and what its estimate counts the centre baseline's
+    shared ROAD systems by."""
+    wide, tall = torch.zeros(3, 4, 6), torch.zeros(3, 6, 4)
+    assert batches([wide, tall, wide, wide, tall, wide], 2) == [[0, 2], [3, 5], [1, 4]]
+    assert batches([wide] * 3, 64) == [[0, 1, 2]]
 
 
 def test_copies_scored_by_the_tuned_model_agree_with_the_model() -> None:

@@ -218,20 +218,28 @@ def evaluate(
     result = Evaluation(names, [*methods, *baselines], list(metrics))
     device = next(module.parameters()).device
     size = protocol.batch_size
-    for indices in by_shape(tuple(item.shape) for item in items):
-        for start in range(0, len(indices), size):
-            chunk = indices[start : start + size]
-            batch = torch.stack([items[i] for i in chunk]).to(device)
-            scored = _Batch(module, scorer, batch, chunk, result, protocol, target)
-            scored.score(methods, options, normalization)
-            if on_batch is not None:
-                on_batch(len(chunk))
+    for chunk in batches(items, size):
+        batch = torch.stack([items[i] for i in chunk]).to(device)
+        scored = _Batch(module, scorer, batch, chunk, result, protocol, target)
+        scored.score(methods, options, normalization)
+        if on_batch is not None:
+            on_batch(len(chunk))
     order = {name: i for i, name in enumerate(result.methods)}
     result.scores.sort(key=lambda r: (r["index"], order[r["method"]], METRICS.index(r["metric"])))
     result.curves.sort(
         key=lambda r: (r["index"], order[r["method"]], METRICS.index(r["metric"]), r["fraction"])
     )
     return result
+
+
+def batches(inputs: Sequence[torch.Tensor], size: int) -> list[list[int]]:
+    """The indices of ``inputs`` in the batches an evaluation scores: images of one shape
+    together, ``size`` at most. (The centre baseline's ROAD systems are one a batch.)"""
+    return [
+        indices[start : start + size]
+        for indices in by_shape(tuple(item.shape) for item in inputs)
+        for start in range(0, len(indices), size)
+    ]
 
 
 @dataclass
