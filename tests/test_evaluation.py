@@ -21,7 +21,7 @@ from saliency.evaluation.metrics import (
     substrate,
 )
 from saliency.evaluation.ranking import centre_map, random_map, ranks, removed
-from saliency.evaluation.road import _numbered, _same_holes, dissection_order, impute, impute_cg
+from saliency.evaluation.road import WEIGHTS, _same_holes, _system, impute, impute_cg
 from saliency.evaluation.run import Protocol, batches, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,38 +122,13 @@ def test_shared_ends_and_many_fractions_a_pass_change_no_point() -> None:
             torch.testing.assert_close(curve, torch.stack(expected, 1))
 
 
-def test_the_dissection_order_numbers_every_removed_pixel_once() -> None:
-    hole = removed(ranks(random_map((1, 30, 40), 1)), 0.7)[0].numpy()
-    ys, xs = np.nonzero(hole)
-    order = dissection_order(ys, xs)
-    assert sorted(order.tolist()) == list(range(ys.size))
-    assert not np.array_equal(order, np.arange(ys.size))  # a reordering, not row order
-    image = torch.randn(1, 3, 30, 40, dtype=torch.float64).cumsum(2)
-    gone = torch.from_numpy(hole)[None]
-    np.testing.assert_allclose(
-        impute(image, gone, noise=0.0).numpy(),
-        impute_cg(image, gone, noise=0.0, tolerance=1e-12).numpy(),
-        atol=1e-8,
-    )  # fmt: skip
-
-
-def test_nested_holes_share_one_order_and_are_imputed_as_alone() -> None:
-    """A curve's fractions are nested: the smaller holes take the largest's order restricted
-    to their pixels, and each is imputed as if alone (and as conjugate gradients impute it)."""
+def test_holes_of_a_curve_and_others_are_imputed_as_alone_and_as_conjugate_gradients() -> None:
+    """A curve's nested holes and an unrelated one, solved side by side (threads), each as if
+    alone, and as conjugate gradients solve them: the direct solve is exact, not approximate."""
     places = ranks(random_map((1, 30, 40), 2))
     holes = torch.cat([removed(places, f) for f in (0.3, 0.8, 0.5)])
     other = removed(ranks(random_map((1, 30, 40), 3)), 0.4)  # not inside the others
     gone = torch.cat([holes, other])
-    numbered = _numbered(gone.numpy())
-    outer = gone[1].numpy()
-    ys, xs = numbered[1]
-    for i in (0, 2):  # the 0.8 hole's order, restricted
-        inside = gone[i].numpy()[ys, xs]
-        np.testing.assert_array_equal(numbered[i][0], ys[inside])
-        np.testing.assert_array_equal(numbered[i][1], xs[inside])
-    assert np.array_equal(np.sort(numbered[3][0] * 40 + numbered[3][1]),
-                          np.flatnonzero(other.numpy()))  # fmt: skip
-    assert outer.sum() == ys.size
     image = torch.randn(1, 3, 30, 40, dtype=torch.float64).cumsum(2).expand(4, -1, -1, -1)
     together = impute(image, gone, noise=0.0)
     for i in range(4):
@@ -162,6 +137,8 @@ def test_nested_holes_share_one_order_and_are_imputed_as_alone() -> None:
     np.testing.assert_allclose(
         together.numpy(), impute_cg(image, gone, noise=0.0, tolerance=1e-12).numpy(), atol=1e-8
     )
+    assert torch.equal(together[~gone[:, None].expand_as(together)],
+                       image[~gone[:, None].expand_as(image)])  # fmt: skip
 
 
 def test_photos_with_the_same_hole_share_one_system_and_are_imputed_as_alone(
@@ -252,6 +229,25 @@ def test_road_imputes_the_weighted_mean_of_the_neighbours_by_hand() -> None:
     for solve in (impute, impute_cg):
         got = solve(x, pair, noise=0.0)[0, 0, 1, :2]
         np.testing.assert_allclose(got.numpy(), solution.numpy(), rtol=1e-6)
+
+
+def test_the_road_system_is_the_upper_triangle_of_the_matrix_by_its_definition() -> None:
+    """What QDLDL factors: the weight sum on the diagonal, minus a weight for each removed
+    neighbour (a pair of them in the 8-neighbourhood), only the upper triangle, rows sorted."""
+    hole = removed(ranks(random_map((1, 7, 9), 6)), 0.6)[0].numpy()
+    ys, xs = np.nonzero(hole)
+    upper, kept = _system(ys, xs, 7, 9)
+    weights = WEIGHTS.double().numpy()
+    expected = np.zeros((ys.size, ys.size))
+    for i, (y, x) in enumerate(zip(ys, xs, strict=True)):
+        for j, (v, u) in enumerate(zip(ys, xs, strict=True)):
+            if i != j and abs(v - y) <= 1 and abs(u - x) <= 1:
+                expected[i, j] = -weights[v - y + 1, u - x + 1]
+        inside = weights[max(0, 1 - y) : min(3, 7 - y + 1), max(0, 1 - x) : min(3, 9 - x + 1)]
+        expected[i, i] = inside.sum()
+    assert upper.has_sorted_indices
+    np.testing.assert_allclose(upper.toarray(), np.triu(expected))
+    np.testing.assert_array_equal(kept, ~hole)
 
 
 def test_road_agrees_with_pytorch_grad_cam() -> None:

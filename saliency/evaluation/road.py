@@ -83,10 +83,12 @@ def impute(
     out = images.clone()
     holes = removed.cpu().numpy()
     groups = _same_holes(holes)  # one system, factored once, for each distinct hole
-    pixels = _numbered(holes[[group[0] for group in groups]])
-    jobs = [([out[i] for i in group], *where) for group, where in zip(groups, pixels, strict=True)]
+    jobs: list[tuple[list[torch.Tensor], np.ndarray, np.ndarray]] = []
+    for group in groups:
+        ys, xs = np.nonzero(holes[group[0]])  # row-major, as _system numbers them
+        jobs.append(([out[i] for i in group], ys, xs))
     threads = min(len(jobs), torch.get_num_threads())
-    if threads > 1:  # SuperLU lets go of the GIL: the systems are solved side by side,
+    if threads > 1:  # QDLDL lets go of the GIL: the systems are solved side by side,
         # the largest first so that no thread is left with one at the end
         jobs.sort(key=lambda job: -job[1].size)
         with ThreadPoolExecutor(threads, thread_name_prefix="saliency-road") as pool:
@@ -136,58 +138,34 @@ def _same_holes(holes: np.ndarray) -> list[list[int]]:
     return list(groups.values())
 
 
-def _numbered(holes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each hole's pixels (rows, columns) in a :func:`dissection_order`. A hole inside a larger
-    one (a curve's fractions are nested) takes the larger one's order restricted to its pixels:
-    a separator of the larger hole still separates the smaller, and the order is found once a
-    curve (0.25 s of a curve's 1 s of solving, all of it holding the GIL)."""
-    numbered: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, int),) * 2] * len(holes)
-    done: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (hole, rows, columns)
-    for i in sorted(range(len(holes)), key=lambda i: -int(holes[i].sum())):
-        hole = holes[i]
-        outer = next((d for d in done if not (hole & ~d[0]).any()), None)
-        if outer is not None:
-            inside = hole[outer[1], outer[2]]
-            numbered[i] = (outer[1][inside], outer[2][inside])
-            continue
-        ys, xs = np.nonzero(hole)
-        order = dissection_order(ys, xs)
-        numbered[i] = (ys[order], xs[order])
-        done.append((hole, *numbered[i]))
-    return numbered
-
-
 _RHS_IMAGES = 16  # photos solved at a time against one factorization: memory stays flat
 
 
 def _solve_direct(images: list[torch.Tensor], ys: np.ndarray, xs: np.ndarray) -> None:
     """Impute ``images`` (each C, H, W, on the CPU, with the same hole) in place at the pixels
-    (``ys``, ``xs``), numbered so that the factors stay sparse (:func:`_numbered`), without
-    noise: the system factored once by SuperLU and solved for every image and channel (a
-    right-hand side each, 16 images at a time; a column's solution does not depend on the
-    others, so it is the one a system of its own gives)."""
-    from scipy.sparse.linalg import splu
+    (``ys``, ``xs``), without noise: the system factored once and solved for every image and
+    channel (a right-hand side each, 16 images at a time; a column's solution does not depend
+    on the others, so it is the one a system of its own gives).
+
+    The system is symmetric positive definite, so it is factored as L D L^T (QDLDL, in double
+    precision, its pixels in an approximate minimum degree order; it lets go of the GIL). A
+    curve of nine fractions of a 336x224 photo took 0.87 s against 1.27 s with SuperLU's LU in
+    single precision, in a nested dissection order, refined once in double precision."""
+    import qdldl
 
     channels, h, w = images[0].shape
     if ys.size == 0:
         return
     matrix, kept = _system(ys, xs, h, w)
-    # symmetric positive definite: no pivoting, so the order above is the factors' order. The
-    # factors in single precision (a quarter less time: 126 against 172 ms at 90% of 336x224
-    # removed), then one step of refinement in double precision brings the solution back to
-    # double precision's (residual 1e-5 before, below 1e-12 after; tests/test_evaluation.py)
-    factors = splu(matrix.astype(np.float32), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                   options={"SymmetricMode": True})  # fmt: skip
+    factors = qdldl.Solver(matrix, upper=True)
     flat = ys * w + xs
     for start in range(0, len(images), _RHS_IMAGES):
         chunk = images[start : start + _RHS_IMAGES]
         values = np.concatenate([image.numpy() for image in chunk]) * kept  # (C x k, H, W)
-        rhs = _neighbours_share(values)[:, ys, xs].T  # what the kept neighbours contribute
-        solution = factors.solve(rhs.astype(np.float32)).astype(np.float64)
-        residual = rhs - matrix @ solution
-        solution = solution + factors.solve(residual.astype(np.float32))
+        rhs = _neighbours_share(values)[:, ys, xs]  # what the kept neighbours contribute
+        solution = torch.from_numpy(np.stack([factors.solve(column) for column in rhs]))
         for number, image in enumerate(chunk):
-            solved = torch.from_numpy(solution[:, number * channels : (number + 1) * channels].T)
+            solved = solution[number * channels : (number + 1) * channels]
             image.view(channels, -1)[:, flat] = solved.to(image.dtype)
 
 
@@ -201,26 +179,29 @@ _STENCIL = [
 
 
 def _system(ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> tuple[Any, np.ndarray]:
-    """The sparse matrix (CSC) of the removed pixels (``ys``, ``xs``) in their order, and the
-    kept pixels (H, W; 1 kept, 0 removed). Built a row at a time from the padded index image
-    (a row is its pixel and its removed neighbours), every row at once: the matrix is
-    symmetric, so its rows are its columns (a third of the time of building it from
-    coordinates, which held the GIL)."""
+    """The upper triangle (CSC) of the sparse matrix of the removed pixels (``ys``, ``xs``, in
+    row-major order, as ``np.nonzero`` gives them), and the kept pixels (H, W; 1 kept, 0
+    removed). The matrix is symmetric, so a column is its pixel's row: the pixel's weight sum
+    and minus the weights of its removed neighbours; the upper triangle holds the neighbours
+    numbered before it (the row above, and the one to its left: the stencil's first four, in
+    increasing order), then the pixel itself, so each column's rows are sorted. Built every
+    column at once from the padded index image (no coordinates held in Python)."""
     import scipy.sparse as sparse
 
     count = ys.size
     index = np.full((h + 2, w + 2), -1, dtype=np.int64)  # a border of -1: outside the photo
     index[ys + 1, xs + 1] = np.arange(count)
-    columns = np.empty((count, len(_STENCIL) + 1), dtype=np.int64)
-    entries = np.empty(columns.shape)
-    columns[:, 0] = np.arange(count)
-    entries[:, 0] = _neighbours_share(np.ones((1, h, w)))[0, ys, xs]  # each one's weight sum
-    for number, (dy, dx, weight) in enumerate(_STENCIL, start=1):
-        columns[:, number] = index[ys + 1 + dy, xs + 1 + dx]
+    before = [(dy, dx, weight) for dy, dx, weight in _STENCIL if (dy, dx) < (0, 0)]
+    rows = np.empty((count, len(before) + 1), dtype=np.int64)
+    entries = np.empty(rows.shape)
+    for number, (dy, dx, weight) in enumerate(before):
+        rows[:, number] = index[ys + 1 + dy, xs + 1 + dx]
         entries[:, number] = -weight
-    present = columns >= 0
+    rows[:, -1] = np.arange(count)
+    entries[:, -1] = _neighbours_share(np.ones((1, h, w)))[0, ys, xs]  # each one's weight sum
+    present = rows >= 0
     starts = np.concatenate([[0], np.cumsum(present.sum(1))])
-    matrix = sparse.csc_matrix((entries[present], columns[present], starts), shape=(count, count))
+    matrix = sparse.csc_matrix((entries[present], rows[present], starts), shape=(count, count))
     return matrix, (index[1:-1, 1:-1] < 0).astype(np.float32)
 
 
@@ -234,29 +215,3 @@ def _neighbours_share(values: np.ndarray) -> np.ndarray:
     for dy, dx, weight in _STENCIL:
         share += weight * padded[:, 1 + dy : h + 1 + dy, 1 + dx : w + 1 + dx]
     return share
-
-
-def dissection_order(ys: np.ndarray, xs: np.ndarray, leaf: int = 64) -> np.ndarray:
-    """A nested dissection order of the pixels at (``ys``, ``xs``): each box of pixels split at
-    its median row (or column, the longer side) into two halves, numbered first, and the line
-    between them, numbered last. Under the 8-neighbour stencil no pixel of one half touches the
-    other, so a factor fills in little (2D grids: SuperLU's column orders took 1.3 to 1.8 times
-    as long at 50 to 90% removed, 224x336). Boxes of at most ``leaf`` pixels are left whole:
-    with 64, a curve of nine fractions took 1.23 s, against 1.47 s with 16 (more numbering in
-    Python) and 1.59 s with 256 (more fill)."""
-    parts: list[np.ndarray] = []
-    stack: list[tuple[np.ndarray, bool]] = [(np.arange(ys.size), False)]
-    while stack:  # depth first: the lower half, the upper, then the line (pushed first)
-        index, done = stack.pop()
-        if done or index.size <= leaf:
-            parts.append(index)
-            continue
-        y, x = ys[index], xs[index]
-        along = y if np.ptp(y) >= np.ptp(x) else x
-        middle = np.partition(along, along.size // 2)[along.size // 2]
-        lower, line, upper = index[along < middle], index[along == middle], index[along > middle]
-        if lower.size == 0 and upper.size == 0:
-            parts.append(index)
-            continue
-        stack += [(line, True), (upper, False), (lower, False)]
-    return np.concatenate(parts)
