@@ -248,6 +248,8 @@ def test_the_road_system_is_the_upper_triangle_of_the_matrix_by_its_definition()
     assert upper.has_sorted_indices
     np.testing.assert_allclose(upper.toarray(), np.triu(expected))
     np.testing.assert_array_equal(kept, ~hole)
+    with pytest.raises(ValueError, match="row-major"):  # else a column's rows leave the triangle
+        _system(ys[::-1], xs[::-1], 7, 9)
 
 
 def test_road_agrees_with_pytorch_grad_cam() -> None:

@@ -149,8 +149,9 @@ def _solve_direct(images: list[torch.Tensor], ys: np.ndarray, xs: np.ndarray) ->
 
     The system is symmetric positive definite, so it is factored as L D L^T (QDLDL, in double
     precision, its pixels in an approximate minimum degree order; it lets go of the GIL). A
-    curve of nine fractions of a 336x224 photo took 0.87 s against 1.27 s with SuperLU's LU in
-    single precision, in a nested dissection order, refined once in double precision."""
+    curve of nine fractions of a 336x224 photo took 0.75 s on one thread against 1.17 s with
+    SuperLU's LU in single precision, in a nested dissection order, refined once in double
+    precision."""
     import qdldl
 
     channels, h, w = images[0].shape
@@ -189,6 +190,8 @@ def _system(ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> tuple[Any, np.nda
     import scipy.sparse as sparse
 
     count = ys.size
+    if count > 1 and not (np.diff(ys * w + xs) > 0).all():
+        raise ValueError("the removed pixels must come in row-major order (as np.nonzero)")
     index = np.full((h + 2, w + 2), -1, dtype=np.int64)  # a border of -1: outside the photo
     index[ys + 1, xs + 1] = np.arange(count)
     before = [(dy, dx, weight) for dy, dx, weight in _STENCIL if (dy, dx) < (0, 0)]
